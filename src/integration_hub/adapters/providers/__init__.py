@@ -1,0 +1,1 @@
+"""Provider adapters: sandbox outbox, SMTP, SES, Twilio, WhatsApp Cloud API."""

@@ -1,0 +1,112 @@
+"""Row <-> domain conversions shared by the SQL backends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from integration_hub.domain.models import (
+    Attempt,
+    Notification,
+    NotificationRequest,
+    Outcome,
+    from_epoch,
+)
+from integration_hub.domain.routing import Channel, Route
+from integration_hub.domain.status import Status
+from integration_hub.domain.tenants import ApiKeyRecord, Tenant, TenantStatus
+
+
+def to_dt(value: float | None) -> datetime | None:
+    """Epoch seconds to an aware UTC datetime."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+to_dt_required = from_epoch
+
+
+def to_epoch(value: datetime) -> float:
+    """Aware datetime to epoch seconds."""
+    return value.timestamp()
+
+
+def tenant_config(tenant: Tenant) -> str:
+    """The JSON column that holds a tenant's routing and budget."""
+    return json.dumps(
+        {
+            "routes": {
+                country: {"channel": str(r.channel), "provider": r.provider}
+                for country, r in tenant.routes.items()
+            },
+            "max_attempts": tenant.max_attempts,
+        }
+    )
+
+
+def tenant_from_row(row: Mapping[str, Any]) -> Tenant:
+    """A tenants row to a Tenant."""
+    config = json.loads(row["config"] or "{}")
+    routes = {
+        country: Route(Channel(r["channel"]), r.get("provider", "sandbox"))
+        for country, r in config.get("routes", {}).items()
+    }
+    return Tenant(
+        id=row["id"],
+        name=row["name"],
+        status=TenantStatus(row["status"]),
+        created_at=to_dt_required(row["created_at"]),
+        routes=routes,
+        max_attempts=config.get("max_attempts"),
+    )
+
+
+def api_key_from_row(row: Mapping[str, Any]) -> ApiKeyRecord:
+    """An api_keys row to an ApiKeyRecord."""
+    return ApiKeyRecord(
+        key_id=row["key_id"],
+        tenant=row["tenant"],
+        hash=row["hash"],
+        created_at=to_dt_required(row["created_at"]),
+        revoked_at=to_dt(row["revoked_at"]),
+    )
+
+
+def notification_from_row(
+    row: Mapping[str, Any], attempts: list[Attempt] | None = None
+) -> Notification:
+    """A notifications row (and its attempts) to a Notification."""
+    return Notification(
+        id=row["id"],
+        tenant=row["tenant"],
+        country=row["country"],
+        channel=Channel(row["channel"]),
+        provider=row["provider"],
+        request=NotificationRequest.model_validate_json(row["request"]),
+        idempotency_key=row["idempotency_key"],
+        created_at=to_dt_required(row["created_at"]),
+        updated_at=to_dt_required(row["updated_at"]),
+        status=Status(row["status"]),
+        attempts_used=row["attempts_used"],
+        attempt_count=row["attempt_count"],
+        last_error=row["last_error"],
+        finished_at=to_dt(row["finished_at"]),
+        claimed_by=row["claim_token"],
+        attempts=attempts or [],
+    )
+
+
+def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
+    """An attempts row to an Attempt; an attempt with no outcome never finished."""
+    return Attempt(
+        number=row["number"],
+        provider=row["provider"],
+        started_at=to_dt_required(row["started_at"]),
+        outcome=Outcome(row["outcome"]) if row["outcome"] else Outcome.ABANDONED,
+        latency_ms=row["latency_ms"] or 0.0,
+        error_class=row["error_class"],
+        error_code=row["error_code"],
+        message=row["message"],
+        provider_message_id=row["provider_message_id"],
+    )

@@ -1,0 +1,1 @@
+"""The embedded backend: store, queue and outbox in one SQLite file (WAL)."""

@@ -1,0 +1,157 @@
+"""One SQLite file shared by the store, the queue and the outbox.
+
+Writes go through a single writer thread with ``BEGIN IMMEDIATE`` (a deferred
+transaction that later writes gets SQLITE_BUSY at once, ignoring the busy
+timeout); reads use a small pool of reader threads, which WAL lets run beside
+the writer. The event loop never touches a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+from integration_hub.domain.errors import Unavailable
+from integration_hub.ports import Clock, SystemClock
+
+T = TypeVar("T")
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA temp_store=MEMORY",
+)
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute.db`` to a path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+class SqliteDatabase:
+    """Thread-confined access to one SQLite file for async callers."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        busy_timeout_ms: int = 5000,
+        readers: int = 4,
+    ) -> None:
+        self.path = path
+        self.clock: Clock = clock or SystemClock()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="ihub-sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="ihub-sqlite-reader")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self._migrated = False
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,  # we issue BEGIN ourselves
+                check_same_thread=False,  # closed from the closing thread
+                timeout=self._busy_timeout_ms / 1000,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return fn(self._connection())
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one write transaction on the writer thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._writer, self._run_write, fn)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
+            raise
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on a reader thread (a consistent snapshot per statement)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, self._run_read, fn)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
+            raise
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema; safe to run from several processes at once."""
+        if self._migrated:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scripts = sorted(
+            (
+                f
+                for f in resources.files(__package__).joinpath("migrations").iterdir()
+                if f.name.endswith(".sql")
+            ),
+            key=lambda f: f.name,
+        )
+
+        def apply(conn: sqlite3.Connection) -> None:
+            for script in scripts:
+                conn.executescript(
+                    "BEGIN IMMEDIATE;\n" + script.read_text(encoding="utf-8") + "\nCOMMIT;"
+                )
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._run_read, apply)
+        self._migrated = True
+
+    def on_enqueue(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop after a write that made messages available."""
+        self._listeners.append(listener)
+
+    def notify_enqueued(self) -> None:
+        """Wake in-process consumers (other processes poll)."""
+        for listener in self._listeners:
+            listener()
+
+    def close(self) -> None:
+        """Finish pending work and close every connection."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()

@@ -1,0 +1,49 @@
+"""Settings, read from ``IHUB_*`` environment variables (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the hub; the README's configuration table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="IHUB_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./ihub.db", description="where state and queue live"
+    )
+    host: str = Field(default="127.0.0.1", description="API bind address")
+    port: int = Field(default=8000, ge=0, le=65535, description="API port")
+
+    worker_concurrency: int = Field(default=32, ge=1, description="provider calls in flight")
+    worker_batch_size: int = Field(default=32, ge=1, le=1000, description="ids per receive")
+    visibility_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="lease on a received message and on its claim"
+    )
+    poll_interval_seconds: float = Field(
+        default=0.5, gt=0, description="idle wait between receives when the queue is empty"
+    )
+    provider_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="upper bound on one provider call"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="time in-flight work gets after SIGTERM"
+    )
+
+    max_attempts: int = Field(default=5, ge=1, description="default attempt budget per tenant")
+    backoff_base_seconds: float = Field(default=1.0, gt=0, description="first retry ceiling")
+    backoff_cap_seconds: float = Field(default=300.0, gt=0, description="largest retry delay")
+
+    idempotency_ttl_seconds: float = Field(
+        default=86400.0, gt=0, description="how long Idempotency-Keys are remembered"
+    )
+    idempotency_lock_seconds: float = Field(
+        default=10.0, gt=0, description="how long an in-flight key answers 409"
+    )
+    max_body_bytes: int = Field(default=65536, ge=1024, description="request body limit")
+    tenant_cache_seconds: float = Field(
+        default=2.0, ge=0, description="how long the worker caches tenant configuration"
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error")

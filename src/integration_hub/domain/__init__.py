@@ -1,0 +1,1 @@
+"""Pure domain: models, statuses, routing, retry policy and errors. No I/O."""

@@ -1,0 +1,65 @@
+"""What a provider is asked to send, and how it answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from integration_hub.domain.models import Outcome, Recipient
+from integration_hub.domain.routing import Channel
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One delivery attempt handed to a provider adapter."""
+
+    notification_id: str
+    tenant: str
+    country: str
+    channel: Channel
+    recipient: Recipient
+    subject: str | None
+    body: str
+    metadata: dict[str, Any]
+    attempt: int  # 1-based, counted over the notification's whole life
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The provider accepted the message."""
+
+    provider_message_id: str
+    outcome: Outcome = Outcome.DELIVERED
+
+
+@dataclass(frozen=True, slots=True)
+class TransientFailure:
+    """Worth retrying: timeouts, connection errors, 5xx, rate limits."""
+
+    error_class: str
+    message: str
+    code: str | None = None
+    retry_after: float | None = None
+    outcome: Outcome = Outcome.TRANSIENT
+
+
+@dataclass(frozen=True, slots=True)
+class PermanentFailure:
+    """Not worth retrying: invalid recipient, rejected content, blocked.
+
+    ``configuration=True`` marks an operator problem (bad credentials, missing
+    sender): permanent for the notification, and to be surfaced to operators.
+    """
+
+    error_class: str
+    message: str
+    code: str | None = None
+    configuration: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        """CONFIGURATION for operator problems, PERMANENT otherwise."""
+        return Outcome.CONFIGURATION if self.configuration else Outcome.PERMANENT
+
+
+DeliveryResult = Delivered | TransientFailure | PermanentFailure

@@ -1,0 +1,89 @@
+"""Domain errors.
+
+    HubError
+    ├── InvalidTransition      a status change the state machine forbids
+    ├── UnsupportedCountry     the tenant does not route this country
+    ├── InvalidRecipient       the recipient does not fit the routed channel
+    ├── IdempotencyConflict    same key, different payload
+    ├── IdempotencyInProgress  same key, first request still being accepted
+    ├── NotFound               no such resource for this tenant
+    ├── TenantExists           a tenant with that id exists already
+    ├── Unauthenticated        missing, unknown or revoked API key
+    ├── Forbidden              the key belongs to another tenant
+    └── Unavailable            a backend cannot be reached right now
+
+Each error's docstring is its default message; the API layer maps them to
+problem+json responses, nothing below it knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class HubError(Exception):
+    """Integration hub error."""
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        self.field = field
+        super().__init__(self.message)
+
+
+class InvalidTransition(HubError):
+    """This status transition is not allowed."""
+
+
+class UnsupportedCountry(HubError):
+    """This country is not supported for the tenant."""
+
+    def __init__(self, country: str, supported: Sequence[str]) -> None:
+        self.country = country
+        self.supported = sorted(supported)
+        super().__init__(
+            f"country {country!r} is not supported for this tenant; "
+            f"supported: {', '.join(self.supported)}",
+            field="X-Country",
+        )
+
+
+class InvalidRecipient(HubError):
+    """The recipient does not fit the channel this country routes to."""
+
+
+class IdempotencyConflict(HubError):
+    """This Idempotency-Key was already used with a different payload."""
+
+
+class IdempotencyInProgress(HubError):
+    """A request with this Idempotency-Key is still being accepted."""
+
+    def __init__(
+        self, message: str | None = None, *, field: str | None = None, retry_after: float = 1.0
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, field=field)
+
+
+class NotFound(HubError):
+    """No such resource."""
+
+
+class TenantExists(HubError):
+    """A tenant with this id exists already."""
+
+
+class Unauthenticated(HubError):
+    """Missing, unknown or revoked API key."""
+
+
+class Forbidden(HubError):
+    """This API key does not belong to the tenant named in X-Tenant."""
+
+
+class Unavailable(HubError):
+    """A backend is unavailable; try again shortly."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

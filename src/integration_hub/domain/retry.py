@@ -1,0 +1,44 @@
+"""Retry policy: capped exponential backoff with full jitter and an attempt budget."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a transient failure is retried."""
+
+    max_attempts: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base_seconds <= 0 or self.cap_seconds < self.base_seconds:
+            raise ValueError("need 0 < base_seconds <= cap_seconds")
+
+    def ceiling(self, attempt: int) -> float:
+        """Upper bound of the delay after failed attempt number ``attempt`` (1-based)."""
+        # min() before the power would overflow for large attempt numbers.
+        exponent = min(attempt - 1, 62)
+        return float(min(self.cap_seconds, self.base_seconds * (2**exponent)))
+
+    def delay(
+        self,
+        attempt: int,
+        *,
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> float:
+        """Full-jitter delay before the next attempt; never shorter than Retry-After."""
+        jittered = (rng or random).uniform(0.0, self.ceiling(attempt))
+        if retry_after is not None:
+            return max(jittered, min(retry_after, self.cap_seconds))
+        return jittered
+
+    def exhausted(self, attempts_used: int) -> bool:
+        """Whether no attempt is left after ``attempts_used`` attempts."""
+        return attempts_used >= self.max_attempts

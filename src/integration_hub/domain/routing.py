@@ -1,0 +1,61 @@
+"""Country normalisation and tenant + country routing to a channel and provider."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from integration_hub.domain.errors import HubError, UnsupportedCountry
+
+
+class Channel(StrEnum):
+    """Delivery channels."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a notification for one country goes."""
+
+    channel: Channel
+    provider: str = "sandbox"
+
+
+_ISO_ALPHA2 = re.compile(r"^[A-Z]{2}$")
+
+# ISO 3166-1 has no "UK"; it is reserved for the United Kingdom, whose code is
+# GB. People write UK, so we accept it and store the ISO code.
+ALIASES: Mapping[str, str] = {"UK": "GB"}
+
+DEFAULT_ROUTES: Mapping[str, Route] = {
+    **{c: Route(Channel.EMAIL) for c in ("ES", "FR", "IT", "GR")},
+    **{c: Route(Channel.WHATSAPP) for c in ("MX", "AR", "CO")},
+    **{c: Route(Channel.SMS) for c in ("US", "CA", "GB")},
+}
+
+
+def normalize_country(raw: str) -> str:
+    """Return the ISO 3166-1 alpha-2 code for ``raw`` (case-insensitive, UK → GB)."""
+    code = raw.strip().upper()
+    if not _ISO_ALPHA2.match(code):
+        raise HubError(f"{raw!r} is not an ISO 3166-1 alpha-2 country code", field="X-Country")
+    return ALIASES.get(code, code)
+
+
+def resolve(country: str, overrides: Mapping[str, Route] | None = None) -> Route:
+    """Route a normalised country with the tenant's overrides over the defaults."""
+    table = routing_table(overrides)
+    try:
+        return table[country]
+    except KeyError:
+        raise UnsupportedCountry(country, list(table)) from None
+
+
+def routing_table(overrides: Mapping[str, Route] | None = None) -> dict[str, Route]:
+    """The effective routing table: defaults, then the tenant's overrides."""
+    return {**DEFAULT_ROUTES, **(overrides or {})}

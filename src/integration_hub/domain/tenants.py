@@ -1,0 +1,82 @@
+"""Tenants and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from integration_hub.domain.errors import HubError
+from integration_hub.domain.routing import Route
+
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+KEY_PREFIX = "ihub"
+
+
+class TenantStatus(StrEnum):
+    """Whether a tenant may send."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@dataclass(slots=True)
+class Tenant:
+    """A customer of the hub, with its own routing and retry budget."""
+
+    id: str
+    name: str
+    created_at: datetime
+    status: TenantStatus = TenantStatus.ACTIVE
+    routes: dict[str, Route] = field(default_factory=dict)
+    max_attempts: int | None = None  # None: the hub's default budget
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """What is stored of an API key: never the key itself, only its hash."""
+
+    key_id: str
+    tenant: str
+    hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+def validate_tenant_id(raw: str) -> str:
+    """Tenant ids are lowercase slugs: they travel in headers, URLs and logs."""
+    if not TENANT_ID.match(raw):
+        raise HubError(
+            "tenant id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter"
+            " or digit",
+            field="tenant",
+        )
+    return raw
+
+
+def new_api_key() -> tuple[str, str]:
+    """A new key as (key_id, full key). The id is a lookup handle, not a secret."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def parse_api_key(key: str) -> str | None:
+    """The key id inside a well-formed key, or None."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 suffices: keys carry 256 random bits, so there is nothing to brute-force."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_matches(key: str, record: ApiKeyRecord) -> bool:
+    """Constant-time comparison of a presented key with a stored hash."""
+    return hmac.compare_digest(hash_api_key(key), record.hash)

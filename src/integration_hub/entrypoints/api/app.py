@@ -1,0 +1,84 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from integration_hub import __version__
+from integration_hub.bootstrap import Hub, build_hub
+from integration_hub.config import Settings
+from integration_hub.entrypoints.api import problems, routes
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise problems.PayloadTooLarge(self._detail(), field="body")
+            return message
+
+        await self.app(scope, counting, send)
+
+    def _detail(self) -> str:
+        return f"the body is larger than {self.max_bytes} bytes"
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.problem(
+            413, "payload-too-large", "Payload too large", self._detail(), field="body"
+        )
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+    """The API. Given a ``hub`` it uses (and does not close) it; otherwise it builds one."""
+    settings = settings or (hub.settings if hub else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = hub is None
+        app.state.hub = hub if hub is not None else await build_hub(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.hub.close()
+
+    app = FastAPI(
+        title="Integration Hub",
+        version=__version__,
+        summary="Multi-country, multi-tenant notification integration hub",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(routes.router)
+
+    @app.get("/healthz", include_in_schema=True, tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,181 @@
+"""RFC 9457 problem details: every error response of the API goes through here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from integration_hub.domain import errors
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:integration-hub:problem:"
+
+
+class FieldError(BaseModel):
+    """One invalid field."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field(examples=[f"{TYPE_PREFIX}validation-error"])
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(default=None, description="the offending field or header")
+    errors: list[FieldError] | None = None
+    supported_countries: list[str] | None = None
+
+
+class BadRequest(errors.HubError):
+    """The request is malformed."""
+
+
+class PayloadTooLarge(errors.HubError):
+    """The request body is too large."""
+
+
+class UnsupportedMediaType(errors.HubError):
+    """The request body is not JSON."""
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, round(seconds)))}
+
+
+# (status, slug, title) per domain error; the first matching class wins.
+_MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
+    (BadRequest, 400, "bad-request", "Bad request"),
+    (PayloadTooLarge, 413, "payload-too-large", "Payload too large"),
+    (UnsupportedMediaType, 415, "unsupported-media-type", "Unsupported media type"),
+    (errors.Unauthenticated, 401, "unauthenticated", "Unauthenticated"),
+    (errors.Forbidden, 403, "forbidden", "Forbidden"),
+    (errors.NotFound, 404, "not-found", "Not found"),
+    (errors.UnsupportedCountry, 422, "unsupported-country", "Unsupported country"),
+    (errors.InvalidRecipient, 422, "invalid-recipient", "Invalid recipient"),
+    (errors.IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency-Key reused"),
+    (errors.IdempotencyInProgress, 409, "idempotency-in-progress", "Request in progress"),
+    (errors.TenantExists, 409, "tenant-exists", "Tenant exists"),
+    (errors.Unavailable, 503, "unavailable", "Service unavailable"),
+    (errors.InvalidTransition, 409, "invalid-transition", "Invalid status transition"),
+    (errors.HubError, 422, "invalid-field", "Invalid field"),
+]
+
+
+def from_hub_error(exc: errors.HubError) -> JSONResponse:
+    """The response for a domain error."""
+    status, slug, title = next(
+        (status, slug, title) for cls, status, slug, title in _MAPPING if isinstance(exc, cls)
+    )
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.Unavailable | errors.IdempotencyInProgress):
+        headers.update(_retry_after(exc.retry_after))
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    supported = exc.supported if isinstance(exc, errors.UnsupportedCountry) else None
+    return problem(
+        status,
+        slug,
+        title,
+        exc.message,
+        field=exc.field,
+        headers=headers,
+        supported_countries=supported,
+    )
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    # FastAPI prefixes the source ("body", "query", "header"); the client
+    # thinks in field names, so "body.recipient.phone" -> "recipient.phone".
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def from_validation_error(exc: RequestValidationError) -> JSONResponse:
+    """422 naming each invalid field; 400 for a body that is not JSON at all."""
+    details = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in details):
+        return problem(
+            400, "malformed-json", "Malformed JSON", "the body is not valid JSON", field="body"
+        )
+    field_errors = [
+        {"field": _location(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
+        for e in details
+    ]
+    first = field_errors[0] if field_errors else {"field": "body", "message": "invalid"}
+    return problem(
+        422,
+        "validation-error",
+        "Validation error",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        errors=field_errors,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+
+    async def hub_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.HubError)
+        return from_hub_error(exc)
+
+    async def validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return from_validation_error(exc)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=exc.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(
+            500,
+            "internal-error",
+            "Internal error",
+            "an unexpected error occurred; it has been logged",
+        )
+
+    app.add_exception_handler(errors.HubError, hub_error)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

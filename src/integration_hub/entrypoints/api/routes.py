@@ -1,0 +1,191 @@
+"""The /v1 routes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from integration_hub.bootstrap import Hub
+from integration_hub.domain import errors
+from integration_hub.domain.models import NotificationRequest
+from integration_hub.domain.status import Status
+from integration_hub.domain.tenants import Tenant
+from integration_hub.entrypoints.api.problems import BadRequest, Problem, UnsupportedMediaType
+from integration_hub.entrypoints.api.schemas import (
+    AcceptedBody,
+    NotificationPage,
+    NotificationSummary,
+    NotificationView,
+)
+from integration_hub.service.tenants import authenticate
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+router = APIRouter(prefix="/v1")
+
+_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+COMMON_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {**_PROBLEM, "description": "a required header is missing or malformed"},
+    401: {**_PROBLEM, "description": "missing, unknown or revoked API key"},
+    403: {**_PROBLEM, "description": "the key belongs to another tenant than X-Tenant"},
+    503: {**_PROBLEM, "description": "the store is unavailable; honour Retry-After"},
+}
+
+
+def hub(request: Request) -> Hub:
+    """The hub wired at startup."""
+    wired: Hub = request.app.state.hub
+    return wired
+
+
+async def caller(
+    request: Request,
+    x_tenant: Annotated[str | None, Header(description="tenant id")] = None,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Tenant:
+    """The authenticated tenant; the key must belong to X-Tenant."""
+    if not x_tenant:
+        raise BadRequest("the X-Tenant header is required", field="X-Tenant")
+    key = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            key = value.strip()
+    return await authenticate(hub(request).store, key, x_tenant.strip())
+
+
+def country_header(
+    x_country: Annotated[
+        str | None, Header(description="ISO 3166-1 alpha-2, case-insensitive; UK = GB")
+    ] = None,
+) -> str:
+    """X-Country, required on submission."""
+    if not x_country:
+        raise BadRequest("the X-Country header is required", field="X-Country")
+    return x_country
+
+
+def idempotency_header(
+    idempotency_key: Annotated[
+        str | None, Header(description="1-255 printable characters, unique per request")
+    ] = None,
+) -> str:
+    """Idempotency-Key, required on submission."""
+    if idempotency_key is None:
+        raise BadRequest("the Idempotency-Key header is required", field="Idempotency-Key")
+    if not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            field="Idempotency-Key",
+        )
+    return idempotency_key
+
+
+def json_body(
+    content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """Bodies are JSON; anything else is refused before it is parsed."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {media or 'missing'!r}",
+            field="Content-Type",
+        )
+
+
+Caller = Annotated[Tenant, Depends(caller)]
+
+
+@router.post(
+    "/notifications",
+    status_code=202,
+    response_model=AcceptedBody,
+    responses={
+        **COMMON_ERRORS,
+        409: {**_PROBLEM, "description": "same Idempotency-Key still being accepted"},
+        413: {**_PROBLEM, "description": "body over the size limit"},
+        415: {**_PROBLEM, "description": "the body is not JSON"},
+        422: {
+            **_PROBLEM,
+            "description": "invalid field, unsupported country, wrong recipient,"
+            " or Idempotency-Key reused with another payload",
+        },
+    },
+    summary="Submit a notification",
+)
+async def submit(
+    request: Request,
+    response: Response,
+    tenant: Caller,
+    country: Annotated[str, Depends(country_header)],
+    key: Annotated[str, Depends(idempotency_header)],
+    _: Annotated[None, Depends(json_body)],
+    payload: NotificationRequest,
+) -> AcceptedBody:
+    """Validate, store as RECEIVED, enqueue and answer at once; the channel comes from routing."""
+    accepted = await hub(request).ingest.submit(tenant, country, key, payload)
+    response.headers["Location"] = f"/v1/notifications/{accepted.body['id']}"
+    if accepted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return AcceptedBody.model_validate(accepted.body)
+
+
+@router.get(
+    "/notifications/{notification_id}",
+    response_model=NotificationView,
+    responses={**COMMON_ERRORS, 404: {**_PROBLEM, "description": "no such notification"}},
+    summary="Get a notification with its attempts",
+)
+async def get_notification(
+    request: Request, tenant: Caller, notification_id: str
+) -> NotificationView:
+    """Status, channel, provider, attempts and timestamps; only the caller's own."""
+    n = await hub(request).store.get_notification(tenant.id, notification_id)
+    if n is None:
+        raise errors.NotFound(f"no notification {notification_id!r}", field="id")
+    return NotificationView.full(n)
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise errors.HubError("cursor is not one this API returned", field="cursor") from None
+
+
+@router.get(
+    "/notifications",
+    response_model=NotificationPage,
+    responses={**COMMON_ERRORS, 422: {**_PROBLEM, "description": "invalid query parameter"}},
+    summary="List the tenant's notifications, newest first",
+)
+async def list_notifications(
+    request: Request,
+    tenant: Caller,
+    status: Status | None = None,
+    country: Annotated[str | None, Query(description="ISO alpha-2; UK = GB")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: str | None = None,
+) -> NotificationPage:
+    """Cursor pagination over the caller's notifications."""
+    from integration_hub.domain.routing import normalize_country
+
+    code = normalize_country(country) if country else None
+    before = _decode_cursor(cursor) if cursor else None
+    found = await hub(request).store.list_notifications(
+        tenant.id, status=status, country=code, limit=limit + 1, before_id=before
+    )
+    more = len(found) > limit
+    items = found[:limit]
+    next_cursor = (
+        base64.urlsafe_b64encode(items[-1].id.encode()).decode().rstrip("=")
+        if more and items
+        else None
+    )
+    return NotificationPage(
+        items=[NotificationSummary.of(n) for n in items], next_cursor=next_cursor
+    )

@@ -1,0 +1,112 @@
+"""Response bodies of the API (requests are the domain's NotificationRequest)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from integration_hub.domain.models import Attempt, Notification, Outcome, Recipient
+from integration_hub.domain.routing import Channel
+from integration_hub.domain.status import Status
+
+
+class AcceptedBody(BaseModel):
+    """202: the notification is stored and queued."""
+
+    id: str
+    status: Status
+    tenant: str
+    country: str = Field(description="ISO 3166-1 alpha-2 (UK is stored as GB)")
+    channel: Channel
+    created_at: datetime
+
+
+class AttemptView(BaseModel):
+    """One provider call."""
+
+    number: int
+    provider: str
+    started_at: datetime
+    outcome: Outcome
+    error_class: str | None
+    error_code: str | None
+    message: str | None
+    latency_ms: float
+    provider_message_id: str | None
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptView:
+        """From the domain attempt."""
+        return cls(
+            number=a.number,
+            provider=a.provider,
+            started_at=a.started_at,
+            outcome=a.outcome,
+            error_class=a.error_class,
+            error_code=a.error_code,
+            message=a.message,
+            latency_ms=a.latency_ms,
+            provider_message_id=a.provider_message_id,
+        )
+
+
+class NotificationSummary(BaseModel):
+    """A notification in a listing."""
+
+    id: str
+    tenant: str
+    country: str
+    channel: Channel
+    provider: str
+    status: Status
+    attempt_count: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, n: Notification) -> NotificationSummary:
+        """From the domain notification."""
+        return cls(
+            id=n.id,
+            tenant=n.tenant,
+            country=n.country,
+            channel=n.channel,
+            provider=n.provider,
+            status=n.status,
+            attempt_count=n.attempt_count,
+            created_at=n.created_at,
+            updated_at=n.updated_at,
+            finished_at=n.finished_at,
+            last_error=n.last_error,
+        )
+
+
+class NotificationView(NotificationSummary):
+    """A notification with its request and every attempt."""
+
+    recipient: Recipient
+    subject: str | None
+    metadata: dict[str, Any] | None
+    attempts: list[AttemptView]
+
+    @classmethod
+    def full(cls, n: Notification) -> NotificationView:
+        """From the domain notification, attempts included."""
+        return cls(
+            **NotificationSummary.of(n).model_dump(),
+            recipient=n.request.recipient,
+            subject=n.request.subject,
+            metadata=n.request.metadata,
+            attempts=[AttemptView.of(a) for a in n.attempts],
+        )
+
+
+class NotificationPage(BaseModel):
+    """A page of notifications, newest first."""
+
+    items: list[NotificationSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at end")

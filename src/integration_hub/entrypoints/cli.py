@@ -1,0 +1,294 @@
+"""The ``ihub`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from integration_hub.bootstrap import ConfigurationError, Hub, build_hub
+from integration_hub.config import Settings
+from integration_hub.domain.errors import HubError
+from integration_hub.domain.tenants import Tenant
+from integration_hub.ports import DeadLetter
+from integration_hub.service import redrive as redrive_service
+from integration_hub.service import tenants as tenant_service
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Integration Hub: multi-country, multi-tenant notifications.", no_args_is_help=True
+)
+tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(dlq_app, name="dlq")
+
+console = Console()
+err = Console(stderr=True)
+
+Database = Annotated[
+    str | None,
+    typer.Option("--database", "-d", help="database URL (default: IHUB_DATABASE_URL)"),
+]
+Host = Annotated[str | None, typer.Option(help="bind address (default: IHUB_HOST)")]
+Port = Annotated[int | None, typer.Option(help="port (default: IHUB_PORT)")]
+
+
+def settings_for(database: str | None = None, **overrides: object) -> Settings:
+    """Settings from the environment, with command-line options on top."""
+    update = {k: v for k, v in overrides.items() if v is not None}
+    if database:
+        update["database_url"] = database
+    settings = Settings()
+    return settings.model_copy(update=update) if update else settings
+
+
+def with_hub(settings: Settings, fn: Callable[[Hub], Awaitable[T]]) -> T:
+    """Run ``fn`` against a wired hub, closing it afterwards; errors become exit 1."""
+
+    async def run() -> T:
+        hub = await build_hub(settings)
+        try:
+            return await fn(hub)
+        finally:
+            await hub.close()
+
+    try:
+        return asyncio.run(run())
+    except (HubError, ConfigurationError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@app.command()
+def serve(database: Database = None, host: Host = None, port: Port = None) -> None:
+    """Run the API and a worker in one process (the embedded deployment)."""
+    from integration_hub.entrypoints.runner import serve as run_serve
+
+    settings = settings_for(database, host=host, port=port)
+    _logging(settings)
+    asyncio.run(run_serve(settings, api=True, worker=True))
+
+
+@app.command()
+def api(database: Database = None, host: Host = None, port: Port = None) -> None:
+    """Run the API only."""
+    from integration_hub.entrypoints.runner import serve as run_serve
+
+    settings = settings_for(database, host=host, port=port)
+    _logging(settings)
+    asyncio.run(run_serve(settings, api=True, worker=False))
+
+
+@app.command()
+def worker(
+    database: Database = None,
+    concurrency: Annotated[int | None, typer.Option(help="attempts in flight")] = None,
+) -> None:
+    """Run a worker only."""
+    from integration_hub.entrypoints.runner import serve as run_serve
+
+    settings = settings_for(database, worker_concurrency=concurrency)
+    _logging(settings)
+    asyncio.run(run_serve(settings, api=False, worker=True))
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="keep the demo database afterwards")] = False,
+) -> None:
+    """Start a hub on a temporary SQLite file and send to every channel."""
+    from integration_hub.entrypoints.demo import run_demo
+
+    ok = asyncio.run(run_demo(console, keep=keep))
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def status(notification_id: str, database: Database = None) -> None:
+    """Show a notification and its attempts (any tenant: an operator command)."""
+
+    async def run(hub: Hub) -> None:
+        n = await hub.store.get_notification(None, notification_id)
+        if n is None:
+            err.print(f"no notification {notification_id}")
+            raise typer.Exit(1)
+        console.print(
+            f"[bold]{n.id}[/bold] tenant={n.tenant} country={n.country} channel={n.channel}"
+            f" provider={n.provider} status=[bold]{n.status}[/bold]"
+        )
+        if n.last_error:
+            console.print(f"last error: {n.last_error}")
+        table = Table("#", "started", "provider", "outcome", "error", "latency ms")
+        for a in n.attempts:
+            error = f"{a.error_class or ''} {a.error_code or ''} {a.message or ''}".strip()
+            table.add_row(
+                str(a.number),
+                a.started_at.isoformat(timespec="seconds"),
+                a.provider,
+                str(a.outcome),
+                error,
+                f"{a.latency_ms:.1f}",
+            )
+        console.print(table)
+
+    with_hub(settings_for(database), run)
+
+
+@app.command()
+def outbox(
+    database: Database = None,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """What the sandbox provider delivered, newest first."""
+
+    async def run(hub: Hub) -> None:
+        table = Table("#", "delivered", "tenant", "channel", "to", "subject / body", "attempt")
+        for e in await hub.outbox.list_outbox(tenant, limit=limit):
+            text = (e.subject + " / " if e.subject else "") + e.body
+            table.add_row(
+                str(e.seq),
+                e.delivered_at.isoformat(timespec="seconds"),
+                e.tenant,
+                str(e.channel),
+                e.recipient,
+                text[:60],
+                str(e.attempt),
+            )
+        console.print(table)
+
+    with_hub(settings_for(database), run)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    tenant_id: Annotated[str, typer.Argument(metavar="NAME", help="tenant id (a slug)")],
+    display_name: Annotated[str | None, typer.Option("--name", help="display name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+    database: Database = None,
+) -> None:
+    """Create a tenant and print its API key (shown this once)."""
+
+    async def run(hub: Hub) -> tenant_service.NewTenant:
+        return await tenant_service.create_tenant(hub.store, hub.clock, tenant_id, display_name)
+
+    created = with_hub(settings_for(database), run)
+    if as_json:
+        typer.echo(json.dumps({"tenant": created.tenant.id, "api_key": created.api_key}))
+        return
+    console.print(f"created tenant [bold]{created.tenant.id}[/bold]")
+    console.print(f"API key (store it now, it is not shown again): {created.api_key}")
+
+
+@tenants_app.command("list")
+def tenants_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+    database: Database = None,
+) -> None:
+    """List tenants."""
+
+    async def run(hub: Hub) -> list[Tenant]:
+        return await hub.store.list_tenants()
+
+    found = with_hub(settings_for(database), run)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "tenant": t.id,
+                        "name": t.name,
+                        "status": str(t.status),
+                        "created_at": t.created_at.isoformat(),
+                    }
+                    for t in found
+                ]
+            )
+        )
+        return
+    table = Table("tenant", "name", "status", "created")
+    for t in found:
+        table.add_row(t.id, t.name, str(t.status), t.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    database: Database = None,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+) -> None:
+    """Dead letters, newest first."""
+
+    async def run(hub: Hub) -> list[DeadLetter]:
+        return await hub.store.list_dead_letters(tenant, limit=1000)
+
+    letters = with_hub(settings_for(database), run)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "id": d.notification_id,
+                        "tenant": d.tenant,
+                        "reason": d.reason,
+                        "dead_lettered_at": d.dead_lettered_at.isoformat(),
+                    }
+                    for d in letters
+                ]
+            )
+        )
+        return
+    table = Table("notification", "tenant", "dead-lettered", "reason")
+    for d in letters:
+        table.add_row(
+            d.notification_id, d.tenant, d.dead_lettered_at.isoformat(timespec="seconds"), d.reason
+        )
+    console.print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    notification_id: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
+    redrive_all: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None,
+    database: Database = None,
+) -> None:
+    """Put dead letters back in the queue with a fresh attempt budget."""
+    if bool(notification_id) == redrive_all:
+        err.print("give either an ID or --all")
+        raise typer.Exit(2)
+
+    async def run(hub: Hub) -> list[str]:
+        if notification_id:
+            done = await redrive_service.redrive(hub.store, hub.queue, tenant, notification_id)
+            return [notification_id] if done else []
+        return await redrive_service.redrive_all(hub.store, hub.queue, tenant)
+
+    done = with_hub(settings_for(database), run)
+    if notification_id and not done:
+        err.print(f"no dead letter {notification_id}")
+        raise typer.Exit(1)
+    console.print(f"redriven: {len(done)}")
+    for nid in done:
+        console.print(f"  {nid}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

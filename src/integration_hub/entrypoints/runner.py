@@ -1,0 +1,66 @@
+"""Running the API (uvicorn) and/or a worker in this process until a stop signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from integration_hub.bootstrap import Hub, build_hub
+from integration_hub.config import Settings
+from integration_hub.entrypoints.api import create_app
+from integration_hub.entrypoints.worker import Worker, install_stop_signals
+
+log = logging.getLogger(__name__)
+
+
+def api_server(hub: Hub, *, access_log: bool = True) -> uvicorn.Server:
+    """A uvicorn server for the hub's API (not started)."""
+    config = uvicorn.Config(
+        create_app(hub=hub),
+        host=hub.settings.host,
+        port=hub.settings.port,
+        log_level=hub.settings.log_level.lower(),
+        access_log=access_log,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, so that port 0 can be resolved before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
+    """Serve until SIGTERM/SIGINT; the API stops accepting, then the worker drains."""
+    hub = await build_hub(settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if worker:
+            tasks.append(asyncio.create_task(Worker(hub).run(stop)))
+        if api:
+            server = api_server(hub)
+            sock = bind(settings.host, settings.port)
+            log.info("API listening on http://%s:%d", *sock.getsockname()[:2])
+
+            async def run_api() -> None:
+                # uvicorn takes the signals while it runs and re-raises them
+                # after its graceful shutdown, which reaches our handler: stop.
+                await server.serve(sockets=[sock])
+                stop.set()
+
+            tasks.append(asyncio.create_task(run_api()))
+        await asyncio.gather(*tasks)
+    finally:
+        await hub.close()

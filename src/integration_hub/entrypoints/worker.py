@@ -1,0 +1,105 @@
+"""The worker process: receive ids in batches, dispatch them concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections import Counter
+
+from integration_hub.bootstrap import Hub
+from integration_hub.ports import QueueMessage
+from integration_hub.service.dispatch import Result
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Keeps up to ``concurrency`` attempts in flight; drains them on stop."""
+
+    def __init__(self, hub: Hub) -> None:
+        s = hub.settings
+        self.hub = hub
+        self.concurrency = s.worker_concurrency
+        self.batch_size = s.worker_batch_size
+        self.poll_interval = s.poll_interval_seconds
+        self.grace = s.shutdown_grace_seconds
+        self.visibility = s.visibility_timeout_seconds
+        self.results: Counter[Result] = Counter()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish what is in flight."""
+        stopping = asyncio.create_task(stop.wait())
+        backoff = 0.0
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(self._in_flight)
+                if free <= 0:
+                    await asyncio.wait(
+                        {*self._in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
+                try:
+                    messages = await self.hub.queue.receive(
+                        min(self.batch_size, free), visibility_timeout=self.visibility
+                    )
+                    backoff = 0.0
+                except Exception as exc:  # the store is down: wait, then resume
+                    backoff = min(5.0, backoff * 2 or 0.1)
+                    log.warning("receive failed (%s); retrying in %.1fs", exc, backoff)
+                    await self._sleep_unless(stopping, backoff)
+                    continue
+                if not messages:
+                    waiting = asyncio.create_task(
+                        self.hub.queue.wait_for_messages(self.poll_interval)
+                    )
+                    await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not waiting.done():
+                        waiting.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await waiting
+                    continue
+                for message in messages:
+                    task = asyncio.create_task(self._handle(message))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        finally:
+            stopping.cancel()
+            await self._drain()
+
+    async def _sleep_unless(self, stopping: asyncio.Task[bool], seconds: float) -> None:
+        await asyncio.wait({stopping}, timeout=seconds)
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        log.info("stopping: finishing %d in-flight attempts", len(self._in_flight))
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=self.grace)
+        for task in pending:
+            # Their messages come back after the visibility timeout.
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _handle(self, message: QueueMessage) -> None:
+        try:
+            result = await self.hub.dispatcher.handle(message)
+        except Exception:
+            # The message stays leased and comes back after the visibility
+            # timeout; its receive count and attempt budget bound the retries.
+            log.exception("dispatch of %s failed", message.notification_id)
+            return
+        self.results[result] += 1
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT stop taking work; in-flight attempts finish."""
+    loop = asyncio.get_running_loop()
+
+    def handler(*_: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)

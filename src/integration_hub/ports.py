@@ -1,0 +1,278 @@
+"""Ports: the small interfaces the service layer needs from the outside world.
+
+Adapters under ``integration_hub.adapters`` implement them; only ``bootstrap``
+and the entry points know which adapter is in use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from integration_hub.domain.delivery import DeliveryResult, OutboundMessage
+from integration_hub.domain.models import Attempt, Notification
+from integration_hub.domain.routing import Channel
+from integration_hub.domain.status import Status
+from integration_hub.domain.tenants import ApiKeyRecord, Tenant
+
+
+class Clock(Protocol):
+    """Time source, so tests can move time for leases, backoff and key expiry."""
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+        return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A stored Idempotency-Key: in progress until ``response`` is set."""
+
+    tenant: str
+    key: str
+    fingerprint: str
+    created_at: float
+    locked_until: float
+    response: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A notification that ended FAILED, and why."""
+
+    notification_id: str
+    tenant: str
+    reason: str
+    dead_lettered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A message the sandbox provider 'delivered'."""
+
+    seq: int
+    notification_id: str
+    tenant: str
+    channel: Channel
+    recipient: str
+    subject: str | None
+    body: str
+    attempt: int
+    provider_message_id: str
+    delivered_at: datetime
+
+
+class Store(Protocol):
+    """Durable state: tenants, keys, idempotency records, notifications, dead letters."""
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        """Insert a tenant; raise TenantExists if the id is taken."""
+        ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """A tenant by id."""
+        ...
+
+    async def list_tenants(self) -> list[Tenant]:
+        """All tenants, oldest first."""
+        ...
+
+    async def add_api_key(self, record: ApiKeyRecord) -> None:
+        """Store a key's hash."""
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """A key record by its public id."""
+        ...
+
+    async def reserve_idempotency_key(
+        self, tenant: str, key: str, fingerprint: str, *, reservation: str, lock_seconds: float
+    ) -> IdempotencyRecord | None:
+        """Reserve a key: None if it is now ours, else the record that holds it.
+
+        An expired record, or an in-progress one whose lock lapsed (the request
+        that took it died), is taken over.
+        """
+        ...
+
+    async def release_idempotency_key(self, tenant: str, key: str, *, reservation: str) -> None:
+        """Drop an in-progress reservation after a failed accept, so the client can retry."""
+        ...
+
+    async def accept(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        reservation: str,
+        ttl_seconds: float,
+    ) -> bool:
+        """Persist a RECEIVED notification and complete its idempotency record, atomically.
+
+        Raise IdempotencyInProgress, writing nothing, if ``reservation`` no
+        longer holds the key (it lapsed and another request took it over).
+
+        Return True if the queue entry was written in the same transaction
+        (SQL backends), False if the caller must enqueue it.
+        """
+        ...
+
+    async def get_notification(
+        self, tenant: str | None, notification_id: str
+    ) -> Notification | None:
+        """A notification with its attempts; ``tenant=None`` only for operators."""
+        ...
+
+    async def list_notifications(
+        self,
+        tenant: str,
+        *,
+        status: Status | None = None,
+        country: str | None = None,
+        limit: int = 50,
+        before_id: str | None = None,
+    ) -> list[Notification]:
+        """The tenant's notifications, newest first, strictly older than ``before_id``."""
+        ...
+
+    async def claim(
+        self,
+        notification_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        max_attempts: int,
+    ) -> Notification | None:
+        """Take a notification for one attempt: RECEIVED, or PROCESSING with no live claim.
+
+        Moves it to PROCESSING under ``token``, spends one attempt of the
+        budget and records the attempt as started. If the budget is already
+        spent (earlier attempts died mid-call) it ends FAILED and dead-lettered
+        instead. Returns the notification as it now is (``claimed_by == token``
+        when the claim is ours), or None if there is no such notification.
+        """
+        ...
+
+    async def complete_attempt(
+        self,
+        notification_id: str,
+        token: str,
+        attempt: Attempt,
+        *,
+        status: Status,
+        dead_letter_reason: str | None = None,
+    ) -> bool:
+        """Record an attempt's outcome and move to ``status`` (PROCESSING for a retry).
+
+        ``attempt.provider`` is the provider actually called (routing is read
+        at dispatch time) and becomes the notification's provider.
+
+        Only the holder of the live claim succeeds; False otherwise, and nothing
+        changes. FAILED with a reason also writes the dead letter.
+        """
+        ...
+
+    async def list_dead_letters(self, tenant: str | None, *, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, newest first; ``tenant=None`` lists every tenant's."""
+        ...
+
+    async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
+        """FAILED -> RECEIVED with a fresh budget, removing the dead letter.
+
+        None if there is no such dead letter; otherwise as ``accept``: True if
+        the queue entry was written in the same transaction.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    """A received queue message, leased until its visibility timeout."""
+
+    notification_id: str
+    tenant: str
+    receipt: str
+    receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Queue depth as an operator sees it."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+    oldest_age_seconds: float
+
+
+class Queue(Protocol):
+    """At-least-once queue of notification ids with visibility timeouts."""
+
+    async def enqueue(self, notification_id: str, tenant: str, *, delay: float = 0.0) -> None:
+        """Make a notification id available after ``delay`` seconds."""
+        ...
+
+    async def receive(
+        self, max_messages: int, *, visibility_timeout: float
+    ) -> Sequence[QueueMessage]:
+        """Lease up to ``max_messages`` available messages."""
+        ...
+
+    async def ack(self, message: QueueMessage) -> None:
+        """Delete a message; a stale receipt is ignored."""
+        ...
+
+    async def release(self, message: QueueMessage, *, delay: float) -> None:
+        """Make a leased message available again after ``delay`` seconds."""
+        ...
+
+    async def wait_for_messages(self, max_wait: float) -> None:
+        """Return when messages may be available, or after ``max_wait`` seconds."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Current depth."""
+        ...
+
+
+class Provider(Protocol):
+    """A delivery channel's external integration."""
+
+    name: str
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        """Deliver once; classify every failure, never raise for a provider error."""
+        ...
+
+    async def close(self) -> None:
+        """Release sessions and connections."""
+        ...
+
+
+class Outbox(Protocol):
+    """Where the sandbox provider puts what it delivers."""
+
+    async def append(self, message: OutboundMessage, provider_message_id: str) -> None:
+        """Record one delivery."""
+        ...
+
+    async def list_outbox(
+        self, tenant: str | None = None, *, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Deliveries, newest first."""
+        ...

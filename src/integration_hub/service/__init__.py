@@ -1,0 +1,1 @@
+"""Use cases: ingest, dispatch one attempt, redrive, tenants."""

@@ -1,0 +1,203 @@
+"""One attempt at one notification: claim, route, call the provider, finish or retry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from integration_hub.domain import routing
+from integration_hub.domain.delivery import (
+    Delivered,
+    DeliveryResult,
+    OutboundMessage,
+    PermanentFailure,
+    TransientFailure,
+)
+from integration_hub.domain.errors import UnsupportedCountry
+from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
+from integration_hub.domain.retry import RetryPolicy
+from integration_hub.domain.routing import Channel
+from integration_hub.domain.status import TERMINAL, Status
+from integration_hub.domain.tenants import Tenant
+from integration_hub.ports import Clock, Provider, Queue, QueueMessage, Store
+from integration_hub.service.tenants import TenantCache
+
+log = logging.getLogger(__name__)
+
+
+class Result(StrEnum):
+    """What the dispatcher did with one message."""
+
+    DONE = "done"
+    RETRY = "retry"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"  # already finished: a redelivery
+    HELD = "held"  # another worker holds a live claim
+    LOST = "lost"  # our claim was taken over while we worked
+    MISSING = "missing"  # no such notification
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """Timings of one attempt."""
+
+    lease_seconds: float = 60.0
+    provider_timeout_seconds: float = 20.0
+
+
+class Dispatcher:
+    """Runs attempts; idempotent under redelivery and expired leases."""
+
+    def __init__(
+        self,
+        store: Store,
+        queue: Queue,
+        providers: Mapping[tuple[Channel, str], Provider],
+        clock: Clock,
+        retry: RetryPolicy,
+        tenants: TenantCache,
+        settings: DispatchSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.providers = providers
+        self.clock = clock
+        self.retry = retry
+        self.tenants = tenants
+        self.settings = settings or DispatchSettings()
+
+    def _policy(self, tenant: Tenant | None) -> RetryPolicy:
+        if tenant is None or tenant.max_attempts is None:
+            return self.retry
+        return RetryPolicy(tenant.max_attempts, self.retry.base_seconds, self.retry.cap_seconds)
+
+    def _provider_name(self, tenant: Tenant | None, country: str, channel: Channel) -> str | None:
+        # Read at dispatch time so that a changed route takes effect without a
+        # restart; the channel itself was fixed (and the recipient checked) at ingest.
+        try:
+            route = routing.resolve(country, tenant.routes if tenant else None)
+        except UnsupportedCountry:
+            return None
+        return route.provider if route.channel is channel else None
+
+    async def handle(self, message: QueueMessage) -> Result:
+        """Process one received message to its next state."""
+        tenant = await self.tenants.get(message.tenant)
+        policy = self._policy(tenant)
+        token = message.receipt
+        n = await self.store.claim(
+            message.notification_id,
+            token,
+            lease_seconds=self.settings.lease_seconds,
+            max_attempts=policy.max_attempts,
+        )
+        if n is None:
+            await self.queue.ack(message)
+            return Result.MISSING
+        if n.claimed_by != token:
+            if n.status in TERMINAL:
+                await self.queue.ack(message)
+                return Result.DUPLICATE
+            await self.queue.release(message, delay=self.settings.lease_seconds)
+            return Result.HELD
+        provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
+        return await self._attempt(message, n, provider_name, policy)
+
+    async def _attempt(
+        self, message: QueueMessage, n: Notification, provider_name: str, policy: RetryPolicy
+    ) -> Result:
+        started = self.clock.now()
+        t0 = time.perf_counter()
+        result = await self._call(n, provider_name)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        attempt = Attempt(
+            number=n.attempt_count,
+            provider=provider_name,
+            started_at=from_epoch(started),
+            outcome=result.outcome,
+            latency_ms=round(latency_ms, 3),
+        )
+        if isinstance(result, Delivered):
+            attempt.provider_message_id = result.provider_message_id
+            return await self._finish(message, n, attempt, Status.DONE, None, Result.DONE)
+        attempt.error_class = result.error_class
+        attempt.error_code = result.code
+        attempt.message = result.message
+        if isinstance(result, PermanentFailure):
+            reason = f"{result.outcome}: {result.error_class}: {result.message}"
+            return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
+        if policy.exhausted(n.attempts_used):
+            reason = (
+                f"attempt budget of {policy.max_attempts} exhausted;"
+                f" last error {result.error_class}: {result.message}"
+            )
+            return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
+        delay = policy.delay(n.attempts_used, retry_after=result.retry_after)
+        ok = await self.store.complete_attempt(
+            n.id, message.receipt, attempt, status=Status.PROCESSING
+        )
+        if not ok:
+            return Result.LOST
+        await self.queue.release(message, delay=delay)
+        return Result.RETRY
+
+    async def _finish(
+        self,
+        message: QueueMessage,
+        n: Notification,
+        attempt: Attempt,
+        status: Status,
+        reason: str | None,
+        result: Result,
+    ) -> Result:
+        ok = await self.store.complete_attempt(
+            n.id, message.receipt, attempt, status=status, dead_letter_reason=reason
+        )
+        if not ok:
+            # Our lease expired and another worker claimed it: its outcome counts.
+            return Result.LOST
+        await self.queue.ack(message)
+        return result
+
+    async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:
+        provider = self.providers.get((n.channel, provider_name))
+        if provider is None:
+            return PermanentFailure(
+                error_class="provider_not_configured",
+                message=f"no provider {provider_name!r} is configured for channel {n.channel}",
+                configuration=True,
+            )
+        outbound = OutboundMessage(
+            notification_id=n.id,
+            tenant=n.tenant,
+            country=n.country,
+            channel=n.channel,
+            recipient=n.request.recipient,
+            subject=n.request.subject,
+            body=n.request.body,
+            metadata=n.request.metadata or {},
+            attempt=n.attempt_count,
+        )
+        try:
+            return await asyncio.wait_for(
+                provider.send(outbound), self.settings.provider_timeout_seconds
+            )
+        except TimeoutError:
+            return TransientFailure(
+                error_class="timeout",
+                message=f"provider call exceeded {self.settings.provider_timeout_seconds}s",
+            )
+        except Exception as exc:
+            # A provider adapter must classify its own errors; anything that
+            # escapes is a bug, retried within the budget rather than lost.
+            log.exception("provider %s raised for notification %s", provider_name, n.id)
+            return TransientFailure(
+                error_class="unexpected_error", message=f"{type(exc).__name__}: {exc}"[:500]
+            )
+
+
+__all__ = ["DispatchSettings", "Dispatcher", "Outcome", "Result"]

@@ -1,0 +1,116 @@
+"""Accepting a notification: validate, route, deduplicate, persist, enqueue."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from integration_hub.domain import errors, routing
+from integration_hub.domain.ids import new_id
+from integration_hub.domain.models import (
+    Notification,
+    NotificationRequest,
+    check_recipient,
+    fingerprint,
+    from_epoch,
+)
+from integration_hub.domain.tenants import Tenant
+from integration_hub.ports import Clock, Queue, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer to a submission: the original one when ``replayed``."""
+
+    body: dict[str, Any]
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    """Idempotency timings."""
+
+    ttl_seconds: float = 86400.0
+    lock_seconds: float = 10.0
+
+
+class IngestService:
+    """Turns a validated request into a durable, queued notification."""
+
+    def __init__(
+        self, store: Store, queue: Queue, clock: Clock, policy: IngestPolicy | None = None
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.clock = clock
+        self.policy = policy or IngestPolicy()
+
+    async def submit(
+        self,
+        tenant: Tenant,
+        country: str,
+        idempotency_key: str,
+        request: NotificationRequest,
+    ) -> Accepted:
+        """Accept ``request`` once per (tenant, Idempotency-Key)."""
+        code = routing.normalize_country(country)
+        route = routing.resolve(code, tenant.routes)
+        check_recipient(route.channel, request.recipient)
+        fp = fingerprint(code, request)
+        reservation = secrets.token_hex(8)
+        existing = await self.store.reserve_idempotency_key(
+            tenant.id,
+            idempotency_key,
+            fp,
+            reservation=reservation,
+            lock_seconds=self.policy.lock_seconds,
+        )
+        if existing is not None:
+            if existing.fingerprint != fp:
+                raise errors.IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different payload",
+                    field="Idempotency-Key",
+                )
+            if existing.response is None:
+                wait = max(1.0, existing.locked_until - self.clock.now())
+                raise errors.IdempotencyInProgress(field="Idempotency-Key", retry_after=wait)
+            return Accepted(existing.response, replayed=True)
+
+        now = from_epoch(self.clock.now())
+        notification = Notification(
+            id=new_id(),
+            tenant=tenant.id,
+            country=code,
+            channel=route.channel,
+            provider=route.provider,
+            request=request,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        body = {
+            "id": notification.id,
+            "status": str(notification.status),
+            "tenant": tenant.id,
+            "country": code,
+            "channel": str(route.channel),
+            "created_at": now.isoformat(),
+        }
+        try:
+            enqueued = await self.store.accept(
+                notification, body, reservation=reservation, ttl_seconds=self.policy.ttl_seconds
+            )
+        except BaseException:
+            # Free the key so that the client's retry is not met by a 409 for
+            # the whole lock period. Shielded: a cancelled request still frees it.
+            await asyncio.shield(
+                self.store.release_idempotency_key(
+                    tenant.id, idempotency_key, reservation=reservation
+                )
+            )
+            raise
+        if not enqueued:
+            await self.queue.enqueue(notification.id, tenant.id)
+        return Accepted(body, replayed=False)

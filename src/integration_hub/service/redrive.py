@@ -1,0 +1,35 @@
+"""Dead letters back into the queue, without breaking idempotency."""
+
+from __future__ import annotations
+
+from integration_hub.ports import Queue, Store
+
+
+async def redrive(store: Store, queue: Queue, tenant: str | None, notification_id: str) -> bool:
+    """Put one dead letter back: FAILED -> RECEIVED, fresh budget. False if no such letter."""
+    result = await store.redrive(tenant, notification_id)
+    if result is None:
+        return False
+    if result is False:
+        # The store could not enqueue in its own transaction: do it now.
+        letter_tenant = tenant
+        if letter_tenant is None:
+            n = await store.get_notification(None, notification_id)
+            letter_tenant = n.tenant if n else ""
+        await queue.enqueue(notification_id, letter_tenant)
+    return True
+
+
+async def redrive_all(store: Store, queue: Queue, tenant: str | None) -> list[str]:
+    """Redrive every dead letter (of one tenant, or of all); the ids put back."""
+    done: list[str] = []
+    seen: set[str] = set()
+    while True:
+        letters = await store.list_dead_letters(tenant, limit=500)
+        fresh = [d for d in letters if d.notification_id not in seen]
+        if not fresh:
+            return done
+        for letter in fresh:
+            seen.add(letter.notification_id)
+            if await redrive(store, queue, tenant, letter.notification_id):
+                done.append(letter.notification_id)
