@@ -154,12 +154,35 @@ def outbox(
     database: Database = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
 ) -> None:
     """What the sandbox provider delivered, newest first."""
 
     async def run(hub: Hub) -> None:
+        entries = await hub.outbox.list_outbox(tenant, limit=limit)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [
+                        {
+                            "seq": e.seq,
+                            "notification_id": e.notification_id,
+                            "tenant": e.tenant,
+                            "channel": str(e.channel),
+                            "recipient": e.recipient,
+                            "subject": e.subject,
+                            "body": e.body,
+                            "attempt": e.attempt,
+                            "provider_message_id": e.provider_message_id,
+                            "delivered_at": e.delivered_at.isoformat(),
+                        }
+                        for e in entries
+                    ]
+                )
+            )
+            return
         table = Table("#", "delivered", "tenant", "channel", "to", "subject / body", "attempt")
-        for e in await hub.outbox.list_outbox(tenant, limit=limit):
+        for e in entries:
             text = (e.subject + " / " if e.subject else "") + e.body
             table.add_row(
                 str(e.seq),

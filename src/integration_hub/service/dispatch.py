@@ -18,7 +18,7 @@ from integration_hub.domain.delivery import (
     TransientFailure,
 )
 from integration_hub.domain.errors import UnsupportedCountry
-from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
+from integration_hub.domain.models import Attempt, Notification, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
@@ -198,6 +198,3 @@ class Dispatcher:
             return TransientFailure(
                 error_class="unexpected_error", message=f"{type(exc).__name__}: {exc}"[:500]
             )
-
-
-__all__ = ["DispatchSettings", "Dispatcher", "Outcome", "Result"]

@@ -7,7 +7,8 @@ retries and dead letters without a real provider::
 
 ``fail`` is ``transient``, ``permanent`` or ``configuration``; the first
 ``times`` attempts fail (every attempt if ``times`` is absent); ``delay``
-makes each call take that many seconds (a slow provider).
+makes the first ``slow_times`` calls (every call if absent) take that many
+seconds: a slow provider.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class SandboxProvider:
         """Deliver into the outbox, unless the request asks for a failure."""
         spec = _fault_spec(message.metadata)
         delay = _number(spec.get("delay"), 0.0)
-        if delay > 0:
+        slow_times = spec.get("slow_times")
+        if delay > 0 and (not isinstance(slow_times, int) or message.attempt <= slow_times):
             await asyncio.sleep(min(delay, MAX_DELAY_SECONDS))
         fail = spec.get("fail")
         times = spec.get("times")

@@ -26,21 +26,32 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            # The server holds the client to its Content-Length.
+            await self.app(scope, receive, send)
             return
+        # No length given (chunked): read up to the limit before the app sees
+        # anything, so that an oversized body is refused whole, as a 413.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise problems.PayloadTooLarge(self._detail(), field="body")
-            return message
-
-        await self.app(scope, counting, send)
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([whole], then=receive), send)
 
     def _detail(self) -> str:
         return f"the body is larger than {self.max_bytes} bytes"
@@ -50,6 +61,19 @@ class BodyLimit:
             413, "payload-too-large", "Payload too large", self._detail(), field="body"
         )
         await response(scope, receive, send)
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:

@@ -150,11 +150,18 @@ async def get_notification(
     return NotificationView.full(n)
 
 
+_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise errors.HubError("cursor is not one this API returned", field="cursor") from None
+        padded = cursor.encode() + b"=" * (-len(cursor) % 4)
+        decoded = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        decoded = ""
+    if not _ID.match(decoded):
+        raise errors.HubError("cursor is not one this API returned", field="cursor")
+    return decoded
 
 
 @router.get(

@@ -1,0 +1,324 @@
+"""The Store contract: every backend must behave exactly like this."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from integration_hub.domain import errors
+from integration_hub.domain.models import Attempt, Outcome
+from integration_hub.domain.status import Status
+from integration_hub.domain.tenants import ApiKeyRecord
+from support import Backend, accept, notification, tenant
+
+
+def attempt(number: int, outcome: Outcome = Outcome.DELIVERED, **extra: object) -> Attempt:
+    from integration_hub.domain.models import from_epoch
+
+    return Attempt(
+        number=number,
+        provider="sandbox",
+        started_at=from_epoch(0),
+        outcome=outcome,
+        latency_ms=1.5,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+# -- tenants and keys --------------------------------------------------------
+
+
+async def test_a_tenant_is_stored_once(backend: Backend) -> None:
+    await backend.store.create_tenant(tenant("acme", backend.clock))
+    with pytest.raises(errors.TenantExists):
+        await backend.store.create_tenant(tenant("acme", backend.clock))
+    found = await backend.store.get_tenant("acme")
+    assert found is not None
+    assert found.name == "Acme"
+    assert [t.id for t in await backend.store.list_tenants()] == ["acme"]
+    assert await backend.store.get_tenant("nobody") is None
+
+
+async def test_api_keys_are_found_by_id(backend: Backend) -> None:
+    await backend.store.create_tenant(tenant("acme", backend.clock))
+    record = ApiKeyRecord("abcdef012345", "acme", "h" * 64, tenant("acme").created_at)
+    await backend.store.add_api_key(record)
+    assert await backend.store.get_api_key("abcdef012345") == record
+    assert await backend.store.get_api_key("000000000000") is None
+
+
+# -- idempotency and accept ------------------------------------------------------
+
+
+async def test_a_reserved_key_is_reported_in_progress_until_accepted(backend: Backend) -> None:
+    store = backend.store
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "fp", reservation="r1", lock_seconds=10)
+        is None
+    )
+    held = await store.reserve_idempotency_key("acme", "k", "fp", reservation="r2", lock_seconds=10)
+    assert held is not None
+    assert held.response is None
+    assert held.fingerprint == "fp"
+    n = notification(key="k", clock=backend.clock)
+    await store.accept(n, {"id": n.id}, reservation="r1", ttl_seconds=3600)
+    done = await store.reserve_idempotency_key("acme", "k", "fp", reservation="r3", lock_seconds=10)
+    assert done is not None
+    assert done.response == {"id": n.id}
+
+
+async def test_idempotency_keys_of_two_tenants_never_collide(backend: Backend) -> None:
+    store = backend.store
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "a", reservation="r1", lock_seconds=10)
+        is None
+    )
+    assert (
+        await store.reserve_idempotency_key("globex", "k", "b", reservation="r2", lock_seconds=10)
+        is None
+    )
+
+
+async def test_an_abandoned_reservation_is_taken_over_after_its_lock(backend: Backend) -> None:
+    store = backend.store
+    await store.reserve_idempotency_key("acme", "k", "fp", reservation="dead", lock_seconds=10)
+    backend.clock.advance(11)
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "fp", reservation="new", lock_seconds=10)
+        is None
+    )
+    # The request that lost its reservation can no longer complete it.
+    late = notification(key="k", clock=backend.clock)
+    with pytest.raises(errors.IdempotencyInProgress):
+        await store.accept(late, {"id": late.id}, reservation="dead", ttl_seconds=3600)
+    assert await store.get_notification(None, late.id) is None
+    assert (await backend.queue.stats()).visible == 0
+
+
+async def test_a_completed_key_expires_after_its_ttl(backend: Backend) -> None:
+    store = backend.store
+    n = notification(key="k", clock=backend.clock)
+    await store.reserve_idempotency_key("acme", "k", "fp", reservation="r", lock_seconds=10)
+    await store.accept(n, {"id": n.id}, reservation="r", ttl_seconds=100)
+    backend.clock.advance(99)
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "fp", reservation="x", lock_seconds=10)
+        is not None
+    )
+    backend.clock.advance(2)
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "fp", reservation="y", lock_seconds=10)
+        is None
+    )
+
+
+async def test_a_released_reservation_frees_the_key(backend: Backend) -> None:
+    store = backend.store
+    await store.reserve_idempotency_key("acme", "k", "fp", reservation="r", lock_seconds=10)
+    await store.release_idempotency_key("acme", "k", reservation="other")
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "fp", reservation="s", lock_seconds=10)
+        is not None
+    )
+    await store.release_idempotency_key("acme", "k", reservation="r")
+    assert (
+        await store.reserve_idempotency_key("acme", "k", "fp", reservation="s", lock_seconds=10)
+        is None
+    )
+
+
+async def test_accept_stores_the_notification_and_queues_it(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    stored = await backend.store.get_notification("acme", n.id)
+    assert stored is not None
+    assert (stored.status, stored.country, stored.channel) == (Status.RECEIVED, "ES", n.channel)
+    assert stored.request == n.request
+    messages = await backend.queue.receive(10, visibility_timeout=30)
+    assert [m.notification_id for m in messages] == [n.id]
+    assert messages[0].tenant == "acme"
+
+
+# -- reads are scoped to the tenant ----------------------------------------------
+
+
+async def test_another_tenants_notification_is_not_found(backend: Backend) -> None:
+    n = notification("acme", clock=backend.clock)
+    await accept(backend, n)
+    assert await backend.store.get_notification("globex", n.id) is None
+    assert await backend.store.get_notification(None, n.id) is not None
+    assert await backend.store.list_notifications("globex") == []
+
+
+async def test_listing_is_newest_first_with_cursor_and_filters(backend: Backend) -> None:
+    made = []
+    for country in ["ES", "MX", "US", "ES", "FR"]:
+        n = notification("acme", country, clock=backend.clock)
+        await accept(backend, n)
+        made.append(n)
+        await asyncio.sleep(0.002)  # ids are time-ordered to the millisecond
+    await accept(backend, notification("globex", clock=backend.clock))
+    ids = [n.id for n in made]
+    page1 = await backend.store.list_notifications("acme", limit=2)
+    assert [n.id for n in page1] == ids[::-1][:2]
+    page2 = await backend.store.list_notifications("acme", limit=2, before_id=page1[-1].id)
+    assert [n.id for n in page2] == ids[::-1][2:4]
+    spain = await backend.store.list_notifications("acme", country="ES")
+    assert [n.id for n in spain] == [ids[3], ids[0]]
+    received = await backend.store.list_notifications("acme", status=Status.RECEIVED)
+    assert len(received) == 5
+    assert await backend.store.list_notifications("acme", status=Status.DONE) == []
+
+
+# -- claims ------------------------------------------------------------------------
+
+
+async def test_claim_moves_to_processing_and_starts_an_attempt(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    claimed = await backend.store.claim(n.id, "t1", lease_seconds=30, max_attempts=5)
+    assert claimed is not None
+    assert claimed.claimed_by == "t1"
+    assert (claimed.status, claimed.attempt_count, claimed.attempts_used) == (
+        Status.PROCESSING,
+        1,
+        1,
+    )
+    seen = await backend.store.get_notification("acme", n.id)
+    assert seen is not None
+    assert [a.outcome for a in seen.attempts] == [Outcome.ABANDONED]
+
+
+async def test_a_live_claim_is_not_taken_but_an_expired_one_is(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    await backend.store.claim(n.id, "t1", lease_seconds=30, max_attempts=5)
+    held = await backend.store.claim(n.id, "t2", lease_seconds=30, max_attempts=5)
+    assert held is not None
+    assert held.claimed_by == "t1"
+    backend.clock.advance(31)
+    taken = await backend.store.claim(n.id, "t2", lease_seconds=30, max_attempts=5)
+    assert taken is not None
+    assert taken.claimed_by == "t2"
+    assert taken.attempt_count == 2
+    # The worker that lost its lease cannot finish: no second DONE.
+    assert not await backend.store.complete_attempt(n.id, "t1", attempt(1), status=Status.DONE)
+    assert await backend.store.complete_attempt(n.id, "t2", attempt(2), status=Status.DONE)
+    assert not await backend.store.complete_attempt(n.id, "t2", attempt(2), status=Status.DONE)
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert done.status is Status.DONE
+    assert done.finished_at is not None
+    assert [a.outcome for a in done.attempts] == [Outcome.ABANDONED, Outcome.DELIVERED]
+
+
+async def test_a_finished_notification_is_not_claimed_again(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    await backend.store.claim(n.id, "t1", lease_seconds=30, max_attempts=5)
+    await backend.store.complete_attempt(n.id, "t1", attempt(1), status=Status.DONE)
+    again = await backend.store.claim(n.id, "t2", lease_seconds=30, max_attempts=5)
+    assert again is not None
+    assert again.status is Status.DONE
+    assert again.claimed_by is None
+    assert await backend.store.claim("no-such-id", "t", lease_seconds=30, max_attempts=5) is None
+
+
+async def test_a_retry_keeps_processing_and_releases_the_claim(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    await backend.store.claim(n.id, "t1", lease_seconds=30, max_attempts=5)
+    failed = attempt(1, Outcome.TRANSIENT, error_class="timeout", error_code="T", message="slow")
+    assert await backend.store.complete_attempt(n.id, "t1", failed, status=Status.PROCESSING)
+    mid = await backend.store.get_notification("acme", n.id)
+    assert mid is not None
+    assert mid.status is Status.PROCESSING
+    assert mid.claimed_by is None
+    assert mid.last_error == "slow"
+    again = await backend.store.claim(n.id, "t2", lease_seconds=30, max_attempts=5)
+    assert again is not None
+    assert again.claimed_by == "t2"
+    assert again.attempt_count == 2
+
+
+async def test_claims_that_died_mid_call_spend_the_budget(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    for token in ("a", "b"):
+        got = await backend.store.claim(n.id, token, lease_seconds=30, max_attempts=2)
+        assert got is not None
+        assert got.claimed_by == token
+        backend.clock.advance(31)
+    last = await backend.store.claim(n.id, "c", lease_seconds=30, max_attempts=2)
+    assert last is not None
+    assert last.status is Status.FAILED
+    assert last.claimed_by is None
+    letters = await backend.store.list_dead_letters("acme")
+    assert [d.notification_id for d in letters] == [n.id]
+    assert "budget" in letters[0].reason
+
+
+async def test_concurrent_claims_give_exactly_one_holder(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    results = await asyncio.gather(
+        *[backend.store.claim(n.id, f"t{i}", lease_seconds=30, max_attempts=5) for i in range(20)]
+    )
+    holders = {r.claimed_by for r in results if r is not None}
+    assert len(holders) == 1
+    final = await backend.store.get_notification(None, n.id)
+    assert final is not None
+    assert final.attempt_count == 1
+
+
+def test_complete_attempt_refuses_an_illegal_status() -> None:
+    from integration_hub.domain.status import check_transition
+
+    with pytest.raises(errors.InvalidTransition):
+        check_transition(Status.PROCESSING, Status.RECEIVED)
+
+
+# -- dead letters and redrive ------------------------------------------------------
+
+
+async def test_a_permanent_failure_is_dead_lettered_and_can_be_redriven(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    msg = (await backend.queue.receive(1, visibility_timeout=30))[0]
+    await backend.store.claim(n.id, msg.receipt, lease_seconds=30, max_attempts=5)
+    bad = attempt(1, Outcome.PERMANENT, error_class="invalid_recipient", message="no such user")
+    assert await backend.store.complete_attempt(
+        n.id, msg.receipt, bad, status=Status.FAILED, dead_letter_reason="permanent: no such user"
+    )
+    await backend.queue.ack(msg)
+    failed = await backend.store.get_notification("acme", n.id)
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert failed.last_error == "permanent: no such user"
+    assert [d.notification_id for d in await backend.store.list_dead_letters(None)] == [n.id]
+    assert await backend.store.list_dead_letters("globex") == []
+    # Another tenant cannot redrive it; the owner can, once.
+    assert await backend.store.redrive("globex", n.id) is None
+    enqueued = await backend.store.redrive("acme", n.id)
+    assert enqueued is not None
+    if not enqueued:
+        await backend.queue.enqueue(n.id, "acme")
+    assert await backend.store.redrive("acme", n.id) is None
+    back = await backend.store.get_notification("acme", n.id)
+    assert back is not None
+    assert back.status is Status.RECEIVED
+    assert back.attempts_used == 0
+    assert back.attempt_count == 1  # history is kept
+    assert await backend.store.list_dead_letters(None) == []
+    again = await backend.queue.receive(1, visibility_timeout=30)
+    assert [m.notification_id for m in again] == [n.id]
+
+
+async def test_timestamps_are_utc(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    stored = await backend.store.get_notification("acme", n.id)
+    assert stored is not None
+    assert stored.created_at.utcoffset() == timedelta(0)

@@ -1,0 +1,202 @@
+"""The dispatcher against the real SQLite backend, a scripted provider and a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from integration_hub.adapters.sqlite.database import SqliteDatabase
+from integration_hub.adapters.sqlite.queue import SqliteOutbox, SqliteQueue
+from integration_hub.adapters.sqlite.store import SqliteStore
+from integration_hub.domain.delivery import (
+    Delivered,
+    DeliveryResult,
+    OutboundMessage,
+    PermanentFailure,
+    TransientFailure,
+)
+from integration_hub.domain.models import Outcome
+from integration_hub.domain.retry import RetryPolicy
+from integration_hub.domain.routing import Channel, Route
+from integration_hub.domain.status import Status
+from integration_hub.domain.tenants import Tenant
+from integration_hub.ports import Provider
+from integration_hub.service.dispatch import Dispatcher, DispatchSettings, Result
+from integration_hub.service.tenants import TenantCache
+from support import Backend, ManualClock, accept, notification, tenant
+
+
+class Scripted:
+    """A provider that answers from a script, then delivers."""
+
+    def __init__(self, name: str, *answers: DeliveryResult | Exception) -> None:
+        self.name = name
+        self.answers = list(answers)
+        self.calls: list[OutboundMessage] = []
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        self.calls.append(message)
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return Delivered(f"{self.name}-{message.attempt}")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    clock = ManualClock()
+    db = SqliteDatabase(tmp_path / "svc.db", clock=clock)
+    await db.migrate()
+    made = Backend("sqlite", SqliteStore(db), SqliteQueue(db), SqliteOutbox(db), clock)
+    await made.store.create_tenant(tenant("acme", clock))
+    yield made
+    await made.store.close()
+
+
+def dispatcher(backend: Backend, *providers: Provider, max_attempts: int = 3) -> Dispatcher:
+    table = {(Channel.EMAIL, p.name): p for p in providers}
+    return Dispatcher(
+        backend.store,
+        backend.queue,
+        table,
+        backend.clock,
+        RetryPolicy(max_attempts=max_attempts, base_seconds=10, cap_seconds=100),
+        TenantCache(backend.store, backend.clock, ttl_seconds=0),
+        DispatchSettings(lease_seconds=30, provider_timeout_seconds=1),
+    )
+
+
+async def step(backend: Backend, d: Dispatcher) -> Result:
+    [message] = await backend.queue.receive(1, visibility_timeout=30)
+    return await d.handle(message)
+
+
+async def test_delivered_is_done_with_the_provider_message_id(backend: Backend) -> None:
+    provider = Scripted("sandbox")
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, dispatcher(backend, provider)) is Result.DONE
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert done.status is Status.DONE
+    assert done.attempts[0].provider_message_id == "sandbox-1"
+    assert (await backend.queue.stats()).visible + (await backend.queue.stats()).delayed == 0
+
+
+async def test_a_transient_failure_is_retried_no_sooner_than_retry_after(backend: Backend) -> None:
+    provider = Scripted("sandbox", TransientFailure("rate_limited", "429", "429", retry_after=50))
+    d = dispatcher(backend, provider)
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, d) is Result.RETRY
+    backend.clock.advance(49.9)
+    assert await backend.queue.receive(1, visibility_timeout=30) == []
+    backend.clock.advance(0.2)
+    assert await step(backend, d) is Result.DONE
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert [a.outcome for a in done.attempts] == [Outcome.TRANSIENT, Outcome.DELIVERED]
+    assert done.attempts[0].error_code == "429"
+    assert [c.attempt for c in provider.calls] == [1, 2]
+
+
+async def test_the_backoff_delay_is_within_the_policy_ceiling(backend: Backend) -> None:
+    provider = Scripted("sandbox", TransientFailure("timeout", "slow"))
+    d = dispatcher(backend, provider)
+    await accept(backend, notification(clock=backend.clock))
+    assert await step(backend, d) is Result.RETRY
+    backend.clock.advance(10.001)  # ceiling after attempt 1 is base = 10 s
+    assert await step(backend, d) is Result.DONE
+
+
+async def test_an_exhausted_budget_ends_failed_and_dead_lettered(backend: Backend) -> None:
+    failure = TransientFailure("server_error", "503")
+    provider = Scripted("sandbox", failure, failure, failure)
+    d = dispatcher(backend, provider, max_attempts=3)
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    results = []
+    for _ in range(3):
+        results.append(await step(backend, d))
+        backend.clock.advance(100)
+    assert results == [Result.RETRY, Result.RETRY, Result.FAILED]
+    failed = await backend.store.get_notification("acme", n.id)
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert "budget of 3 exhausted" in (failed.last_error or "")
+    assert [x.notification_id for x in await backend.store.list_dead_letters("acme")] == [n.id]
+    assert await backend.queue.receive(1, visibility_timeout=30) == []
+
+
+async def test_a_tenant_budget_overrides_the_default(backend: Backend) -> None:
+    await backend.store.create_tenant(
+        Tenant(id="tight", name="Tight", created_at=tenant().created_at, max_attempts=1)
+    )
+    provider = Scripted("sandbox", TransientFailure("server_error", "503"))
+    n = notification("tight", clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, dispatcher(backend, provider, max_attempts=5)) is Result.FAILED
+
+
+async def test_a_permanent_failure_fails_at_once(backend: Backend) -> None:
+    provider = Scripted("sandbox", PermanentFailure("invalid_recipient", "no such user", "21211"))
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, dispatcher(backend, provider)) is Result.FAILED
+    failed = await backend.store.get_notification("acme", n.id)
+    assert failed is not None
+    assert failed.attempts[0].error_code == "21211"
+    assert len(provider.calls) == 1
+
+
+async def test_a_provider_that_raises_is_retried_not_lost(backend: Backend) -> None:
+    provider = Scripted("sandbox", RuntimeError("adapter bug"))
+    d = dispatcher(backend, provider)
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, d) is Result.RETRY
+    mid = await backend.store.get_notification("acme", n.id)
+    assert mid is not None
+    assert mid.attempts[0].error_class == "unexpected_error"
+    backend.clock.advance(100)
+    assert await step(backend, d) is Result.DONE
+
+
+async def test_a_redelivered_finished_message_is_a_duplicate_without_a_second_call(
+    backend: Backend,
+) -> None:
+    provider = Scripted("sandbox")
+    d = dispatcher(backend, provider)
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [message] = await backend.queue.receive(1, visibility_timeout=30)
+    assert await d.handle(message) is Result.DONE
+    # The same message delivered again (a queue duplicate): nothing is sent.
+    assert await d.handle(message) is Result.DUPLICATE
+    assert len(provider.calls) == 1
+
+
+async def test_an_unconfigured_provider_is_a_configuration_failure(backend: Backend) -> None:
+    await backend.store.create_tenant(
+        Tenant(
+            id="routed",
+            name="Routed",
+            created_at=tenant().created_at,
+            routes={"ES": Route(Channel.EMAIL, "smtp")},
+        )
+    )
+    n = notification("routed", clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, dispatcher(backend, Scripted("sandbox"))) is Result.FAILED
+    failed = await backend.store.get_notification("routed", n.id)
+    assert failed is not None
+    assert failed.provider == "smtp"
+    assert failed.attempts[0].outcome is Outcome.CONFIGURATION
+    assert failed.attempts[0].error_class == "provider_not_configured"

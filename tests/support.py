@@ -1,0 +1,95 @@
+"""Helpers shared by the test suites."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from integration_hub.domain.ids import new_id
+from integration_hub.domain.models import Notification, NotificationRequest, from_epoch
+from integration_hub.domain.routing import Channel, resolve
+from integration_hub.domain.tenants import Tenant
+from integration_hub.ports import Outbox, Queue, Store
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.t = start if start is not None else time.time()
+
+    def now(self) -> float:
+        """Seconds since the epoch, as set."""
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.t += seconds
+
+
+@dataclass
+class Backend:
+    """One backend's store, queue and outbox, on a clock the test controls."""
+
+    name: str
+    store: Store
+    queue: Queue
+    outbox: Outbox
+    clock: ManualClock
+
+
+def tenant(tenant_id: str = "acme", clock: ManualClock | None = None) -> Tenant:
+    """A tenant value."""
+    return Tenant(
+        id=tenant_id, name=tenant_id.title(), created_at=from_epoch((clock or ManualClock()).now())
+    )
+
+
+def notification(
+    tenant_id: str = "acme",
+    country: str = "ES",
+    *,
+    clock: ManualClock | None = None,
+    key: str | None = None,
+    metadata: dict[str, object] | None = None,
+) -> Notification:
+    """A RECEIVED notification routed by the default table."""
+    route = resolve(country)
+    recipient = (
+        {"email": "ana@example.com"}
+        if route.channel is Channel.EMAIL
+        else {"phone": "+5215512345678"}
+    )
+    now = from_epoch((clock or ManualClock()).now())
+    return Notification(
+        id=new_id(),
+        tenant=tenant_id,
+        country=country,
+        channel=route.channel,
+        provider=route.provider,
+        request=NotificationRequest.model_validate(
+            {"recipient": recipient, "subject": "s", "body": "hello", "metadata": metadata}
+        ),
+        idempotency_key=key or secrets.token_hex(8),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def accept(backend: Backend, n: Notification) -> None:
+    """Store a notification as the ingest service does: reserve, accept, enqueue."""
+    reservation = secrets.token_hex(4)
+    held = await backend.store.reserve_idempotency_key(
+        n.tenant,
+        n.idempotency_key,
+        "fp-" + n.idempotency_key,
+        reservation=reservation,
+        lock_seconds=10,
+    )
+    assert held is None
+    enqueued = await backend.store.accept(
+        n, {"id": n.id}, reservation=reservation, ttl_seconds=3600
+    )
+    if not enqueued:
+        await backend.queue.enqueue(n.id, n.tenant)
