@@ -19,7 +19,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,aws]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,aws,postgres]'
 	touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)

@@ -60,6 +60,13 @@ class NotificationRequest(BaseModel):
         default=None, description=f"small JSON object (at most {METADATA_MAX_BYTES} bytes)"
     )
 
+    @field_validator("body")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("body must not be blank")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -17,8 +18,9 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.base_seconds <= 0 or self.cap_seconds < self.base_seconds:
-            raise ValueError("need 0 < base_seconds <= cap_seconds")
+        # Written so that NaN, for which every comparison is false, fails too.
+        if not (0 < self.base_seconds <= self.cap_seconds < math.inf):
+            raise ValueError("need 0 < base_seconds <= cap_seconds, both finite")
 
     def ceiling(self, attempt: int) -> float:
         """Upper bound of the delay after failed attempt number ``attempt`` (1-based)."""

@@ -41,8 +41,9 @@ DEFAULT_ROUTES: Mapping[str, Route] = {
 
 def normalize_country(raw: str) -> str:
     """Return the ISO 3166-1 alpha-2 code for ``raw`` (case-insensitive, UK → GB)."""
-    code = raw.strip().upper()
-    if not _ISO_ALPHA2.match(code):
+    # ASCII first: Unicode upper-casing turns "ß" into "SS" and "ıt" into "IT".
+    code = raw.strip().upper() if raw.isascii() else ""
+    if not _ISO_ALPHA2.fullmatch(code):
         raise HubError(f"{raw!r} is not an ISO 3166-1 alpha-2 country code", field="X-Country")
     return ALIASES.get(code, code)
 

@@ -15,6 +15,7 @@ from integration_hub.domain.routing import Route
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "ihub"
+_KEY_ID = re.compile(r"[0-9a-f]{12}")
 
 
 class TenantStatus(StrEnum):
@@ -49,7 +50,7 @@ class ApiKeyRecord:
 
 def validate_tenant_id(raw: str) -> str:
     """Tenant ids are lowercase slugs: they travel in headers, URLs and logs."""
-    if not TENANT_ID.match(raw):
+    if not TENANT_ID.fullmatch(raw):
         raise HubError(
             "tenant id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter"
             " or digit",
@@ -67,9 +68,9 @@ def new_api_key() -> tuple[str, str]:
 def parse_api_key(key: str) -> str | None:
     """The key id inside a well-formed key, or None."""
     parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[2]:
         return None
-    return parts[1]
+    return parts[1] if _KEY_ID.fullmatch(parts[1]) else None
 
 
 def hash_api_key(key: str) -> str:
