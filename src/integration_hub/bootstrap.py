@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from integration_hub.config import Settings
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
-from integration_hub.ports import Clock, Outbox, Provider, Queue, Store, SystemClock
+from integration_hub.ports import (
+    Clock,
+    CredentialStore,
+    Outbox,
+    Provider,
+    ProviderDirectory,
+    Queue,
+    Store,
+    SystemClock,
+)
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings
 from integration_hub.service.ingest import IngestPolicy, IngestService
 from integration_hub.service.tenants import TenantCache
@@ -26,7 +35,8 @@ class Hub:
     store: Store
     queue: Queue
     outbox: Outbox
-    providers: dict[tuple[Channel, str], Provider]
+    credentials: CredentialStore
+    providers: ProviderDirectory
     ingest: IngestService
     dispatcher: Dispatcher
     tenants: TenantCache
@@ -37,8 +47,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
-        for provider in self.providers.values():
-            await provider.close()
+        await self.providers.close()
         await self.store.close()
 
 
@@ -51,14 +60,55 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-async def _sqlite_backend(settings: Settings, clock: Clock) -> tuple[Store, Queue, Outbox]:
+Backend = tuple[Store, Queue, Outbox, CredentialStore]
+
+
+async def _sqlite_backend(settings: Settings, clock: Clock) -> Backend:
+    from integration_hub.adapters.sqlite.credentials import SqliteCredentials
     from integration_hub.adapters.sqlite.database import SqliteDatabase, path_from_url
     from integration_hub.adapters.sqlite.queue import SqliteOutbox, SqliteQueue
     from integration_hub.adapters.sqlite.store import SqliteStore
 
     db = SqliteDatabase(path_from_url(settings.database_url), clock=clock)
     await db.migrate()
-    return SqliteStore(db), SqliteQueue(db), SqliteOutbox(db)
+    return SqliteStore(db), SqliteQueue(db), SqliteOutbox(db), SqliteCredentials(db)
+
+
+async def _postgres_backend(settings: Settings, clock: Clock) -> Backend:
+    try:
+        from integration_hub.adapters.postgres.database import PostgresDatabase, migrations
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise ConfigurationError(
+            "IHUB_DATABASE_URL names PostgreSQL, which needs asyncpg:"
+            " pip install 'integration-hub[postgres]'"
+        ) from None
+    from integration_hub.adapters.postgres.credentials import PostgresCredentials
+    from integration_hub.adapters.postgres.queue import PostgresOutbox, PostgresQueue
+    from integration_hub.adapters.postgres.store import PostgresStore
+
+    db = PostgresDatabase(
+        settings.database_url,
+        clock=clock,
+        max_size=settings.database_pool_size,
+        timeout=settings.database_timeout_seconds,
+    )
+    await db.open()
+    try:
+        if settings.auto_migrate:
+            await db.migrate()
+        else:
+            version, needed = await db.schema_version(), migrations()[-1].version
+            if version < needed:
+                raise ConfigurationError(
+                    f"the database schema is at version {version} and this release needs"
+                    f" {needed}: run `ihub migrate` (or set IHUB_AUTO_MIGRATE=true)"
+                )
+    except BaseException:
+        await db.close()
+        raise
+    return PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
 
 
 async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
@@ -66,18 +116,24 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     clock = clock or SystemClock()
     scheme = settings.database_url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        store, queue, outbox = await _sqlite_backend(settings, clock)
+        store, queue, outbox, credentials = await _sqlite_backend(settings, clock)
+    elif scheme in ("postgres", "postgresql"):
+        store, queue, outbox, credentials = await _postgres_backend(settings, clock)
     else:
         raise ConfigurationError(
-            f"unsupported IHUB_DATABASE_URL scheme {scheme!r}: this version supports"
-            " sqlite:///path/to/file.db"
+            f"unsupported IHUB_DATABASE_URL scheme {scheme!r}: use sqlite:///path/to/file.db"
+            " or postgresql://user@host:5432/database"
         )
 
+    from integration_hub.adapters.providers.registry import ProviderRegistry
     from integration_hub.adapters.providers.sandbox import SandboxProvider
 
-    providers: dict[tuple[Channel, str], Provider] = {
-        (channel, "sandbox"): SandboxProvider(outbox, channel) for channel in Channel
+    sandbox: dict[Channel, Provider] = {
+        channel: SandboxProvider(outbox, channel) for channel in Channel
     }
+    providers = ProviderRegistry(
+        credentials, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds
+    )
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     ingest = IngestService(
         store,
@@ -100,4 +156,6 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             provider_timeout_seconds=settings.provider_timeout_seconds,
         ),
     )
-    return Hub(settings, clock, store, queue, outbox, providers, ingest, dispatcher, tenants)
+    return Hub(
+        settings, clock, store, queue, outbox, credentials, providers, ingest, dispatcher, tenants
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,3 +49,28 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="how long the worker caches tenant configuration"
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+
+    database_pool_size: int = Field(
+        default=10, ge=1, description="PostgreSQL connections per process (plus one to LISTEN)"
+    )
+    database_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="PostgreSQL connect and pool-acquire timeout"
+    )
+    auto_migrate: bool = Field(
+        default=True, description="apply database migrations at startup (else `ihub migrate`)"
+    )
+    retention_finished_seconds: float = Field(
+        default=30 * 86400.0,
+        gt=0,
+        description="age after which `ihub purge` deletes finished notifications",
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_call(self) -> Self:
+        # A claim whose lease ends before the provider call does is taken over
+        # by another worker: the same message would be sent twice.
+        if self.visibility_timeout_seconds <= self.provider_timeout_seconds:
+            raise ValueError(
+                "IHUB_VISIBILITY_TIMEOUT_SECONDS must be greater than IHUB_PROVIDER_TIMEOUT_SECONDS"
+            )
+        return self

@@ -7,12 +7,12 @@ and the entry points know which adapter is in use.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from integration_hub.domain.delivery import DeliveryResult, OutboundMessage
+from integration_hub.domain.delivery import DeliveryResult, OutboundMessage, ProviderCheck
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
@@ -78,6 +78,10 @@ class Store(Protocol):
 
     async def create_tenant(self, tenant: Tenant) -> None:
         """Insert a tenant; raise TenantExists if the id is taken."""
+        ...
+
+    async def update_tenant(self, tenant: Tenant) -> None:
+        """Replace a tenant's status, routing and budget; NotFound if it does not exist."""
         ...
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
@@ -259,8 +263,88 @@ class Provider(Protocol):
         """Deliver once; classify every failure, never raise for a provider error."""
         ...
 
+    async def check(self) -> ProviderCheck:
+        """Verify configuration and credentials without sending a message."""
+        ...
+
     async def close(self) -> None:
         """Release sessions and connections."""
+        ...
+
+
+class ProviderDirectory(Protocol):
+    """Finds the provider instance for a tenant, channel and provider name.
+
+    Raises ProviderNotConfigured (a domain error) when the tenant has no usable
+    configuration for it: a configuration failure, not a transient one.
+    """
+
+    async def get(self, tenant: str, channel: Channel, name: str) -> Provider:
+        """The provider to call."""
+        ...
+
+    async def close(self) -> None:
+        """Close every provider instance."""
+        ...
+
+
+class CredentialStore(Protocol):
+    """Per-tenant provider configuration and credentials."""
+
+    async def get_credentials(self, tenant: str, provider: str) -> dict[str, Any] | None:
+        """A tenant's configuration of one provider."""
+        ...
+
+    async def put_credentials(self, tenant: str, provider: str, config: dict[str, Any]) -> None:
+        """Create or replace a tenant's configuration of one provider."""
+        ...
+
+    async def list_credentials(self, tenant: str) -> list[str]:
+        """The providers a tenant has configured."""
+        ...
+
+
+class DataKeyStore(Protocol):
+    """Wrapped per-tenant data keys (only ever stored wrapped by a KeyRing)."""
+
+    async def get_data_key(self, tenant: str) -> bytes | None:
+        """The tenant's wrapped data key."""
+        ...
+
+    async def add_data_key(self, tenant: str, wrapped: bytes) -> bytes:
+        """Store a wrapped key unless the tenant has one; the one stored."""
+        ...
+
+    async def list_data_keys(self) -> list[tuple[str, bytes]]:
+        """Every (tenant, wrapped key)."""
+        ...
+
+    async def replace_data_key(self, tenant: str, old: bytes, new: bytes) -> bool:
+        """Swap a wrapped key if it is still ``old``; whether it was."""
+        ...
+
+
+class KeyRing(Protocol):
+    """Wraps data keys under master keys (local key file, env var, or AWS KMS)."""
+
+    def primary_key_id(self) -> str:
+        """The master key that wraps new data keys."""
+        ...
+
+    def key_id_of(self, wrapped: bytes) -> str:
+        """The master key that wrapped ``wrapped``."""
+        ...
+
+    async def generate_data_key(self, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        """A new data key as (plaintext, wrapped), bound to ``context``."""
+        ...
+
+    async def decrypt_data_key(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        """Unwrap a data key; fails unless ``context`` is the one it was wrapped with."""
+        ...
+
+    async def rewrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        """The same data key wrapped under the primary master key."""
         ...
 
 

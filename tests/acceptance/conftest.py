@@ -1,149 +1,34 @@
-"""Real processes: uvicorn serving the API and workers, on a SQLite file, over HTTP."""
+"""Fixtures for the acceptance suite: every hub once on SQLite, once on PostgreSQL
+(skipped, or failed when CI=true, if the server is not reachable)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-TERMINAL = {"DONE", "FAILED"}
-
-FAST = {
-    "IHUB_POLL_INTERVAL_SECONDS": "0.05",
-    "IHUB_BACKOFF_BASE_SECONDS": "0.2",
-    "IHUB_BACKOFF_CAP_SECONDS": "0.4",
-    "IHUB_VISIBILITY_TIMEOUT_SECONDS": "3",
-    "IHUB_PROVIDER_TIMEOUT_SECONDS": "2.5",
-    "IHUB_SHUTDOWN_GRACE_SECONDS": "10",
-    "IHUB_TENANT_CACHE_SECONDS": "0",
-    "IHUB_LOG_LEVEL": "warning",
-}
+from hubs import BACKENDS, HubProcesses, make_hub
 
 
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Each backend a test's own hub runs on."""
+    kind: str = request.param
+    return kind
 
 
-@dataclass
-class HubProcesses:
-    """An API process and any number of worker processes on one database."""
-
-    workdir: Path
-    database_url: str
-    env: dict[str, str]
-    port: int = field(default_factory=free_port)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    keys: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base_url(self) -> str:
-        """Where the API listens."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
-        out = (self.workdir / log).open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "integration_hub", *args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
-        out.close()
-        self.procs.append(proc)
-        return proc
-
-    def start_api(self) -> subprocess.Popen[bytes]:
-        """Start `ihub api` and wait until it answers."""
-        proc = self._spawn("api", "--port", str(self.port), log="api.log")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=0.5).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("API did not start:\n" + self.logs())
-
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        """Start `ihub worker`."""
-        return self._spawn("worker", log=f"{name}.log")
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run an `ihub` command against this database."""
-        return subprocess.run(
-            [sys.executable, "-m", "integration_hub", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            cwd=self.workdir,
-            timeout=60,
-            check=False,
-        )
-
-    def create_tenant(self, tenant: str) -> str:
-        """Create a tenant with the CLI; its API key."""
-        done = self.cli("tenants", "create", tenant, "--json")
-        assert done.returncode == 0, done.stderr
-        key: str = json.loads(done.stdout)["api_key"]
-        self.keys[tenant] = key
-        return key
-
-    def headers(self, tenant: str, **extra: str) -> dict[str, str]:
-        """Auth headers for a tenant, plus any extra ones."""
-        base = {"Authorization": f"Bearer {self.keys[tenant]}", "X-Tenant": tenant}
-        return {**base, **{k.replace("_", "-"): v for k, v in extra.items()}}
-
-    def logs(self) -> str:
-        """Everything the processes printed."""
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self.workdir.glob("*.log")
-        )
-
-    def stop(self) -> None:
-        """SIGTERM everything still running, SIGKILL what does not stop."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def make_hub(workdir: Path, **env: str) -> HubProcesses:
-    """A hub on a fresh SQLite file in ``workdir`` (nothing started yet)."""
-    url = f"sqlite:///{workdir / 'hub.db'}"
-    full_env = {**os.environ, **FAST, "IHUB_DATABASE_URL": url, **env}
-    return HubProcesses(workdir, url, full_env)
-
-
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcesses]:
+@pytest.fixture(scope="session", params=BACKENDS)
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubProcesses]:
     """One API process and one worker process shared by the suite, tenants acme and globex."""
-    procs = make_hub(tmp_path_factory.mktemp("hub"))
-    procs.create_tenant("acme")
-    procs.create_tenant("globex")
-    procs.start_api()
-    procs.start_worker()
+    procs = make_hub(tmp_path_factory.mktemp("hub"), request.param)
     try:
+        procs.create_tenant("acme")
+        procs.create_tenant("globex")
+        procs.start_api()
+        procs.start_worker()
         yield procs
     finally:
         procs.stop()
@@ -154,30 +39,3 @@ def client(hub: HubProcesses) -> Iterator[httpx.Client]:
     """An HTTP client for the shared hub."""
     with httpx.Client(base_url=hub.base_url, timeout=10) as c:
         yield c
-
-
-def payload(country: str, **extra: Any) -> dict[str, Any]:
-    """A valid body for the channel the default table routes ``country`` to."""
-    email = country.upper() in {"ES", "FR", "IT", "GR"}
-    body: dict[str, Any] = {
-        "recipient": {"email": "ana@example.com"} if email else {"phone": "+5215512345678"},
-        "body": f"hello {country}",
-    }
-    if email:
-        body["subject"] = "Hello"
-    body.update(extra)
-    return body
-
-
-def wait_terminal(
-    client: httpx.Client, headers: dict[str, str], notification_id: str, timeout: float = 30
-) -> dict[str, Any]:
-    """Poll until the notification is DONE or FAILED."""
-    deadline = time.monotonic() + timeout
-    while True:
-        view: dict[str, Any] = client.get(
-            f"/v1/notifications/{notification_id}", headers=headers
-        ).json()
-        if view["status"] in TERMINAL or time.monotonic() > deadline:
-            return view
-        time.sleep(0.05)

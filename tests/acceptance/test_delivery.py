@@ -7,7 +7,8 @@ import uuid
 
 import httpx
 import pytest
-from conftest import HubProcesses, payload, wait_terminal
+
+from hubs import HubProcesses, payload, wait_terminal
 
 BRIEF = {
     "ES": "email",

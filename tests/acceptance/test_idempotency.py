@@ -6,10 +6,8 @@ import asyncio
 import uuid
 
 import httpx
-from conftest import HubProcesses, payload
 
-from integration_hub.adapters.sqlite.database import SqliteDatabase, path_from_url
-from integration_hub.adapters.sqlite.store import SqliteStore
+from hubs import HubProcesses, open_store, payload
 from integration_hub.domain.models import NotificationRequest, fingerprint
 
 
@@ -81,14 +79,12 @@ def test_same_key_while_the_first_is_being_accepted_is_409(
 
     async def reserve() -> None:
         # Another API process has reserved the key and not finished accepting.
-        db = SqliteDatabase(path_from_url(hub.database_url))
-        store = SqliteStore(db)
-        fp = fingerprint("ES", NotificationRequest.model_validate(body))
-        held = await store.reserve_idempotency_key(
-            "acme", key, fp, reservation="elsewhere", lock_seconds=30
-        )
-        assert held is None
-        await store.close()
+        async with open_store(hub.database_url) as store:
+            fp = fingerprint("ES", NotificationRequest.model_validate(body))
+            held = await store.reserve_idempotency_key(
+                "acme", key, fp, reservation="elsewhere", lock_seconds=30
+            )
+            assert held is None
 
     asyncio.run(reserve())
     resp = client.post(

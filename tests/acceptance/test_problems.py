@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import HubProcesses, payload
+
+from hubs import HubProcesses, payload
 
 PROBLEM = "application/problem+json"
 

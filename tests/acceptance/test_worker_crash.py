@@ -11,13 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HubProcesses, make_hub, payload, wait_terminal
+
+from hubs import HubProcesses, make_hub, payload, wait_terminal
 
 
 @pytest.fixture
-def bare_hub(tmp_path: Path) -> Iterator[HubProcesses]:
+def bare_hub(tmp_path: Path, backend_kind: str) -> Iterator[HubProcesses]:
     """An API with no worker yet: each test starts and kills its own."""
-    procs = make_hub(tmp_path, IHUB_PROVIDER_TIMEOUT_SECONDS="20")
+    procs = make_hub(tmp_path, backend_kind)
     procs.create_tenant("acme")
     procs.start_api()
     try:

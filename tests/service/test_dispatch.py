@@ -17,6 +17,7 @@ from integration_hub.domain.delivery import (
     PermanentFailure,
     TransientFailure,
 )
+from integration_hub.domain.errors import ProviderNotConfigured
 from integration_hub.domain.models import Outcome
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel, Route
@@ -49,6 +50,22 @@ class Scripted:
         return None
 
 
+class Directory:
+    """The providers a test wires, by name."""
+
+    def __init__(self, *providers: Provider) -> None:
+        self.by_name = {p.name: p for p in providers}
+
+    async def get(self, tenant: str, channel: Channel, name: str) -> Provider:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise ProviderNotConfigured(f"no {name} for {tenant}") from None
+
+    async def close(self) -> None:
+        return None
+
+
 @pytest.fixture
 async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
     clock = ManualClock()
@@ -61,11 +78,10 @@ async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
 
 
 def dispatcher(backend: Backend, *providers: Provider, max_attempts: int = 3) -> Dispatcher:
-    table = {(Channel.EMAIL, p.name): p for p in providers}
     return Dispatcher(
         backend.store,
         backend.queue,
-        table,
+        Directory(*providers),
         backend.clock,
         RetryPolicy(max_attempts=max_attempts, base_seconds=10, cap_seconds=100),
         TenantCache(backend.store, backend.clock, ttl_seconds=0),

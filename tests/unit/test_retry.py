@@ -112,15 +112,20 @@ def test_retry_after_is_a_lower_bound_on_the_delay() -> None:
     assert set(_samples(policy, 1, retry_after=30.0)) == {30.0}
 
 
-def test_retry_after_may_exceed_the_attempts_ceiling_but_not_the_cap() -> None:
+def test_retry_after_may_exceed_the_attempts_ceiling() -> None:
     policy = RetryPolicy(base_seconds=1.0, cap_seconds=300.0)
     assert policy.delay(2, retry_after=120.0, rng=random.Random(0)) == 120.0
 
 
-def test_retry_after_is_never_honoured_above_the_cap() -> None:
-    policy = RetryPolicy(base_seconds=1.0, cap_seconds=300.0)
-    assert set(_samples(policy, 1, retry_after=86_400.0)) == {300.0}
-    assert set(_samples(policy, 50, retry_after=86_400.0)) == {300.0}
+def test_retry_after_is_honoured_above_the_backoff_cap() -> None:
+    policy = RetryPolicy(base_seconds=0.2, cap_seconds=0.4)
+    assert set(_samples(policy, 1, retry_after=1.0)) == {1.0}
+
+
+def test_retry_after_is_never_honoured_above_its_limit() -> None:
+    policy = RetryPolicy(base_seconds=1.0, cap_seconds=300.0, retry_after_limit_seconds=3600.0)
+    assert set(_samples(policy, 1, retry_after=86_400.0)) == {3600.0}
+    assert set(_samples(policy, 50, retry_after=86_400.0)) == {3600.0}
 
 
 def test_a_short_retry_after_keeps_the_jitter_above_it() -> None:

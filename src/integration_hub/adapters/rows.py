@@ -17,6 +17,7 @@ from integration_hub.domain.models import (
 from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant, TenantStatus
+from integration_hub.ports import DeadLetter, OutboxEntry
 
 
 def to_dt(value: float | None) -> datetime | None:
@@ -40,6 +41,7 @@ def tenant_config(tenant: Tenant) -> str:
                 country: {"channel": str(r.channel), "provider": r.provider}
                 for country, r in tenant.routes.items()
             },
+            "channel_providers": {str(c): p for c, p in tenant.channel_providers.items()},
             "max_attempts": tenant.max_attempts,
         }
     )
@@ -58,6 +60,7 @@ def tenant_from_row(row: Mapping[str, Any]) -> Tenant:
         status=TenantStatus(row["status"]),
         created_at=to_dt_required(row["created_at"]),
         routes=routes,
+        channel_providers={Channel(c): p for c, p in config.get("channel_providers", {}).items()},
         max_attempts=config.get("max_attempts"),
     )
 
@@ -109,4 +112,30 @@ def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
         error_code=row["error_code"],
         message=row["message"],
         provider_message_id=row["provider_message_id"],
+    )
+
+
+def outbox_entry_from_row(row: Mapping[str, Any]) -> OutboxEntry:
+    """An outbox row to an OutboxEntry."""
+    return OutboxEntry(
+        seq=row["seq"],
+        notification_id=row["notification_id"],
+        tenant=row["tenant"],
+        channel=Channel(row["channel"]),
+        recipient=row["recipient"],
+        subject=row["subject"],
+        body=row["body"],
+        attempt=row["attempt"],
+        provider_message_id=row["provider_message_id"],
+        delivered_at=to_dt_required(row["delivered_at"]),
+    )
+
+
+def dead_letter_from_row(row: Mapping[str, Any]) -> DeadLetter:
+    """A dead_letters row to a DeadLetter."""
+    return DeadLetter(
+        notification_id=row["notification_id"],
+        tenant=row["tenant"],
+        reason=row["reason"],
+        dead_lettered_at=to_dt_required(row["dead_lettered_at"]),
     )

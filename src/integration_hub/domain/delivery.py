@@ -63,3 +63,18 @@ class PermanentFailure:
 
 
 DeliveryResult = Delivered | TransientFailure | PermanentFailure
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCheck:
+    """Whether a provider's configuration works, found without sending anything."""
+
+    ok: bool
+    detail: str
+
+    @classmethod
+    def failed(cls, result: DeliveryResult) -> ProviderCheck:
+        """A failed check from the classified error of the probe."""
+        if isinstance(result, Delivered):
+            return cls(True, "ok")
+        return cls(False, f"{result.outcome}: {result.error_class}: {result.message}")

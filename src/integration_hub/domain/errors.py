@@ -10,6 +10,7 @@
     ├── TenantExists           a tenant with that id exists already
     ├── Unauthenticated        missing, unknown or revoked API key
     ├── Forbidden              the key belongs to another tenant
+    ├── ProviderNotConfigured  the tenant has no usable configuration for a provider
     └── Unavailable            a backend cannot be reached right now
 
 Each error's docstring is its default message; the API layer maps them to
@@ -79,6 +80,10 @@ class Unauthenticated(HubError):
 
 class Forbidden(HubError):
     """This API key does not belong to the tenant named in X-Tenant."""
+
+
+class ProviderNotConfigured(HubError):
+    """No usable configuration for this provider."""
 
 
 class Unavailable(HubError):

@@ -14,6 +14,9 @@ class RetryPolicy:
     max_attempts: int = 5
     base_seconds: float = 1.0
     cap_seconds: float = 300.0
+    # A provider's Retry-After is an instruction, honoured above our own cap;
+    # this only guards against an absurd one (days) parking a message.
+    retry_after_limit_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -35,10 +38,14 @@ class RetryPolicy:
         retry_after: float | None = None,
         rng: random.Random | None = None,
     ) -> float:
-        """Full-jitter delay before the next attempt; never shorter than Retry-After."""
+        """Full-jitter delay before the next attempt; never shorter than Retry-After.
+
+        Retry-After is honoured even above ``cap_seconds`` (the provider asked
+        for it), up to ``retry_after_limit_seconds``.
+        """
         jittered = (rng or random).uniform(0.0, self.ceiling(attempt))
         if retry_after is not None:
-            return max(jittered, min(retry_after, self.cap_seconds))
+            return max(jittered, min(retry_after, self.retry_after_limit_seconds))
         return jittered
 
     def exhausted(self, attempts_used: int) -> bool:

@@ -48,13 +48,26 @@ def normalize_country(raw: str) -> str:
     return ALIASES.get(code, code)
 
 
-def resolve(country: str, overrides: Mapping[str, Route] | None = None) -> Route:
-    """Route a normalised country with the tenant's overrides over the defaults."""
+def resolve(
+    country: str,
+    overrides: Mapping[str, Route] | None = None,
+    channel_providers: Mapping[Channel, str] | None = None,
+) -> Route:
+    """Route a normalised country: the tenant's country overrides, then the defaults.
+
+    A default route uses the tenant's provider for its channel when one is set
+    (``{email: smtp}``); an explicit country override names its own provider.
+    """
     table = routing_table(overrides)
     try:
-        return table[country]
+        route = table[country]
     except KeyError:
         raise UnsupportedCountry(country, list(table)) from None
+    if channel_providers and country not in (overrides or {}):
+        provider = channel_providers.get(route.channel)
+        if provider:
+            return Route(route.channel, provider)
+    return route
 
 
 def routing_table(overrides: Mapping[str, Route] | None = None) -> dict[str, Route]:

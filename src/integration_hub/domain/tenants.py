@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from integration_hub.domain.errors import HubError
-from integration_hub.domain.routing import Route
+from integration_hub.domain.routing import Channel, Route, resolve
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "ihub"
@@ -34,7 +34,12 @@ class Tenant:
     created_at: datetime
     status: TenantStatus = TenantStatus.ACTIVE
     routes: dict[str, Route] = field(default_factory=dict)
+    channel_providers: dict[Channel, str] = field(default_factory=dict)
     max_attempts: int | None = None  # None: the hub's default budget
+
+    def route(self, country: str) -> Route:
+        """Where this tenant's notifications for ``country`` go."""
+        return resolve(country, self.routes, self.channel_providers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from integration_hub.adapters.providers import registry
 from integration_hub.bootstrap import ConfigurationError, Hub, build_hub
 from integration_hub.config import Settings
-from integration_hub.domain.errors import HubError
+from integration_hub.domain import routing
+from integration_hub.domain.delivery import ProviderCheck
+from integration_hub.domain.errors import HubError, NotFound, ProviderNotConfigured
+from integration_hub.domain.routing import Channel
 from integration_hub.domain.tenants import Tenant
 from integration_hub.ports import DeadLetter
 from integration_hub.service import redrive as redrive_service
@@ -27,8 +33,10 @@ app = typer.Typer(
 )
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
+providers_app = typer.Typer(help="Check tenants' provider configuration.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(providers_app, name="providers")
 
 console = Console()
 err = Console(stderr=True)
@@ -250,6 +258,189 @@ def tenants_list(
     console.print(table)
 
 
+@tenants_app.command("show")
+def tenants_show(
+    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+    database: Database = None,
+) -> None:
+    """A tenant's effective routing and configured providers (credentials never shown)."""
+
+    async def run(hub: Hub) -> tuple[Tenant, list[str]]:
+        tenant = await hub.store.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+        return tenant, await hub.credentials.list_credentials(tenant_id)
+
+    tenant, configured = with_hub(settings_for(database), run)
+    table = {c: tenant.route(c) for c in routing.routing_table(tenant.routes)}
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "tenant": tenant.id,
+                    "name": tenant.name,
+                    "status": str(tenant.status),
+                    "max_attempts": tenant.max_attempts,
+                    "routes": {
+                        c: {"channel": str(r.channel), "provider": r.provider}
+                        for c, r in sorted(table.items())
+                    },
+                    "configured_providers": configured,
+                }
+            )
+        )
+        return
+    console.print(
+        f"[bold]{tenant.id}[/bold] ({tenant.name}) status={tenant.status}"
+        f" max_attempts={tenant.max_attempts or 'default'}"
+    )
+    view = Table("country", "channel", "provider", "configured")
+    for country, route in sorted(table.items()):
+        ready = route.provider == "sandbox" or route.provider in configured
+        view.add_row(
+            country,
+            str(route.channel),
+            route.provider,
+            "yes" if ready else "[red]no credentials[/red]",
+        )
+    console.print(view)
+
+
+@tenants_app.command("set-route")
+def tenants_set_route(
+    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
+    country: Annotated[str, typer.Argument(help="ISO 3166-1 alpha-2 (UK = GB)")],
+    channel: Annotated[Channel, typer.Argument(help="email, sms or whatsapp")],
+    provider: Annotated[str, typer.Option(help="provider for this country")] = "sandbox",
+    database: Database = None,
+) -> None:
+    """Route one country of a tenant to a channel and provider."""
+    check_provider_serves(provider, channel)
+    code = routing.normalize_country(country)
+
+    async def run(hub: Hub) -> None:
+        tenant = await _tenant(hub, tenant_id)
+        tenant.routes[code] = routing.Route(channel, provider)
+        await hub.store.update_tenant(tenant)
+
+    with_hub(settings_for(database), run)
+    console.print(f"{tenant_id}: {code} -> {channel} via {provider}")
+
+
+@tenants_app.command("set-provider")
+def tenants_set_provider(
+    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
+    channel: Annotated[Channel, typer.Argument(help="email, sms or whatsapp")],
+    provider: Annotated[str, typer.Argument(help="smtp, ses, twilio, whatsapp_cloud, sandbox")],
+    database: Database = None,
+) -> None:
+    """Use ``provider`` for every country a tenant routes to ``channel`` by default."""
+    check_provider_serves(provider, channel)
+
+    async def run(hub: Hub) -> None:
+        tenant = await _tenant(hub, tenant_id)
+        if provider == "sandbox":
+            tenant.channel_providers.pop(channel, None)
+        else:
+            tenant.channel_providers[channel] = provider
+        await hub.store.update_tenant(tenant)
+
+    with_hub(settings_for(database), run)
+    console.print(f"{tenant_id}: {channel} via {provider}")
+
+
+@tenants_app.command("set-credentials")
+def tenants_set_credentials(
+    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
+    provider: Annotated[str, typer.Argument(help="smtp, ses, twilio or whatsapp_cloud")],
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", help="JSON file with the provider settings")
+    ] = None,
+    stdin: Annotated[bool, typer.Option("--stdin", help="read the JSON from stdin")] = False,
+    database: Database = None,
+) -> None:
+    """Store a tenant's configuration of a provider, validated first; never echoed."""
+    if (from_file is None) == (not stdin):
+        err.print("give either --from-file FILE or --stdin")
+        raise typer.Exit(2)
+    text = sys.stdin.read() if from_file is None else from_file.read_text()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/red] not JSON: {exc.msg} at line {exc.lineno}")
+        raise typer.Exit(1) from None
+    if not isinstance(config, dict):
+        err.print("[red]error:[/red] the settings must be a JSON object")
+        raise typer.Exit(1)
+
+    async def run(hub: Hub) -> None:
+        await _tenant(hub, tenant_id)
+        await registry.build(provider, config).close()  # validates; makes no connection
+        await hub.credentials.put_credentials(tenant_id, provider, config)
+
+    with_hub(settings_for(database), run)
+    console.print(f"{tenant_id}: {provider} configured (takes effect within seconds)")
+
+
+@providers_app.command("check")
+def providers_check(
+    tenant_id: Annotated[str, typer.Option("--tenant", help="tenant to check")],
+    database: Database = None,
+) -> None:
+    """Verify each provider a tenant uses or configured, without sending anything."""
+
+    async def run(hub: Hub) -> list[tuple[str, list[str], ProviderCheck]]:
+        tenant = await _tenant(hub, tenant_id)
+        used: dict[str, set[Channel]] = {}
+        for country in routing.routing_table(tenant.routes):
+            route = tenant.route(country)
+            used.setdefault(route.provider, set()).add(route.channel)
+        for name in await hub.credentials.list_credentials(tenant_id):
+            kind = registry.KINDS.get(name)
+            used.setdefault(name, set(kind.channels) if kind else set())
+        results = []
+        for name, channels in sorted(used.items()):
+            try:
+                channel = min(channels) if channels else Channel.EMAIL
+                provider = await hub.providers.get(tenant_id, channel, name)
+                result = await provider.check()
+            except ProviderNotConfigured as exc:
+                result = ProviderCheck(False, f"configuration: {exc.message}")
+            results.append((name, sorted(str(c) for c in channels), result))
+        return results
+
+    results = with_hub(settings_for(database), run)
+    table = Table("provider", "channels", "status", "detail")
+    for name, channels, result in results:
+        status = "[green]ok[/green]" if result.ok else "[red]failing[/red]"
+        table.add_row(name, ", ".join(channels), status, result.detail)
+    console.print(table)
+    if not all(result.ok for _, _, result in results):
+        raise typer.Exit(1)
+
+
+async def _tenant(hub: Hub, tenant_id: str) -> Tenant:
+    tenant = await hub.store.get_tenant(tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    return tenant
+
+
+def check_provider_serves(provider: str, channel: Channel) -> None:
+    """Exit 2 unless ``provider`` can send on ``channel``."""
+    if provider == "sandbox":
+        return
+    kind = registry.KINDS.get(provider)
+    if kind is None or channel not in kind.channels:
+        known = [n for n, k in sorted(registry.KINDS.items()) if channel in k.channels]
+        err.print(
+            f"[red]error:[/red] {provider!r} cannot send {channel};"
+            f" use one of: sandbox, {', '.join(known)}"
+        )
+        raise typer.Exit(2)
+
+
 @dlq_app.command("list")
 def dlq_list(
     database: Database = None,
@@ -310,6 +501,72 @@ def dlq_redrive(
     console.print(f"redriven: {len(done)}")
     for nid in done:
         console.print(f"  {nid}")
+
+
+def _is_postgres(settings: Settings) -> bool:
+    return settings.database_url.split(":", 1)[0].lower() in ("postgres", "postgresql")
+
+
+@app.command()
+def migrate(database: Database = None) -> None:
+    """Create or upgrade the database schema and print its version."""
+
+    async def run(hub: Hub) -> int:
+        if _is_postgres(hub.settings):
+            from integration_hub.adapters.postgres.store import PostgresStore
+
+            if not isinstance(hub.store, PostgresStore):
+                raise ConfigurationError(f"not a PostgreSQL store: {type(hub.store).__name__}")
+            return await hub.store.db.migrate()
+        from importlib import resources
+
+        # SQLite applies every packaged script (each idempotent) when it opens,
+        # so its schema is at the newest one.
+        scripts = resources.files("integration_hub.adapters.sqlite").joinpath("migrations")
+        return max(
+            int(f.name.split("_", 1)[0]) for f in scripts.iterdir() if f.name.endswith(".sql")
+        )
+
+    # Opening the hub migrates: SQLite always, PostgreSQL when told to here.
+    version = with_hub(settings_for(database, auto_migrate=True), run)
+    console.print(f"schema version: {version}")
+
+
+@app.command()
+def purge(
+    database: Database = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            metavar="SECONDS",
+            help="delete what finished longer ago (default: IHUB_RETENTION_FINISHED_SECONDS)",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+) -> None:
+    """Delete old finished notifications (with their history) and expired Idempotency-Keys."""
+    settings = settings_for(database)
+    seconds = settings.retention_finished_seconds if older_than is None else older_than
+
+    async def run(hub: Hub) -> dict[str, int]:
+        if _is_postgres(hub.settings):
+            from integration_hub.adapters.postgres import retention as pg_retention
+
+            return await pg_retention.purge(hub.store, older_than_seconds=seconds)
+        from integration_hub.adapters.sqlite import retention as sqlite_retention
+
+        return await sqlite_retention.purge(hub.store, older_than_seconds=seconds)
+
+    counts = with_hub(settings, run)
+    if as_json:
+        typer.echo(json.dumps(counts))
+        return
+    table = Table("table", "deleted")
+    for name, count in counts.items():
+        table.add_row(name, str(count))
+    console.print(table)
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -17,13 +16,13 @@ from integration_hub.domain.delivery import (
     PermanentFailure,
     TransientFailure,
 )
-from integration_hub.domain.errors import UnsupportedCountry
+from integration_hub.domain.errors import ProviderNotConfigured, UnsupportedCountry
 from integration_hub.domain.models import Attempt, Notification, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import Clock, Provider, Queue, QueueMessage, Store
+from integration_hub.ports import Clock, ProviderDirectory, Queue, QueueMessage, Store
 from integration_hub.service.tenants import TenantCache
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class Dispatcher:
         self,
         store: Store,
         queue: Queue,
-        providers: Mapping[tuple[Channel, str], Provider],
+        providers: ProviderDirectory,
         clock: Clock,
         retry: RetryPolicy,
         tenants: TenantCache,
@@ -79,7 +78,7 @@ class Dispatcher:
         # Read at dispatch time so that a changed route takes effect without a
         # restart; the channel itself was fixed (and the recipient checked) at ingest.
         try:
-            route = routing.resolve(country, tenant.routes if tenant else None)
+            route = tenant.route(country) if tenant else routing.resolve(country)
         except UnsupportedCountry:
             return None
         return route.provider if route.channel is channel else None
@@ -164,12 +163,11 @@ class Dispatcher:
         return result
 
     async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:
-        provider = self.providers.get((n.channel, provider_name))
-        if provider is None:
+        try:
+            provider = await self.providers.get(n.tenant, n.channel, provider_name)
+        except ProviderNotConfigured as exc:
             return PermanentFailure(
-                error_class="provider_not_configured",
-                message=f"no provider {provider_name!r} is configured for channel {n.channel}",
-                configuration=True,
+                error_class="provider_not_configured", message=exc.message, configuration=True
             )
         outbound = OutboundMessage(
             notification_id=n.id,

@@ -56,7 +56,7 @@ class IngestService:
     ) -> Accepted:
         """Accept ``request`` once per (tenant, Idempotency-Key)."""
         code = routing.normalize_country(country)
-        route = routing.resolve(code, tenant.routes)
+        route = tenant.route(code)
         check_recipient(route.channel, request.recipient)
         fp = fingerprint(code, request)
         reservation = secrets.token_hex(8)

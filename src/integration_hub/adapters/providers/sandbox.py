@@ -21,6 +21,7 @@ from integration_hub.domain.delivery import (
     DeliveryResult,
     OutboundMessage,
     PermanentFailure,
+    ProviderCheck,
     TransientFailure,
 )
 from integration_hub.domain.routing import Channel
@@ -67,6 +68,10 @@ class SandboxProvider:
         provider_message_id = f"sandbox-{message.notification_id}-{message.attempt}"
         await self.outbox.append(message, provider_message_id)
         return Delivered(provider_message_id)
+
+    async def check(self) -> ProviderCheck:
+        """Always ready: it delivers into the hub's own database."""
+        return ProviderCheck(True, "sandbox outbox (nothing leaves the hub)")
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -187,20 +187,6 @@ class SqliteOutbox:
                     "SELECT * FROM outbox WHERE tenant = ? ORDER BY seq DESC LIMIT ?",
                     (tenant, limit),
                 )
-            return [
-                OutboxEntry(
-                    seq=r["seq"],
-                    notification_id=r["notification_id"],
-                    tenant=r["tenant"],
-                    channel=Channel(r["channel"]),
-                    recipient=r["recipient"],
-                    subject=r["subject"],
-                    body=r["body"],
-                    attempt=r["attempt"],
-                    provider_message_id=r["provider_message_id"],
-                    delivered_at=rows.to_dt_required(r["delivered_at"]),
-                )
-                for r in found
-            ]
+            return [rows.outbox_entry_from_row(r) for r in found]
 
         return await self.db.read(run)

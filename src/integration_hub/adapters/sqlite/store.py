@@ -8,7 +8,7 @@ from typing import Any
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.sqlite.database import SqliteDatabase
-from integration_hub.domain.errors import IdempotencyInProgress, TenantExists
+from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
@@ -52,6 +52,19 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise TenantExists(f"tenant {tenant.id!r} exists already") from None
+
+        await self.db.write(run)
+
+    async def update_tenant(self, tenant: Tenant) -> None:
+        """Replace a tenant's status, routing and budget."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            changed = conn.execute(
+                "UPDATE tenants SET name = ?, status = ?, config = ? WHERE id = ?",
+                (tenant.name, str(tenant.status), rows.tenant_config(tenant), tenant.id),
+            ).rowcount
+            if changed != 1:
+                raise NotFound(f"no tenant {tenant.id!r}", field="tenant")
 
         await self.db.write(run)
 
@@ -411,15 +424,7 @@ class SqliteStore:
                     " ORDER BY dead_lettered_at DESC LIMIT ?",
                     (tenant, limit),
                 )
-            return [
-                DeadLetter(
-                    notification_id=r["notification_id"],
-                    tenant=r["tenant"],
-                    reason=r["reason"],
-                    dead_lettered_at=rows.to_dt_required(r["dead_lettered_at"]),
-                )
-                for r in found
-            ]
+            return [rows.dead_letter_from_row(r) for r in found]
 
         return await self.db.read(run)
 

@@ -106,4 +106,4 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
     applied_at REAL NOT NULL
 );
-INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (1, unixepoch('subsec'));
+INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (1, (julianday('now') - 2440587.5) * 86400.0);

@@ -1,0 +1,1 @@
+"""Envelope encryption of tenant secrets: key rings and the encrypting credential store."""

@@ -1,0 +1,292 @@
+"""Shared plumbing for HTTP provider adapters.
+
+One pooled ``aiohttp.ClientSession`` per provider, ``Retry-After`` parsing, and
+the translation of transport errors (timeouts, refused or dropped connections)
+into delivery results, so each adapter only classifies its vendor's answers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import ssl
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from integration_hub.domain.delivery import (
+    DeliveryResult,
+    PermanentFailure,
+    ProviderCheck,
+    TransientFailure,
+)
+
+# Enough of an error body to diagnose it without storing a whole HTML error page.
+SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """Connection pool and timeouts of one provider's session."""
+
+    total_timeout: float = 15.0
+    connect_timeout: float = 5.0
+    pool_limit: int = 100
+    # 0 means no per-host cap: a provider is one host, so ``pool_limit`` is the cap.
+    pool_limit_per_host: int = 0
+
+
+def build_session(options: HttpOptions) -> aiohttp.ClientSession:
+    """A session with a pooled connector and the options' timeouts; call inside the loop."""
+    connector = aiohttp.TCPConnector(
+        limit=options.pool_limit, limit_per_host=options.pool_limit_per_host
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=options.total_timeout, sock_connect=options.connect_timeout
+    )
+    # raise_for_status stays off: every status is an answer the adapter classifies.
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    # A date in the past means "now", not a negative delay.
+    return max(0.0, seconds)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every non-empty secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def transport_failure(
+    provider: str, exc: BaseException, secrets: Iterable[str] = ()
+) -> DeliveryResult:
+    """Classify an exception raised while talking to a provider over HTTP."""
+    detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        # The peer's certificate did not verify: retrying will not fix it, an
+        # operator has to (wrong base URL, missing CA, intercepting proxy).
+        return PermanentFailure("tls_error", f"{provider}: {detail}", configuration=True)
+    # TimeoutError is an OSError, so it has to be told apart first.
+    if isinstance(exc, TimeoutError):
+        return TransientFailure("timeout", f"{provider}: no answer in time ({detail})")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return PermanentFailure("invalid_url", f"{provider}: {detail}", configuration=True)
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return TransientFailure("connection_error", f"{provider}: {detail}")
+    return TransientFailure("http_error", f"{provider}: {detail}")
+
+
+def status_failure(
+    provider: str,
+    status: int,
+    *,
+    error_class: str,
+    message: str,
+    code: str | None,
+    retry_after: float | None,
+) -> DeliveryResult:
+    """Classify by HTTP status alone, for answers whose vendor code we do not know."""
+    if status in (408, 425, 429) or status >= 500:
+        return TransientFailure(error_class, message, code=code, retry_after=retry_after)
+    if status in (401, 403, 404, 405, 407) or 300 <= status < 400:
+        # Credentials, account or base URL are wrong: every message would fail alike.
+        return PermanentFailure(error_class, message, code=code, configuration=True)
+    if 400 <= status < 500:
+        return PermanentFailure(error_class, message, code=code)
+    return TransientFailure(error_class, f"{provider}: unexpected HTTP {status}", code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCodes:
+    """A vendor's documented error codes, each with our error class, by outcome."""
+
+    transient: Mapping[int, str]
+    configuration: Mapping[int, str]
+    permanent: Mapping[int, str]
+
+    def classify(
+        self, code: int | None, message: str, *, retry_after: float | None = None
+    ) -> DeliveryResult | None:
+        """The result for a known ``code``, or None to fall back on the HTTP status."""
+        if code is None:
+            return None
+        text = str(code)
+        if code in self.transient:
+            return TransientFailure(
+                self.transient[code], message, code=text, retry_after=retry_after
+            )
+        if code in self.configuration:
+            return PermanentFailure(
+                self.configuration[code], message, code=text, configuration=True
+            )
+        if code in self.permanent:
+            return PermanentFailure(self.permanent[code], message, code=text)
+        return None
+
+
+def int_code(value: Any) -> int | None:
+    """A vendor error code sent as a JSON number or a numeric string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """A provider's HTTP answer, read in full."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or None if it is not one."""
+        try:
+            value = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def retry_after(self) -> float | None:
+        """The ``Retry-After`` header in seconds, if any."""
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+    def snippet(self) -> str:
+        """The start of the body as text, for error messages."""
+        text = self.body[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+        return " ".join(text.split())[:SNIPPET_CHARS]
+
+
+def classify_error(
+    provider: str,
+    reply: HttpReply,
+    *,
+    code: int | None,
+    text: str | None,
+    codes: ErrorCodes,
+    secrets: Iterable[str] = (),
+) -> DeliveryResult:
+    """Classify a non-success answer: vendor code first, HTTP status as the fallback."""
+    detail = text if text is not None else reply.snippet() or "(empty body)"
+    prefix = f"{provider} HTTP {reply.status}" + (f" code {code}" if code is not None else "")
+    message = redact(f"{prefix}: {detail}", secrets)
+    retry_after = reply.retry_after()
+    code_text = str(code if code is not None else reply.status)
+    if reply.status == 429 or reply.status >= 500:
+        # Whatever the body says (it may not even be JSON), the provider did not
+        # take the message, and it asks us to come back later.
+        default = "rate_limited" if reply.status == 429 else "provider_error"
+        error_class = codes.transient.get(code, default) if code is not None else default
+        return TransientFailure(error_class, message, code=code_text, retry_after=retry_after)
+    known = codes.classify(code, message, retry_after=retry_after)
+    if known is not None:
+        return known
+    return status_failure(
+        provider,
+        reply.status,
+        error_class="provider_rejected",
+        message=message,
+        code=code_text,
+        retry_after=retry_after,
+    )
+
+
+class HttpProvider:
+    """Base of HTTP adapters: one pooled session, owned unless injected."""
+
+    name: str = "http"
+
+    def __init__(
+        self,
+        *,
+        options: HttpOptions | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._options = options or HttpOptions()
+        self._session = session
+        self._owns_session = session is None
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Strings that must never appear in a returned message."""
+        return ()
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Built on first use: a session needs the running loop, and nothing does
+        # I/O or binds a loop at construction.
+        if self._session is None or (self._owns_session and self._session.closed):
+            self._session = build_session(self._options)
+            self._owns_session = True
+        return self._session
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json_body: Any = None,
+    ) -> HttpReply | DeliveryResult:
+        """Send one request and read the answer; transport errors come back classified."""
+        try:
+            async with self._client().request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                json=json_body,
+                # A redirect would replay a POST elsewhere; treat it as an answer.
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return HttpReply(response.status, response.headers, body)
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            return transport_failure(self.name, exc, self._secrets())
+
+    async def _probe(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        describe: Callable[[HttpReply], str],
+        classify_reply: Callable[[HttpReply], DeliveryResult],
+    ) -> ProviderCheck:
+        """GET a harmless authenticated resource: 200 means credentials and ids work."""
+        reply = await self._request("GET", url, headers=headers)
+        if not isinstance(reply, HttpReply):
+            return ProviderCheck.failed(reply)
+        if reply.status == 200:
+            return ProviderCheck(True, redact(describe(reply), self._secrets()))
+        return ProviderCheck.failed(classify_reply(reply))
+
+    async def close(self) -> None:
+        """Close the session if this adapter created it."""
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            if not session.closed:
+                await session.close()

@@ -1,0 +1,77 @@
+"""Operator commands on every backend: `ihub migrate` and `ihub purge`."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hubs import HubProcesses, make_hub, payload, wait_terminal
+
+
+@pytest.fixture
+def own_hub(tmp_path: Path, backend_kind: str) -> Iterator[HubProcesses]:
+    """A hub of each backend, nothing started."""
+    procs = make_hub(tmp_path, backend_kind)
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def test_migrate_prints_the_schema_version_and_can_run_again(own_hub: HubProcesses) -> None:
+    first = own_hub.cli("migrate")
+    assert first.returncode == 0, first.stderr
+    found = re.search(r"schema version: (\d+)", first.stdout)
+    assert found, first.stdout
+    assert int(found[1]) >= 1
+    again = own_hub.cli("migrate")
+    assert again.returncode == 0, again.stderr
+    assert f"schema version: {found[1]}" in again.stdout
+
+
+def test_purge_forgets_finished_notifications_only_once_old_enough(
+    own_hub: HubProcesses,
+) -> None:
+    hub = own_hub
+    hub.create_tenant("acme")
+    hub.start_api()
+    hub.start_worker()
+    with httpx.Client(base_url=hub.base_url, timeout=10) as client:
+        ids = []
+        failing = {"metadata": {"sandbox": {"fail": "permanent"}}}
+        for country, extra in (("ES", {}), ("MX", {}), ("US", failing)):
+            h = hub.headers("acme", X_Country=country, Idempotency_Key=str(uuid.uuid4()))
+            resp = client.post("/v1/notifications", json=payload(country, **extra), headers=h)
+            assert resp.status_code == 202, resp.text
+            ids.append(resp.json()["id"])
+        views = [wait_terminal(client, hub.headers("acme"), nid) for nid in ids]
+        assert [v["status"] for v in views] == ["DONE", "DONE", "FAILED"]
+
+        kept = hub.cli("purge", "--older-than", "3600", "--json")
+        assert kept.returncode == 0, kept.stderr
+        assert set(json.loads(kept.stdout).values()) == {0}
+
+        purged = hub.cli("purge", "--older-than", "0", "--json")
+        assert purged.returncode == 0, purged.stderr
+        assert json.loads(purged.stdout) == {
+            "notifications": 3,
+            "attempts": 3,
+            "dead_letters": 1,
+            "outbox": 2,
+            "queue": 0,
+            "idempotency_keys": 0,
+        }
+        for nid in ids:
+            gone = client.get(f"/v1/notifications/{nid}", headers=hub.headers("acme"))
+            assert gone.status_code == 404
+    assert json.loads(hub.cli("dlq", "list", "--json").stdout) == []
+    assert json.loads(hub.cli("outbox", "--json").stdout) == []
+    table = hub.cli("purge")
+    assert table.returncode == 0, table.stderr
+    assert "idempotency_keys" in table.stdout

@@ -1,0 +1,95 @@
+"""The retention contract: what a purge forgets, and what it must keep, on every backend."""
+
+from __future__ import annotations
+
+from integration_hub.domain.delivery import OutboundMessage
+from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
+from integration_hub.domain.status import Status
+from support import Backend, accept, notification
+
+
+async def purge(backend: Backend, older_than_seconds: float) -> dict[str, int]:
+    """The backend's own purge."""
+    if backend.name == "postgres":
+        from integration_hub.adapters.postgres import retention as pg_retention
+
+        return await pg_retention.purge(backend.store, older_than_seconds=older_than_seconds)
+    from integration_hub.adapters.sqlite import retention as sqlite_retention
+
+    return await sqlite_retention.purge(backend.store, older_than_seconds=older_than_seconds)
+
+
+async def finish(backend: Backend, n: Notification, status: Status) -> None:
+    """Claim and finish one attempt; a delivery lands in the outbox."""
+    token = "t-" + n.id
+    claimed = await backend.store.claim(n.id, token, lease_seconds=30, max_attempts=5)
+    assert claimed is not None
+    assert claimed.claimed_by == token
+    outcome = Outcome.DELIVERED if status is Status.DONE else Outcome.PERMANENT
+    if status is Status.DONE:
+        await backend.outbox.append(
+            OutboundMessage(
+                n.id, n.tenant, n.country, n.channel, n.request.recipient, "s", "b", {}, 1
+            ),
+            f"pm-{n.id}",
+        )
+    done = Attempt(
+        number=1, provider="sandbox", started_at=from_epoch(0), outcome=outcome, latency_ms=1.0
+    )
+    assert await backend.store.complete_attempt(
+        n.id, token, done, status=status, dead_letter_reason="permanent: no"
+    )
+
+
+def nothing(**counts: int) -> dict[str, int]:
+    names = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
+    return {name: counts.get(name, 0) for name in names}
+
+
+async def test_a_purge_forgets_old_finished_notifications_with_their_history(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    old_done, old_failed, unfinished, recent = (notification(clock=backend.clock) for _ in range(4))
+    for n in (old_done, old_failed, unfinished, recent):
+        await accept(backend, n)
+    await finish(backend, old_done, Status.DONE)
+    await finish(backend, old_failed, Status.FAILED)
+    backend.clock.advance(100)
+    await finish(backend, recent, Status.DONE)
+
+    counts = await purge(backend, older_than_seconds=50)
+
+    assert counts == nothing(notifications=2, attempts=2, dead_letters=1, outbox=1, queue=2)
+    assert await store.get_notification(None, old_done.id) is None
+    assert await store.get_notification(None, old_failed.id) is None
+    assert await store.list_dead_letters(None) == []
+    kept = await store.get_notification(None, recent.id)
+    assert kept is not None
+    assert [a.outcome for a in kept.attempts] == [Outcome.DELIVERED]
+    still = await store.get_notification(None, unfinished.id)
+    assert still is not None
+    assert still.status is Status.RECEIVED
+    assert [e.notification_id for e in await backend.outbox.list_outbox()] == [recent.id]
+    queued = await backend.queue.receive(10, visibility_timeout=30)
+    assert sorted(m.notification_id for m in queued) == sorted([unfinished.id, recent.id])
+    # Keys outlive their notifications until their own TTL: a retry still replays.
+    replay = await store.reserve_idempotency_key(
+        "acme", old_done.idempotency_key, "fp", reservation="x", lock_seconds=10
+    )
+    assert replay is not None
+    assert replay.response == {"id": old_done.id}
+    assert await purge(backend, older_than_seconds=50) == nothing()
+
+
+async def test_a_purge_forgets_expired_idempotency_keys_only(backend: Backend) -> None:
+    store = backend.store
+    for _ in range(3):
+        await accept(backend, notification(clock=backend.clock))  # kept an hour
+    await store.reserve_idempotency_key("acme", "abandoned", "fp", reservation="r", lock_seconds=10)
+    backend.clock.advance(11)
+    assert await purge(backend, older_than_seconds=86400) == nothing(idempotency_keys=1)
+    backend.clock.advance(3600)
+    assert await purge(backend, older_than_seconds=86400) == nothing(idempotency_keys=3)
+    # Nothing unfinished is ever purged, however old.
+    assert len(await store.list_notifications("acme")) == 3
