@@ -5,6 +5,7 @@ Every hub runs on a SQLite file or on a throwaway PostgreSQL database.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -149,6 +150,10 @@ def make_hub(workdir: Path, backend: str = "sqlite", **env: str) -> HubProcesses
     postgres = backend == "postgres"
     url = pg.create_database() if postgres else f"sqlite:///{workdir / 'hub.db'}"
     full_env = {**os.environ, **FAST, "IHUB_DATABASE_URL": url, **env}
+    if postgres:
+        # SQLite hubs create their key file beside the database; PostgreSQL
+        # hubs, like a real multi-machine deployment, are given the key.
+        full_env.setdefault("IHUB_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
     procs = HubProcesses(workdir, url, full_env)
     if postgres:
         procs.cleanups.append(lambda: pg.drop_database(url))

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from integration_hub.config import Settings
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import (
     Clock,
-    CredentialStore,
+    KeyRing,
     Outbox,
     Provider,
     ProviderDirectory,
     Queue,
+    SecretStore,
     Store,
     SystemClock,
 )
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings
 from integration_hub.service.ingest import IngestPolicy, IngestService
 from integration_hub.service.tenants import TenantCache
+
+if TYPE_CHECKING:
+    from integration_hub.adapters.crypto.envelope import EncryptedCredentials
+
+log = logging.getLogger(__name__)
 
 
 class ConfigurationError(Exception):
@@ -35,7 +44,7 @@ class Hub:
     store: Store
     queue: Queue
     outbox: Outbox
-    credentials: CredentialStore
+    credentials: EncryptedCredentials
     providers: ProviderDirectory
     ingest: IngestService
     dispatcher: Dispatcher
@@ -60,7 +69,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-Backend = tuple[Store, Queue, Outbox, CredentialStore]
+Backend = tuple[Store, Queue, Outbox, SecretStore]
 
 
 async def _sqlite_backend(settings: Settings, clock: Clock) -> Backend:
@@ -111,6 +120,47 @@ async def _postgres_backend(settings: Settings, clock: Clock) -> Backend:
     return PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
 
 
+def master_key_path(settings: Settings) -> Path | None:
+    """Where the master key file is: configured, or beside the SQLite file."""
+    if settings.master_key_file:
+        return Path(settings.master_key_file)
+    if settings.database_url.startswith("sqlite:"):
+        from integration_hub.adapters.sqlite.database import path_from_url
+
+        return path_from_url(settings.database_url).with_suffix(".master.key")
+    return None
+
+
+def keyring(settings: Settings) -> KeyRing:
+    """The master key ring the settings name; the embedded default creates its file."""
+    from integration_hub.adapters.crypto.local import (
+        KeyFile,
+        KeyRingError,
+        LocalKeyRing,
+        parse_env_keys,
+    )
+
+    if settings.master_key is not None:
+        primary, keys = parse_env_keys(settings.master_key.get_secret_value())
+        return LocalKeyRing(primary, keys)
+    path = master_key_path(settings)
+    if path is None:
+        raise KeyRingError(
+            "provider credentials need a master key: set IHUB_MASTER_KEY or IHUB_MASTER_KEY_FILE"
+        )
+    key_file = KeyFile(path)
+    if not key_file.exists():
+        if settings.master_key_file or not settings.database_url.startswith("sqlite:"):
+            raise KeyRingError(f"the master key file {path} does not exist")
+        if key_file.create_if_absent():
+            log.warning(
+                "generated the master key file %s (mode 0600): back it up; without it the"
+                " stored provider credentials cannot be read",
+                path,
+            )
+    return LocalKeyRing.from_file(key_file)
+
+
 async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     """Open the backend named by ``settings.database_url`` and wire the services."""
     clock = clock or SystemClock()
@@ -125,15 +175,16 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             " or postgresql://user@host:5432/database"
         )
 
+    from integration_hub.adapters.crypto.envelope import EncryptedCredentials
     from integration_hub.adapters.providers.registry import ProviderRegistry
+
+    sealed = EncryptedCredentials(credentials, credentials, lambda: keyring(settings))
     from integration_hub.adapters.providers.sandbox import SandboxProvider
 
     sandbox: dict[Channel, Provider] = {
         channel: SandboxProvider(outbox, channel) for channel in Channel
     }
-    providers = ProviderRegistry(
-        credentials, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds
-    )
+    providers = ProviderRegistry(sealed, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds)
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     ingest = IngestService(
         store,
@@ -157,5 +208,5 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         ),
     )
     return Hub(
-        settings, clock, store, queue, outbox, credentials, providers, ingest, dispatcher, tenants
+        settings, clock, store, queue, outbox, sealed, providers, ingest, dispatcher, tenants
     )

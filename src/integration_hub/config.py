@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     )
     auto_migrate: bool = Field(
         default=True, description="apply database migrations at startup (else `ihub migrate`)"
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="master key(s) for provider credentials: base64 of 32 bytes, or"
+        " kid:base64[,kid:base64] with the primary first",
+    )
+    master_key_file: str | None = Field(
+        default=None,
+        description="key file (mode 0600); default for SQLite: <database>.master.key beside it",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token of the /admin/v1 API (disabled when unset)"
     )
     retention_finished_seconds: float = Field(
         default=30 * 86400.0,

@@ -324,6 +324,10 @@ class DataKeyStore(Protocol):
         ...
 
 
+class SecretStore(CredentialStore, DataKeyStore, Protocol):
+    """What a backend stores for secrets: sealed settings and wrapped data keys."""
+
+
 class KeyRing(Protocol):
     """Wraps data keys under master keys (local key file, env var, or AWS KMS)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -295,3 +296,24 @@ def test_a_tenant_without_credentials_fails_as_configuration(
     view = send(client, hub, "nocreds", "IT")
     assert view["status"] == "FAILED"
     assert view["attempts"][0]["error_class"] == "provider_not_configured"
+
+
+def test_no_credential_is_in_the_database_or_the_logs(
+    hub: HubProcesses, client: httpx.Client, providers: Providers
+) -> None:
+    send(client, hub, "realco", "ES")  # the worker has decrypted and used them
+    if hub.database_url.startswith("sqlite"):
+        stored = b"".join(p.read_bytes() for p in hub.workdir.glob("hub.db*"))
+    else:
+        dump = subprocess.run(
+            ["pg_dump", "--data-only", hub.database_url],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        stored = dump.stdout
+        assert b"provider_credentials" in stored  # the dump did reach the table
+    logs = hub.logs().encode()
+    for secret in providers.secrets:
+        assert secret.encode() not in stored, "a credential is stored in plain"
+        assert secret.encode() not in logs, "a credential is in the logs"

@@ -109,6 +109,24 @@ class KeyFile:
         self.save(kid, {kid: AESGCM.generate_key(bit_length=256)})
         return kid
 
+    def create_if_absent(self) -> bool:
+        """Create the file unless it exists; True if this call created it.
+
+        Safe when several processes start at once: the file is linked into
+        place, which fails if another process got there first, so nobody
+        overwrites a key that may already wrap data keys.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = KeyFile(self.path.with_name(self.path.name + f".{secrets.token_hex(4)}.new"))
+        staging.create()
+        try:
+            os.link(staging.path, self.path)
+        except FileExistsError:
+            return False
+        finally:
+            staging.path.unlink()
+        return True
+
 
 class LocalKeyRing:
     """The KeyRing port on local master keys."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from integration_hub.domain.errors import ProviderNotConfigured
+from integration_hub.domain.errors import HubError, ProviderNotConfigured
 from integration_hub.domain.models import canonical_json
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import Clock, CredentialStore, Provider
@@ -131,7 +131,16 @@ class ProviderRegistry:
             return await self._refresh(tenant, name, now)
 
     async def _refresh(self, tenant: str, name: str, now: float) -> Provider:
-        config = await self.credentials.get_credentials(tenant, name)
+        try:
+            config = await self.credentials.get_credentials(tenant, name)
+        except ProviderNotConfigured:
+            raise
+        except HubError as exc:
+            # A missing master key or a ciphertext that does not decrypt: an
+            # operator problem, never a reason to retry.
+            raise ProviderNotConfigured(
+                f"settings of provider {name!r} cannot be read: {exc.message}"
+            ) from None
         entry = self._instances.get((tenant, name))
         if config is None:
             if entry is not None:
