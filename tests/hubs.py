@@ -39,6 +39,7 @@ FAST = {
     "IHUB_SHUTDOWN_GRACE_SECONDS": "10",
     "IHUB_TENANT_CACHE_SECONDS": "0",
     "IHUB_LOG_LEVEL": "warning",
+    "IHUB_ADMIN_TOKEN": "admin-token-for-the-acceptance-tests",
 }
 
 

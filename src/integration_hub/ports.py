@@ -100,6 +100,24 @@ class Store(Protocol):
         """A key record by its public id."""
         ...
 
+    async def list_api_keys(self, tenant: str) -> list[ApiKeyRecord]:
+        """A tenant's keys (hashes only), oldest first, revoked ones included."""
+        ...
+
+    async def revoke_api_key(self, tenant: str, key_id: str) -> bool:
+        """Revoke one of the tenant's keys at once; False if it has no such active key."""
+        ...
+
+    async def consume_quota(
+        self, tenant: str, *, per_second: int | None, per_day: int | None
+    ) -> float | None:
+        """Count one accepted notification against the tenant's limits, atomically.
+
+        None if within both limits (and counted); otherwise the seconds until
+        the exceeded window resets, and nothing is counted.
+        """
+        ...
+
     async def reserve_idempotency_key(
         self, tenant: str, key: str, fingerprint: str, *, reservation: str, lock_seconds: float
     ) -> IdempotencyRecord | None:

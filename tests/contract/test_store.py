@@ -322,3 +322,77 @@ async def test_timestamps_are_utc(backend: Backend) -> None:
     stored = await backend.store.get_notification("acme", n.id)
     assert stored is not None
     assert stored.created_at.utcoffset() == timedelta(0)
+
+
+# -- keys and quotas ---------------------------------------------------------------
+
+
+async def test_keys_are_listed_per_tenant_and_revoked_once(backend: Backend) -> None:
+    store = backend.store
+    for t in ("acme", "globex"):
+        await store.create_tenant(tenant(t, backend.clock))
+    created = tenant("acme").created_at
+    await store.add_api_key(ApiKeyRecord("aaaaaaaaaaaa", "acme", "h1", created))
+    await store.add_api_key(ApiKeyRecord("bbbbbbbbbbbb", "acme", "h2", created))
+    await store.add_api_key(ApiKeyRecord("cccccccccccc", "globex", "h3", created))
+    assert [k.key_id for k in await store.list_api_keys("acme")] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    assert not await store.revoke_api_key("globex", "aaaaaaaaaaaa")  # not globex's key
+    assert await store.revoke_api_key("acme", "aaaaaaaaaaaa")
+    assert not await store.revoke_api_key("acme", "aaaaaaaaaaaa")  # already revoked
+    revoked = await store.get_api_key("aaaaaaaaaaaa")
+    assert revoked is not None
+    assert revoked.revoked_at is not None
+    assert (await store.get_api_key("bbbbbbbbbbbb")).revoked_at is None  # type: ignore[union-attr]
+
+
+async def test_a_rate_limit_counts_per_second_and_refuses_without_counting(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    await store.create_tenant(tenant("acme", backend.clock))
+    backend.clock.t = 1_000_000.25
+    for _ in range(3):
+        assert await store.consume_quota("acme", per_second=3, per_day=None) is None
+    wait = await store.consume_quota("acme", per_second=3, per_day=None)
+    assert wait is not None
+    assert 0 < wait <= 0.75
+    backend.clock.advance(0.75)  # the next second
+    assert await store.consume_quota("acme", per_second=3, per_day=None) is None
+    # Other tenants have their own windows.
+    await store.create_tenant(tenant("globex", backend.clock))
+    assert await store.consume_quota("globex", per_second=1, per_day=None) is None
+
+
+async def test_a_daily_quota_resets_at_utc_midnight(backend: Backend) -> None:
+    store = backend.store
+    await store.create_tenant(tenant("acme", backend.clock))
+    midnight = 86400.0 * 20_000
+    backend.clock.t = midnight - 10
+    assert await store.consume_quota("acme", per_second=None, per_day=2) is None
+    assert await store.consume_quota("acme", per_second=None, per_day=2) is None
+    wait = await store.consume_quota("acme", per_second=None, per_day=2)
+    assert wait == pytest.approx(10)
+    backend.clock.advance(10)
+    assert await store.consume_quota("acme", per_second=None, per_day=2) is None
+
+
+async def test_a_refusal_by_one_window_counts_in_no_window(backend: Backend) -> None:
+    store = backend.store
+    await store.create_tenant(tenant("acme", backend.clock))
+    backend.clock.t = 86400.0 * 20_000 + 5
+    assert await store.consume_quota("acme", per_second=1, per_day=2) is None
+    assert await store.consume_quota("acme", per_second=1, per_day=2) is not None  # 2nd in 1 s
+    backend.clock.advance(1)
+    assert await store.consume_quota("acme", per_second=1, per_day=2) is None  # day: 2 of 2
+    backend.clock.advance(1)
+    assert await store.consume_quota("acme", per_second=1, per_day=2) is not None
+
+
+async def test_concurrent_quota_consumers_never_exceed_the_limit(backend: Backend) -> None:
+    store = backend.store
+    await store.create_tenant(tenant("acme", backend.clock))
+    backend.clock.t = 86400.0 * 20_000 + 5
+    results = await asyncio.gather(
+        *[store.consume_quota("acme", per_second=None, per_day=7) for _ in range(20)]
+    )
+    assert sum(1 for r in results if r is None) == 7

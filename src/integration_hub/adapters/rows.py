@@ -42,7 +42,14 @@ def tenant_config(tenant: Tenant) -> str:
                 for country, r in tenant.routes.items()
             },
             "channel_providers": {str(c): p for c, p in tenant.channel_providers.items()},
+            "enabled_countries": (
+                None if tenant.enabled_countries is None else sorted(tenant.enabled_countries)
+            ),
             "max_attempts": tenant.max_attempts,
+            "backoff_base_seconds": tenant.backoff_base_seconds,
+            "backoff_cap_seconds": tenant.backoff_cap_seconds,
+            "rate_limit_per_second": tenant.rate_limit_per_second,
+            "daily_quota": tenant.daily_quota,
         }
     )
 
@@ -61,7 +68,16 @@ def tenant_from_row(row: Mapping[str, Any]) -> Tenant:
         created_at=to_dt_required(row["created_at"]),
         routes=routes,
         channel_providers={Channel(c): p for c, p in config.get("channel_providers", {}).items()},
+        enabled_countries=(
+            None
+            if config.get("enabled_countries") is None
+            else frozenset(config["enabled_countries"])
+        ),
         max_attempts=config.get("max_attempts"),
+        backoff_base_seconds=config.get("backoff_base_seconds"),
+        backoff_cap_seconds=config.get("backoff_cap_seconds"),
+        rate_limit_per_second=config.get("rate_limit_per_second"),
+        daily_quota=config.get("daily_quota"),
     )
 
 

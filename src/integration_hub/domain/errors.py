@@ -11,6 +11,7 @@
     ├── Unauthenticated        missing, unknown or revoked API key
     ├── Forbidden              the key belongs to another tenant
     ├── ProviderNotConfigured  the tenant has no usable configuration for a provider
+    ├── RateLimited            the tenant is over its rate limit or daily quota
     └── Unavailable            a backend cannot be reached right now
 
 Each error's docstring is its default message; the API layer maps them to
@@ -84,6 +85,14 @@ class Forbidden(HubError):
 
 class ProviderNotConfigured(HubError):
     """No usable configuration for this provider."""
+
+
+class RateLimited(HubError):
+    """Too many notifications for this tenant right now."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class Unavailable(HubError):

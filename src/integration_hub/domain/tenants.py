@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from integration_hub.domain.errors import HubError
-from integration_hub.domain.routing import Channel, Route, resolve
+from integration_hub.domain.errors import HubError, UnsupportedCountry
+from integration_hub.domain.routing import Channel, Route, resolve, routing_table
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "ihub"
@@ -35,11 +35,27 @@ class Tenant:
     status: TenantStatus = TenantStatus.ACTIVE
     routes: dict[str, Route] = field(default_factory=dict)
     channel_providers: dict[Channel, str] = field(default_factory=dict)
-    max_attempts: int | None = None  # None: the hub's default budget
+    # Every None below means "the hub's default".
+    enabled_countries: frozenset[str] | None = None  # None: every routed country
+    max_attempts: int | None = None
+    backoff_base_seconds: float | None = None
+    backoff_cap_seconds: float | None = None
+    rate_limit_per_second: int | None = None  # None: unlimited
+    daily_quota: int | None = None  # notifications accepted per UTC day; None: unlimited
 
     def route(self, country: str) -> Route:
         """Where this tenant's notifications for ``country`` go."""
+        if self.enabled_countries is not None and country not in self.enabled_countries:
+            supported = sorted(set(routing_table(self.routes)) & self.enabled_countries)
+            raise UnsupportedCountry(country, supported)
         return resolve(country, self.routes, self.channel_providers)
+
+    def supported_countries(self) -> list[str]:
+        """The countries this tenant can send to."""
+        table = set(routing_table(self.routes))
+        if self.enabled_countries is not None:
+            table &= self.enabled_countries
+        return sorted(table)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,74 +5,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from integration_hub.adapters.providers import registry
-from integration_hub.bootstrap import ConfigurationError, Hub, build_hub
+from integration_hub.bootstrap import ConfigurationError, Hub
 from integration_hub.config import Settings
-from integration_hub.domain import routing
-from integration_hub.domain.delivery import ProviderCheck
-from integration_hub.domain.errors import HubError, NotFound, ProviderNotConfigured
-from integration_hub.domain.routing import Channel
-from integration_hub.domain.tenants import Tenant
+from integration_hub.entrypoints import cli_tenants
+from integration_hub.entrypoints.api.schemas import NotificationView
+from integration_hub.entrypoints.cli_common import (
+    Database,
+    Host,
+    Port,
+    console,
+    err,
+    settings_for,
+    with_hub,
+)
 from integration_hub.ports import DeadLetter
 from integration_hub.service import redrive as redrive_service
-from integration_hub.service import tenants as tenant_service
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="Integration Hub: multi-country, multi-tenant notifications.", no_args_is_help=True
 )
-tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
-providers_app = typer.Typer(help="Check tenants' provider configuration.", no_args_is_help=True)
-app.add_typer(tenants_app, name="tenants")
+app.add_typer(cli_tenants.tenants_app, name="tenants")
+app.add_typer(cli_tenants.keys_app, name="keys")
+app.add_typer(cli_tenants.providers_app, name="providers")
 app.add_typer(dlq_app, name="dlq")
-app.add_typer(providers_app, name="providers")
-
-console = Console()
-err = Console(stderr=True)
-
-Database = Annotated[
-    str | None,
-    typer.Option("--database", "-d", help="database URL (default: IHUB_DATABASE_URL)"),
-]
-Host = Annotated[str | None, typer.Option(help="bind address (default: IHUB_HOST)")]
-Port = Annotated[int | None, typer.Option(help="port (default: IHUB_PORT)")]
-
-
-def settings_for(database: str | None = None, **overrides: object) -> Settings:
-    """Settings from the environment, with command-line options on top."""
-    update = {k: v for k, v in overrides.items() if v is not None}
-    if database:
-        update["database_url"] = database
-    settings = Settings()
-    return settings.model_copy(update=update) if update else settings
-
-
-def with_hub(settings: Settings, fn: Callable[[Hub], Awaitable[T]]) -> T:
-    """Run ``fn`` against a wired hub, closing it afterwards; errors become exit 1."""
-
-    async def run() -> T:
-        hub = await build_hub(settings)
-        try:
-            return await fn(hub)
-        finally:
-            await hub.close()
-
-    try:
-        return asyncio.run(run())
-    except (HubError, ConfigurationError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 def _logging(settings: Settings) -> None:
@@ -127,7 +88,11 @@ def demo(
 
 
 @app.command()
-def status(notification_id: str, database: Database = None) -> None:
+def status(
+    notification_id: str,
+    database: Database = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+) -> None:
     """Show a notification and its attempts (any tenant: an operator command)."""
 
     async def run(hub: Hub) -> None:
@@ -135,6 +100,9 @@ def status(notification_id: str, database: Database = None) -> None:
         if n is None:
             err.print(f"no notification {notification_id}")
             raise typer.Exit(1)
+        if as_json:
+            typer.echo(NotificationView.full(n).model_dump_json())
+            return
         console.print(
             f"[bold]{n.id}[/bold] tenant={n.tenant} country={n.country} channel={n.channel}"
             f" provider={n.provider} status=[bold]{n.status}[/bold]"
@@ -204,241 +172,6 @@ def outbox(
         console.print(table)
 
     with_hub(settings_for(database), run)
-
-
-@tenants_app.command("create")
-def tenants_create(
-    tenant_id: Annotated[str, typer.Argument(metavar="NAME", help="tenant id (a slug)")],
-    display_name: Annotated[str | None, typer.Option("--name", help="display name")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
-    database: Database = None,
-) -> None:
-    """Create a tenant and print its API key (shown this once)."""
-
-    async def run(hub: Hub) -> tenant_service.NewTenant:
-        return await tenant_service.create_tenant(hub.store, hub.clock, tenant_id, display_name)
-
-    created = with_hub(settings_for(database), run)
-    if as_json:
-        typer.echo(json.dumps({"tenant": created.tenant.id, "api_key": created.api_key}))
-        return
-    console.print(f"created tenant [bold]{created.tenant.id}[/bold]")
-    console.print(f"API key (store it now, it is not shown again): {created.api_key}")
-
-
-@tenants_app.command("list")
-def tenants_list(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
-    database: Database = None,
-) -> None:
-    """List tenants."""
-
-    async def run(hub: Hub) -> list[Tenant]:
-        return await hub.store.list_tenants()
-
-    found = with_hub(settings_for(database), run)
-    if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "tenant": t.id,
-                        "name": t.name,
-                        "status": str(t.status),
-                        "created_at": t.created_at.isoformat(),
-                    }
-                    for t in found
-                ]
-            )
-        )
-        return
-    table = Table("tenant", "name", "status", "created")
-    for t in found:
-        table.add_row(t.id, t.name, str(t.status), t.created_at.isoformat(timespec="seconds"))
-    console.print(table)
-
-
-@tenants_app.command("show")
-def tenants_show(
-    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
-    database: Database = None,
-) -> None:
-    """A tenant's effective routing and configured providers (credentials never shown)."""
-
-    async def run(hub: Hub) -> tuple[Tenant, list[str]]:
-        tenant = await hub.store.get_tenant(tenant_id)
-        if tenant is None:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        return tenant, await hub.credentials.list_credentials(tenant_id)
-
-    tenant, configured = with_hub(settings_for(database), run)
-    table = {c: tenant.route(c) for c in routing.routing_table(tenant.routes)}
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "tenant": tenant.id,
-                    "name": tenant.name,
-                    "status": str(tenant.status),
-                    "max_attempts": tenant.max_attempts,
-                    "routes": {
-                        c: {"channel": str(r.channel), "provider": r.provider}
-                        for c, r in sorted(table.items())
-                    },
-                    "configured_providers": configured,
-                }
-            )
-        )
-        return
-    console.print(
-        f"[bold]{tenant.id}[/bold] ({tenant.name}) status={tenant.status}"
-        f" max_attempts={tenant.max_attempts or 'default'}"
-    )
-    view = Table("country", "channel", "provider", "configured")
-    for country, route in sorted(table.items()):
-        ready = route.provider == "sandbox" or route.provider in configured
-        view.add_row(
-            country,
-            str(route.channel),
-            route.provider,
-            "yes" if ready else "[red]no credentials[/red]",
-        )
-    console.print(view)
-
-
-@tenants_app.command("set-route")
-def tenants_set_route(
-    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
-    country: Annotated[str, typer.Argument(help="ISO 3166-1 alpha-2 (UK = GB)")],
-    channel: Annotated[Channel, typer.Argument(help="email, sms or whatsapp")],
-    provider: Annotated[str, typer.Option(help="provider for this country")] = "sandbox",
-    database: Database = None,
-) -> None:
-    """Route one country of a tenant to a channel and provider."""
-    check_provider_serves(provider, channel)
-    code = routing.normalize_country(country)
-
-    async def run(hub: Hub) -> None:
-        tenant = await _tenant(hub, tenant_id)
-        tenant.routes[code] = routing.Route(channel, provider)
-        await hub.store.update_tenant(tenant)
-
-    with_hub(settings_for(database), run)
-    console.print(f"{tenant_id}: {code} -> {channel} via {provider}")
-
-
-@tenants_app.command("set-provider")
-def tenants_set_provider(
-    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
-    channel: Annotated[Channel, typer.Argument(help="email, sms or whatsapp")],
-    provider: Annotated[str, typer.Argument(help="smtp, ses, twilio, whatsapp_cloud, sandbox")],
-    database: Database = None,
-) -> None:
-    """Use ``provider`` for every country a tenant routes to ``channel`` by default."""
-    check_provider_serves(provider, channel)
-
-    async def run(hub: Hub) -> None:
-        tenant = await _tenant(hub, tenant_id)
-        if provider == "sandbox":
-            tenant.channel_providers.pop(channel, None)
-        else:
-            tenant.channel_providers[channel] = provider
-        await hub.store.update_tenant(tenant)
-
-    with_hub(settings_for(database), run)
-    console.print(f"{tenant_id}: {channel} via {provider}")
-
-
-@tenants_app.command("set-credentials")
-def tenants_set_credentials(
-    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
-    provider: Annotated[str, typer.Argument(help="smtp, ses, twilio or whatsapp_cloud")],
-    from_file: Annotated[
-        Path | None, typer.Option("--from-file", help="JSON file with the provider settings")
-    ] = None,
-    stdin: Annotated[bool, typer.Option("--stdin", help="read the JSON from stdin")] = False,
-    database: Database = None,
-) -> None:
-    """Store a tenant's configuration of a provider, validated first; never echoed."""
-    if (from_file is None) == (not stdin):
-        err.print("give either --from-file FILE or --stdin")
-        raise typer.Exit(2)
-    text = sys.stdin.read() if from_file is None else from_file.read_text()
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        err.print(f"[red]error:[/red] not JSON: {exc.msg} at line {exc.lineno}")
-        raise typer.Exit(1) from None
-    if not isinstance(config, dict):
-        err.print("[red]error:[/red] the settings must be a JSON object")
-        raise typer.Exit(1)
-
-    async def run(hub: Hub) -> None:
-        await _tenant(hub, tenant_id)
-        await registry.build(provider, config).close()  # validates; makes no connection
-        await hub.credentials.put_credentials(tenant_id, provider, config)
-
-    with_hub(settings_for(database), run)
-    console.print(f"{tenant_id}: {provider} configured (takes effect within seconds)")
-
-
-@providers_app.command("check")
-def providers_check(
-    tenant_id: Annotated[str, typer.Option("--tenant", help="tenant to check")],
-    database: Database = None,
-) -> None:
-    """Verify each provider a tenant uses or configured, without sending anything."""
-
-    async def run(hub: Hub) -> list[tuple[str, list[str], ProviderCheck]]:
-        tenant = await _tenant(hub, tenant_id)
-        used: dict[str, set[Channel]] = {}
-        for country in routing.routing_table(tenant.routes):
-            route = tenant.route(country)
-            used.setdefault(route.provider, set()).add(route.channel)
-        for name in await hub.credentials.list_credentials(tenant_id):
-            kind = registry.KINDS.get(name)
-            used.setdefault(name, set(kind.channels) if kind else set())
-        results = []
-        for name, channels in sorted(used.items()):
-            try:
-                channel = min(channels) if channels else Channel.EMAIL
-                provider = await hub.providers.get(tenant_id, channel, name)
-                result = await provider.check()
-            except ProviderNotConfigured as exc:
-                result = ProviderCheck(False, f"configuration: {exc.message}")
-            results.append((name, sorted(str(c) for c in channels), result))
-        return results
-
-    results = with_hub(settings_for(database), run)
-    table = Table("provider", "channels", "status", "detail")
-    for name, channels, result in results:
-        status = "[green]ok[/green]" if result.ok else "[red]failing[/red]"
-        table.add_row(name, ", ".join(channels), status, result.detail)
-    console.print(table)
-    if not all(result.ok for _, _, result in results):
-        raise typer.Exit(1)
-
-
-async def _tenant(hub: Hub, tenant_id: str) -> Tenant:
-    tenant = await hub.store.get_tenant(tenant_id)
-    if tenant is None:
-        raise NotFound(f"no tenant {tenant_id!r}")
-    return tenant
-
-
-def check_provider_serves(provider: str, channel: Channel) -> None:
-    """Exit 2 unless ``provider`` can send on ``channel``."""
-    if provider == "sandbox":
-        return
-    kind = registry.KINDS.get(provider)
-    if kind is None or channel not in kind.channels:
-        known = [n for n, k in sorted(registry.KINDS.items()) if channel in k.channels]
-        err.print(
-            f"[red]error:[/red] {provider!r} cannot send {channel};"
-            f" use one of: sandbox, {', '.join(known)}"
-        )
-        raise typer.Exit(2)
 
 
 @dlq_app.command("list")

@@ -17,11 +17,11 @@ from integration_hub.domain.delivery import (
     TransientFailure,
 )
 from integration_hub.domain.errors import ProviderNotConfigured, UnsupportedCountry
-from integration_hub.domain.models import Attempt, Notification, from_epoch
+from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
-from integration_hub.domain.tenants import Tenant
+from integration_hub.domain.tenants import Tenant, TenantStatus
 from integration_hub.ports import Clock, ProviderDirectory, Queue, QueueMessage, Store
 from integration_hub.service.tenants import TenantCache
 
@@ -70,9 +70,14 @@ class Dispatcher:
         self.settings = settings or DispatchSettings()
 
     def _policy(self, tenant: Tenant | None) -> RetryPolicy:
-        if tenant is None or tenant.max_attempts is None:
+        if tenant is None:
             return self.retry
-        return RetryPolicy(tenant.max_attempts, self.retry.base_seconds, self.retry.cap_seconds)
+        base = tenant.backoff_base_seconds or self.retry.base_seconds
+        return RetryPolicy(
+            max_attempts=tenant.max_attempts or self.retry.max_attempts,
+            base_seconds=base,
+            cap_seconds=max(base, tenant.backoff_cap_seconds or self.retry.cap_seconds),
+        )
 
     def _provider_name(self, tenant: Tenant | None, country: str, channel: Channel) -> str | None:
         # Read at dispatch time so that a changed route takes effect without a
@@ -103,6 +108,20 @@ class Dispatcher:
                 return Result.DUPLICATE
             await self.queue.release(message, delay=self.settings.lease_seconds)
             return Result.HELD
+        if tenant is None or tenant.status is not TenantStatus.ACTIVE:
+            # A disabled (or deleted) tenant's queued notifications are not sent.
+            state = "disabled" if tenant else "unknown"
+            attempt = Attempt(
+                number=n.attempt_count,
+                provider=n.provider,
+                started_at=from_epoch(self.clock.now()),
+                outcome=Outcome.CONFIGURATION,
+                latency_ms=0.0,
+                error_class=f"tenant_{state}",
+                message=f"tenant {n.tenant!r} is {state}: nothing was sent",
+            )
+            reason = f"configuration: tenant {n.tenant!r} is {state}"
+            return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
         provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
         return await self._attempt(message, n, provider_name, policy)
 

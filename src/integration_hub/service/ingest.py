@@ -47,6 +47,13 @@ class IngestService:
         self.clock = clock
         self.policy = policy or IngestPolicy()
 
+    async def _release(self, tenant: str, key: str, reservation: str) -> None:
+        # Free the key so that the client's retry is not met by a 409 for the
+        # whole lock period. Shielded: a cancelled request still frees it.
+        await asyncio.shield(
+            self.store.release_idempotency_key(tenant, key, reservation=reservation)
+        )
+
     async def submit(
         self,
         tenant: Tenant,
@@ -78,6 +85,21 @@ class IngestService:
                 raise errors.IdempotencyInProgress(field="Idempotency-Key", retry_after=wait)
             return Accepted(existing.response, replayed=True)
 
+        if tenant.rate_limit_per_second is not None or tenant.daily_quota is not None:
+            try:
+                refused_for = await self.store.consume_quota(
+                    tenant.id, per_second=tenant.rate_limit_per_second, per_day=tenant.daily_quota
+                )
+            except BaseException:
+                await self._release(tenant.id, idempotency_key, reservation)
+                raise
+            if refused_for is not None:
+                # Nothing is stored for a refused request: the key is free again.
+                await self._release(tenant.id, idempotency_key, reservation)
+                raise errors.RateLimited(
+                    "this tenant is over its rate limit or daily quota", retry_after=refused_for
+                )
+
         now = from_epoch(self.clock.now())
         notification = Notification(
             id=new_id(),
@@ -103,13 +125,7 @@ class IngestService:
                 notification, body, reservation=reservation, ttl_seconds=self.policy.ttl_seconds
             )
         except BaseException:
-            # Free the key so that the client's retry is not met by a 409 for
-            # the whole lock period. Shielded: a cancelled request still frees it.
-            await asyncio.shield(
-                self.store.release_idempotency_key(
-                    tenant.id, idempotency_key, reservation=reservation
-                )
-            )
+            await self._release(tenant.id, idempotency_key, reservation)
             raise
         if not enqueued:
             await self.queue.enqueue(notification.id, tenant.id)

@@ -81,5 +81,6 @@ class TenantCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         tenant = await self.store.get_tenant(tenant_id)
-        self._entries[tenant_id] = (now + self.ttl, tenant)
+        if tenant is not None:  # an unknown id is not cached: it may be created next
+            self._entries[tenant_id] = (now + self.ttl, tenant)
         return tenant

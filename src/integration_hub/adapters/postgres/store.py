@@ -15,6 +15,7 @@ from typing import Any
 from integration_hub.adapters import rows
 from integration_hub.adapters.postgres.database import CHANNEL, Connection, PostgresDatabase
 from integration_hub.adapters.postgres.queue import ENQUEUE_FRESH
+from integration_hub.domain import quota
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
@@ -192,6 +193,54 @@ class PostgresStore:
         async with self.db.connection() as conn:
             row = await conn.fetchrow("SELECT * FROM api_keys WHERE key_id = $1", key_id)
         return rows.api_key_from_row(row) if row else None
+
+    async def list_api_keys(self, tenant: str) -> list[ApiKeyRecord]:
+        """A tenant's keys, oldest first."""
+        async with self.db.connection() as conn:
+            found = await conn.fetch(
+                "SELECT * FROM api_keys WHERE tenant = $1 ORDER BY created_at, key_id", tenant
+            )
+        return [rows.api_key_from_row(r) for r in found]
+
+    async def revoke_api_key(self, tenant: str, key_id: str) -> bool:
+        """Revoke one of the tenant's active keys."""
+        async with self.db.connection() as conn:
+            changed = await conn.fetchval(
+                "UPDATE api_keys SET revoked_at = $1 WHERE tenant = $2 AND key_id = $3"
+                " AND revoked_at IS NULL RETURNING 1",
+                self._now,
+                tenant,
+                key_id,
+            )
+        return changed is not None
+
+    async def consume_quota(
+        self, tenant: str, *, per_second: int | None, per_day: int | None
+    ) -> float | None:
+        """Count one notification against the tenant's windows, or say how long to wait."""
+        now = self._now
+        async with self.db.transaction() as conn:
+            # The tenant row lock serialises concurrent API processes.
+            await conn.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant)
+            usage = {
+                r["window"]: quota.Window(r["window_start"], r["count"])
+                for r in await conn.fetch(
+                    'SELECT "window", window_start, count FROM tenant_usage WHERE tenant = $1',
+                    tenant,
+                )
+            }
+            wait, updated = quota.decide(now, {"second": per_second, "day": per_day}, usage)
+            for name, window in updated.items():
+                await conn.execute(
+                    'INSERT INTO tenant_usage (tenant, "window", window_start, count)'
+                    ' VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, "window") DO UPDATE SET'
+                    " window_start = excluded.window_start, count = excluded.count",
+                    tenant,
+                    name,
+                    window.start,
+                    window.count,
+                )
+        return wait
 
     # -- idempotency and ingest -------------------------------------------
 

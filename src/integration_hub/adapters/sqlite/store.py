@@ -8,6 +8,7 @@ from typing import Any
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.sqlite.database import SqliteDatabase
+from integration_hub.domain import quota
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
@@ -105,6 +106,57 @@ class SqliteStore:
             return rows.api_key_from_row(row) if row else None
 
         return await self.db.read(run)
+
+    async def list_api_keys(self, tenant: str) -> list[ApiKeyRecord]:
+        """A tenant's keys, oldest first."""
+
+        def run(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
+            found = conn.execute(
+                "SELECT * FROM api_keys WHERE tenant = ? ORDER BY created_at, key_id", (tenant,)
+            )
+            return [rows.api_key_from_row(r) for r in found]
+
+        return await self.db.read(run)
+
+    async def revoke_api_key(self, tenant: str, key_id: str) -> bool:
+        """Revoke one of the tenant's active keys."""
+        now = self._now
+
+        def run(conn: sqlite3.Connection) -> bool:
+            changed = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND key_id = ?"
+                " AND revoked_at IS NULL",
+                (now, tenant, key_id),
+            ).rowcount
+            return bool(changed == 1)
+
+        return await self.db.write(run)
+
+    async def consume_quota(
+        self, tenant: str, *, per_second: int | None, per_day: int | None
+    ) -> float | None:
+        """Count one notification against the tenant's windows, or say how long to wait."""
+        now = self._now
+
+        def run(conn: sqlite3.Connection) -> float | None:
+            usage = {
+                r["window"]: quota.Window(r["window_start"], r["count"])
+                for r in conn.execute(
+                    "SELECT window, window_start, count FROM tenant_usage WHERE tenant = ?",
+                    (tenant,),
+                )
+            }
+            wait, updated = quota.decide(now, {"second": per_second, "day": per_day}, usage)
+            for name, window in updated.items():
+                conn.execute(
+                    "INSERT INTO tenant_usage (tenant, window, window_start, count)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (tenant, window) DO UPDATE SET"
+                    " window_start = excluded.window_start, count = excluded.count",
+                    (tenant, name, window.start, window.count),
+                )
+            return wait
+
+        return await self.db.write(run)
 
     # -- idempotency and ingest -------------------------------------------
 

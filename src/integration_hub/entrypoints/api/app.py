@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from integration_hub import __version__
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
-from integration_hub.entrypoints.api import problems, routes
+from integration_hub.entrypoints.api import admin, problems, routes
 
 
 class BodyLimit:
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     )
     problems.install(app)
     app.include_router(routes.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", include_in_schema=True, tags=["health"])
     async def healthz() -> dict[str, str]:

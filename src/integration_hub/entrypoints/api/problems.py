@@ -92,6 +92,7 @@ _MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
     (errors.IdempotencyInProgress, 409, "idempotency-in-progress", "Request in progress"),
     (errors.TenantExists, 409, "tenant-exists", "Tenant exists"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
+    (errors.RateLimited, 429, "rate-limited", "Too many requests"),
     (errors.InvalidTransition, 409, "invalid-transition", "Invalid status transition"),
     (errors.HubError, 422, "invalid-field", "Invalid field"),
 ]
@@ -103,7 +104,7 @@ def from_hub_error(exc: errors.HubError) -> JSONResponse:
         (status, slug, title) for cls, status, slug, title in _MAPPING if isinstance(exc, cls)
     )
     headers: dict[str, str] = {}
-    if isinstance(exc, errors.Unavailable | errors.IdempotencyInProgress):
+    if isinstance(exc, errors.Unavailable | errors.IdempotencyInProgress | errors.RateLimited):
         headers.update(_retry_after(exc.retry_after))
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
