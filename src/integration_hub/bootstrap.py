@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,7 @@ class Hub:
     ingest: IngestService
     dispatcher: Dispatcher
     tenants: TenantCache
+    purge: Callable[[float], Awaitable[dict[str, int]]]
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
@@ -207,6 +209,28 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             provider_timeout_seconds=settings.provider_timeout_seconds,
         ),
     )
+    if scheme == "sqlite":
+        from integration_hub.adapters.sqlite import retention as sqlite_retention
+
+        purge_backend = sqlite_retention.purge
+    else:
+        from integration_hub.adapters.postgres import retention as pg_retention
+
+        purge_backend = pg_retention.purge
+
+    async def purge(older_than_seconds: float) -> dict[str, int]:
+        return await purge_backend(store, older_than_seconds=older_than_seconds)
+
     return Hub(
-        settings, clock, store, queue, outbox, sealed, providers, ingest, dispatcher, tenants
+        settings,
+        clock,
+        store,
+        queue,
+        outbox,
+        sealed,
+        providers,
+        ingest,
+        dispatcher,
+        tenants,
+        purge,
     )

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token of the /admin/v1 API (disabled when unset)"
     )
+    retention_interval_seconds: float = Field(
+        default=3600.0, ge=0, description="how often workers purge old data; 0 turns it off"
+    )
     retention_finished_seconds: float = Field(
         default=30 * 86400.0,
         gt=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,32 @@ def test_purge_forgets_finished_notifications_only_once_old_enough(
     table = hub.cli("purge")
     assert table.returncode == 0, table.stderr
     assert "idempotency_keys" in table.stdout
+
+
+def test_workers_purge_old_finished_notifications_on_their_own(
+    tmp_path: Path, backend_kind: str
+) -> None:
+    procs = make_hub(
+        tmp_path,
+        backend_kind,
+        IHUB_RETENTION_INTERVAL_SECONDS="0.5",
+        IHUB_RETENTION_FINISHED_SECONDS="1",
+    )
+    try:
+        procs.create_tenant("acme")
+        procs.start_api()
+        procs.start_worker()
+        headers = procs.headers("acme", X_Country="ES", Idempotency_Key=str(uuid.uuid4()))
+        with httpx.Client(base_url=procs.base_url, timeout=10) as client:
+            nid = client.post("/v1/notifications", json=payload("ES"), headers=headers).json()["id"]
+            assert wait_terminal(client, procs.headers("acme"), nid)["status"] == "DONE"
+            deadline = time.monotonic() + 20
+            code = 200
+            while code == 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                code = client.get(
+                    f"/v1/notifications/{nid}", headers=procs.headers("acme")
+                ).status_code
+        assert code == 404, procs.logs()
+    finally:
+        procs.stop()

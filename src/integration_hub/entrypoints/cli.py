@@ -284,13 +284,7 @@ def purge(
     seconds = settings.retention_finished_seconds if older_than is None else older_than
 
     async def run(hub: Hub) -> dict[str, int]:
-        if _is_postgres(hub.settings):
-            from integration_hub.adapters.postgres import retention as pg_retention
-
-            return await pg_retention.purge(hub.store, older_than_seconds=seconds)
-        from integration_hub.adapters.sqlite import retention as sqlite_retention
-
-        return await sqlite_retention.purge(hub.store, older_than_seconds=seconds)
+        return await hub.purge(seconds)
 
     counts = with_hub(settings, run)
     if as_json:

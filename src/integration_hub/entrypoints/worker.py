@@ -29,8 +29,34 @@ class Worker:
         self.results: Counter[Result] = Counter()
         self._in_flight: set[asyncio.Task[None]] = set()
 
+    async def _retention(self, stop: asyncio.Event) -> None:
+        # Workers own the periodic purge so that no cron is needed; several
+        # workers purging at once only repeat idempotent deletes.
+        interval = self.hub.settings.retention_interval_seconds
+        while interval > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
+            try:
+                counts = await self.hub.purge(self.hub.settings.retention_finished_seconds)
+            except Exception as exc:  # the store is down: try again next time
+                log.warning("retention purge failed: %s", exc)
+                continue
+            if any(counts.values()):
+                log.info("retention purge: %s", counts)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish what is in flight."""
+        retention = asyncio.create_task(self._retention(stop))
+        try:
+            await self._work(stop)
+        finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+
+    async def _work(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
         backoff = 0.0
         try:
