@@ -1,0 +1,99 @@
+"""AWS Lambda entry points: the API behind API Gateway, and the SQS worker.
+
+Both reuse one hub per Lambda container (built on the first invocation, on
+one event loop that later invocations reuse), configured like every other
+process by ``IHUB_*`` environment variables.
+
+The worker handler takes an SQS event (batch size up to 10) and answers with
+``batchItemFailures`` listing only the messages that must come back: a retry
+scheduled with backoff (its visibility was already changed to the backoff
+delay), a claim held by another worker, or an unexpected error. Everything
+else was finished (and deleted) by the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from integration_hub.bootstrap import Hub, build_hub
+from integration_hub.config import Settings
+from integration_hub.ports import QueueMessage
+from integration_hub.service.dispatch import Dispatcher, Result
+
+# A message with one of these outcomes must not be deleted by Lambda.
+COME_BACK = frozenset({Result.RETRY, Result.HELD, Result.LOST})
+
+_state: dict[str, Any] = {}
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = _state.get("loop")
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        _state["loop"] = loop
+    return loop
+
+
+def _hub() -> Hub:
+    hub: Hub | None = _state.get("hub")
+    if hub is None:
+        hub = _loop().run_until_complete(build_hub(Settings()))
+        _state["hub"] = hub
+    return hub
+
+
+def api_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway (REST or HTTP API) event -> the same FastAPI app as ``ihub api``."""
+    handler = _state.get("api")
+    if handler is None:
+        from mangum import Mangum
+
+        from integration_hub.entrypoints.api import create_app
+
+        hub = _hub()
+        app = create_app(hub=hub)
+        app.state.hub = hub  # the lifespan that would set it is off: the hub outlives requests
+        handler = Mangum(app, lifespan="off")
+        _state["api"] = handler
+    response: dict[str, Any] = handler(dict(event), context)
+    return response
+
+
+def message_of(record: Mapping[str, Any]) -> QueueMessage:
+    """An SQS event record as the queue message the dispatcher expects."""
+    attributes = record.get("messageAttributes") or {}
+    tenant = attributes.get("tenant", {}).get("stringValue", "")
+    return QueueMessage(
+        notification_id=str(record["body"]),
+        tenant=str(tenant),
+        receipt=str(record["receiptHandle"]),
+        receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)),
+    )
+
+
+async def dispatch_records(
+    dispatcher: Dispatcher, records: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Handle a batch concurrently; the messageIds that must be redelivered."""
+
+    async def one(record: Mapping[str, Any]) -> str | None:
+        try:
+            result = await dispatcher.handle(message_of(record))
+        except Exception:
+            return str(record["messageId"])
+        return str(record["messageId"]) if result in COME_BACK else None
+
+    outcomes = await asyncio.gather(*(one(r) for r in records))
+    return [m for m in outcomes if m is not None]
+
+
+def worker_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """SQS event -> one attempt per message; partial batch response."""
+    hub = _hub()
+    failed = _loop().run_until_complete(
+        dispatch_records(hub.dispatcher, event.get("Records") or [])
+    )
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}

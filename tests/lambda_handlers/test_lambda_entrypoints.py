@@ -1,0 +1,152 @@
+"""The Lambda handlers with real events, on a SQLite-backed hub: an API Gateway
+event into the API handler, then an SQS-shaped event into the worker handler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration_hub.entrypoints import aws_lambda
+from integration_hub.service.tenants import create_tenant
+
+
+@pytest.fixture
+def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh container: env configured, no hub built yet; the tenant's key."""
+    monkeypatch.setenv("IHUB_DATABASE_URL", f"sqlite:///{tmp_path / 'lambda.db'}")
+    monkeypatch.setenv("IHUB_BACKOFF_BASE_SECONDS", "0.05")
+    aws_lambda._state.clear()
+    hub = aws_lambda._hub()
+    created = aws_lambda._loop().run_until_complete(create_tenant(hub.store, hub.clock, "acme"))
+    try:
+        yield created.api_key
+    finally:
+        loop = aws_lambda._loop()
+        loop.run_until_complete(hub.close())
+        loop.close()
+        aws_lambda._state.clear()
+        asyncio.set_event_loop(None)
+
+
+def http_event(
+    method: str, path: str, key: str, body: Any = None, **headers: str
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event."""
+    all_headers = {"authorization": f"Bearer {key}", "x-tenant": "acme", **headers}
+    if body is not None:
+        all_headers["content-type"] = "application/json"
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": all_headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "test",
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": 0,
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def sqs_event() -> dict[str, Any]:
+    """What the SQS event source would deliver for the queued notifications."""
+    hub = aws_lambda._hub()
+    messages = aws_lambda._loop().run_until_complete(hub.queue.receive(10, visibility_timeout=30))
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{m.notification_id}",
+                "receiptHandle": m.receipt,
+                "body": m.notification_id,
+                "attributes": {"ApproximateReceiveCount": str(m.receive_count)},
+                "messageAttributes": {"tenant": {"stringValue": m.tenant, "dataType": "String"}},
+                "eventSource": "aws:sqs",
+            }
+            for m in messages
+        ]
+    }
+
+
+def submit(key: str, country: str, body: dict[str, Any]) -> dict[str, Any]:
+    event = http_event(
+        "POST",
+        "/v1/notifications",
+        key,
+        body,
+        **{"x-country": country, "idempotency-key": str(uuid.uuid4())},
+    )
+    response = aws_lambda.api_handler(event, None)
+    assert response["statusCode"] == 202, response
+    accepted: dict[str, Any] = json.loads(response["body"])
+    return accepted
+
+
+def test_api_gateway_to_worker_to_done_with_a_partial_batch_failure(lambda_env: str) -> None:
+    key = lambda_env
+    ok = submit(key, "ES", {"recipient": {"email": "a@example.com"}, "body": "hi"})
+    flaky = submit(
+        key,
+        "MX",
+        {
+            "recipient": {"phone": "+5215512345678"},
+            "body": "hi",
+            "metadata": {"sandbox": {"fail": "transient", "times": 1}},
+        },
+    )
+    event = sqs_event()
+    assert len(event["Records"]) == 2
+    result = aws_lambda.worker_handler(event, None)
+    # Only the one scheduled for a retry comes back; the delivered one is done.
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"m-{flaky['id']}"}]}
+    view = aws_lambda.api_handler(http_event("GET", f"/v1/notifications/{ok['id']}", key), None)
+    assert json.loads(view["body"])["status"] == "DONE"
+    # The retry is delivered on the next event once its backoff has passed.
+    for _ in range(50):
+        retry = sqs_event()
+        if retry["Records"]:
+            break
+        aws_lambda._loop().run_until_complete(asyncio.sleep(0.05))
+    assert aws_lambda.worker_handler(retry, None) == {"batchItemFailures": []}
+    done = aws_lambda.api_handler(http_event("GET", f"/v1/notifications/{flaky['id']}", key), None)
+    assert [a["outcome"] for a in json.loads(done["body"])["attempts"]] == [
+        "transient",
+        "delivered",
+    ]
+
+
+def test_a_record_that_makes_the_worker_raise_is_reported_failed(lambda_env: str) -> None:
+    bad = {
+        "messageId": "m-bad",
+        "receiptHandle": "r",
+        "body": "x",
+        "attributes": {"ApproximateReceiveCount": "not-a-number"},
+    }
+    assert aws_lambda.worker_handler({"Records": [bad]}, None) == {
+        "batchItemFailures": [{"itemIdentifier": "m-bad"}]
+    }
+
+
+def test_the_api_handler_answers_problems_like_the_server(lambda_env: str) -> None:
+    response = aws_lambda.api_handler(http_event("GET", "/v1/notifications", "wrong"), None)
+    assert response["statusCode"] == 401
+    assert response["headers"]["content-type"] == "application/problem+json"
