@@ -59,6 +59,7 @@ class Hub:
             return
         self._closed = True
         await self.providers.close()
+        await self.credentials.close()
         await self.store.close()
 
 
@@ -142,6 +143,11 @@ def keyring(settings: Settings) -> KeyRing:
         parse_env_keys,
     )
 
+    if settings.kms_key_id:
+        from integration_hub.adapters.crypto.kms import KmsKeyRing
+
+        # Region, endpoint and credentials come from the standard AWS settings.
+        return KmsKeyRing(settings.kms_key_id)
     if settings.master_key is not None:
         primary, keys = parse_env_keys(settings.master_key.get_secret_value())
         return LocalKeyRing(primary, keys)

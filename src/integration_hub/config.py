@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default=None,
         description="key file (mode 0600); default for SQLite: <database>.master.key beside it",
     )
+    kms_key_id: str | None = Field(
+        default=None,
+        description="AWS KMS key (id, ARN or alias) for credentials; wins over the local key",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token of the /admin/v1 API (disabled when unset)"
     )

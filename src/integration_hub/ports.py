@@ -369,6 +369,10 @@ class KeyRing(Protocol):
         """The same data key wrapped under the primary master key."""
         ...
 
+    async def close(self) -> None:
+        """Release clients."""
+        ...
+
 
 class Outbox(Protocol):
     """Where the sandbox provider puts what it delivers."""

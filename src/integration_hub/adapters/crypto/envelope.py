@@ -122,6 +122,11 @@ class EncryptedCredentials:
         """The providers a tenant has configured."""
         return await self.plain.list_credentials(tenant)
 
+    async def close(self) -> None:
+        """Close the key ring if it was opened."""
+        if self._keyring is not None:
+            await self._keyring.close()
+
     async def rotate_master(self) -> Rotation:
         """Re-wrap every data key under the key ring's primary master key."""
         keyring = self.keyring

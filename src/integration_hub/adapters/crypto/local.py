@@ -180,6 +180,9 @@ class LocalKeyRing:
         """Which master key wrapped this blob."""
         return _split(wrapped)[0]
 
+    async def close(self) -> None:
+        """Nothing to release."""
+
     def _wrap(self, data_key: bytes, context: Mapping[str, str]) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(self._key(self.primary)).encrypt(
