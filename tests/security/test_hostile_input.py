@@ -5,7 +5,7 @@ and field when one field is at fault), or a 2xx where the input is legitimate:
 never a 5xx, never a hang. At the end the hostile tenant holds exactly the
 notifications that were answered 202: nothing partial is ever stored.
 
-Known bugs are pinned by strict xfails whose reason starts with "BUG:".
+Each test pins a bug this suite once found, or a behaviour that must hold.
 """
 
 from __future__ import annotations
@@ -231,12 +231,6 @@ def test_the_bearer_scheme_is_case_insensitive(
     assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a missing Authorization header (or one without a Bearer key) answers 401"
-    " without `field`, while a wrong key names field=Authorization; the README promises"
-    " `field` naming the offending header when there is one",
-)
 def test_a_missing_api_key_names_the_authorization_header(client: httpx.Client) -> None:
     resp = client.get("/v1/notifications", headers={"X-Tenant": HOSTILE})
     assert_problem(resp, 401, "Authorization", "unauthenticated")
@@ -382,14 +376,6 @@ def test_ambiguous_framing_is_refused_and_never_hangs(
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.body[:300])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the body limit is bypassed by a chunked body that also declares a small"
-    " Content-Length: h11 frames the body by Transfer-Encoding (RFC 9112 6.3) but"
-    " app.BodyLimit trusts Content-Length (4 <= limit) and never counts the chunks, so a"
-    " 70 KB body is accepted with 202 and stored (any size gets in: memory exhaustion);"
-    " expected 400 for the ambiguous framing or 413",
-)
 @pytest.mark.parametrize(
     "framing",
     [
@@ -440,27 +426,12 @@ def test_a_deeply_nested_body_is_a_4xx(submitter: Submitter, content: bytes) -> 
     assert_problem(submitter.post(content=content), (400, 413, 422))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: metadata nested 256 to ~990 levels (small enough for the 4096-byte limit,"
-    " shallow enough for json.loads) answers 500: fingerprint() -> model_dump(mode='json')"
-    " raises 'ValueError: Maximum serialization depth exceeded' (domain/models.py,"
-    " service/ingest.py); expected 422 validation-error naming metadata",
-)
 @pytest.mark.parametrize("depth", [256, 500, 900])
 def test_metadata_nested_past_the_serializer_limit_is_422(submitter: Submitter, depth: int) -> None:
     resp = submitter.post(content=with_metadata('{"a": ' + deep(depth) + "}"))
     assert_problem(resp, 422, "metadata", "validation-error")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: metadata nested 200-255 levels deep is accepted (202) but the stored"
-    " request can no longer be loaded (rows.py: NotificationRequest.model_validate_json"
-    " hits pydantic's JSON recursion limit of 200): GET of the notification AND the"
-    " tenant's whole GET /v1/notifications listing answer 500 from then on, `ihub status`"
-    " crashes and the worker fails on it; expected 422 at submission, or a readable row",
-)
 def test_accepted_nested_metadata_stays_readable(
     security_hub: HubProcesses, client: httpx.Client, ledger: Ledger
 ) -> None:
@@ -511,13 +482,6 @@ def test_invalid_utf8_is_refused(submitter: Submitter, content: bytes) -> None:
     assert_problem(submitter.post(content=content), (400, 422))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a body the JSON parser rejects with something other than JSONDecodeError"
-    " (invalid UTF-8, nesting past ~1000, an integer over 4300 digits) answers 400 with"
-    " type urn:integration-hub:problem:http-error, title 'There was an error parsing the"
-    " body' and no field (FastAPI's fallback), instead of the documented malformed-json",
-)
 @pytest.mark.parametrize(
     "content",
     [
@@ -771,12 +735,6 @@ def test_nan_and_infinity_where_a_string_belongs_are_refused(
     assert problem.get("field") in {named, "body"}, problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: NaN, Infinity and -Infinity (not JSON, RFC 8259 section 6) and overflowing"
-    " numbers such as 1e400 in metadata are accepted with 202 and silently stored as null"
-    " (GET shows metadata {'x': null}); expected 400 malformed-json or 422 for metadata",
-)
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_numbers_in_metadata_are_refused(submitter: Submitter, literal: str) -> None:
     resp = submitter.post(content=with_metadata('{"x": ' + literal + "}"))
@@ -877,12 +835,6 @@ def test_hostile_query_parameters_are_422(
     assert_problem(submitter.get("/v1/notifications", **params), 422, named)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GET /v1/notifications?country=ESP (or any malformed country) answers 422"
-    " with field 'X-Country', a header the request does not have, instead of the query"
-    " parameter 'country' (normalize_country hard-codes the field)",
-)
 @pytest.mark.parametrize("country", ["ESP", "ß", "E S"])
 def test_a_malformed_country_filter_names_the_query_parameter(
     submitter: Submitter, country: str

@@ -21,6 +21,7 @@ E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 # the provider's call; this only catches what is obviously not an address.
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 METADATA_MAX_BYTES = 4096
+METADATA_MAX_DEPTH = 16
 
 
 class Recipient(BaseModel):
@@ -70,7 +71,17 @@ class NotificationRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(canonical_json(value)) > METADATA_MAX_BYTES:
+        if value is None:
+            return None
+        # Depth first: a deep structure must not reach the serialiser (which
+        # would fail) or the store (which could not load it back).
+        if _depth(value) > METADATA_MAX_DEPTH:
+            raise ValueError(f"metadata must not nest deeper than {METADATA_MAX_DEPTH} levels")
+        try:
+            encoded = canonical_json(value)
+        except ValueError:
+            raise ValueError("metadata must be JSON: NaN and Infinity are not") from None
+        if len(encoded) > METADATA_MAX_BYTES:
             raise ValueError(f"metadata must be at most {METADATA_MAX_BYTES} bytes as JSON")
         return value
 
@@ -81,8 +92,23 @@ def from_epoch(seconds: float) -> datetime:
 
 
 def canonical_json(value: Any) -> bytes:
-    """JSON with sorted keys and no insignificant whitespace."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """JSON with sorted keys and no insignificant whitespace; ValueError for NaN/Infinity."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest (iteratively: no recursion limit to hit)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def fingerprint(country: str, request: NotificationRequest) -> str:

@@ -52,7 +52,9 @@ async def issue_key(store: Store, clock: Clock, tenant_id: str) -> str:
 async def authenticate(store: Store, api_key: str | None, tenant_header: str) -> Tenant:
     """The tenant an API key acts for; it must be the one named in X-Tenant."""
     if not api_key:
-        raise errors.Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        raise errors.Unauthenticated(
+            "missing API key: send 'Authorization: Bearer <key>'", field="Authorization"
+        )
     key_id = parse_api_key(api_key)
     record = await store.get_api_key(key_id) if key_id else None
     if record is None or record.revoked_at is not None or not key_matches(api_key, record):

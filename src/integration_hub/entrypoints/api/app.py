@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from integration_hub import __version__
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
-from integration_hub.entrypoints.api import admin, problems, routes
+from integration_hub.entrypoints.api import admin, openapi, problems, routes
 
 
 class BodyLimit:
@@ -25,16 +25,26 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            # The server holds the client to its Content-Length.
-            await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and b"transfer-encoding" in headers:
+            # Two framings for one body (RFC 9112 6.3): a classic smuggling
+            # vector, and a way to hide the real size. Refuse it.
+            response = problems.problem(
+                400,
+                "bad-request",
+                "Bad request",
+                "send either Content-Length or Transfer-Encoding, not both",
+                field="Content-Length",
+            )
+            await response(scope, receive, send)
             return
-        # No length given (chunked): read up to the limit before the app sees
-        # anything, so that an oversized body is refused whole, as a 413.
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        # Count what actually arrives, whatever was declared: read up to the
+        # limit before the app sees anything, so an oversized body is refused
+        # whole, as a 413.
         chunks: list[bytes] = []
         seen = 0
         while True:
@@ -99,6 +109,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(admin.router)
+    openapi.install(app)
 
     @app.get("/healthz", include_in_schema=True, tags=["health"])
     async def healthz() -> dict[str, str]:

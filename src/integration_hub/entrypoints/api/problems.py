@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -151,6 +152,21 @@ def from_validation_error(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette answers 405 from the first route whose path matches, while a
+    # path may be served by several routes (GET and POST): the API's own
+    # document knows every method of every path.
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
+    return sorted(methods)
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
 
@@ -162,10 +178,19 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return from_validation_error(exc)
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # The JSON parser gave up in a way other than a syntax error
+            # (invalid UTF-8, absurd nesting, a 5000-digit integer).
+            return problem(
+                400, "malformed-json", "Malformed JSON", "the body is not valid JSON", field="body"
+            )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=exc.headers)
+        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

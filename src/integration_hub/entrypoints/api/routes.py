@@ -181,7 +181,10 @@ async def list_notifications(
     """Cursor pagination over the caller's notifications."""
     from integration_hub.domain.routing import normalize_country
 
-    code = normalize_country(country) if country else None
+    try:
+        code = normalize_country(country) if country else None
+    except errors.HubError as exc:
+        raise errors.HubError(exc.message, field="country") from None
     before = _decode_cursor(cursor) if cursor else None
     found = await hub(request).store.list_notifications(
         tenant.id, status=status, country=code, limit=limit + 1, before_id=before

@@ -1,0 +1,85 @@
+"""The OpenAPI document, corrected where FastAPI's defaults misdescribe the API.
+
+- Errors are sent as ``application/problem+json`` with the Problem schema;
+  FastAPI puts a response model under ``application/json`` and adds its own
+  ``HTTPValidationError`` for 422, neither of which the API ever sends.
+- The headers the API requires are declared optional (so that a missing one
+  is a 400 problem naming it, not a framework 422); the document says they
+  are required, and declares the bearer schemes.
+- Operations with a JSON body can answer 400 for a body that is not JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+PROBLEM_MEDIA = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
+REQUIRED_HEADERS = {"x-tenant", "authorization", "x-country", "idempotency-key"}
+SCHEMES = {
+    "tenantKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a tenant API key (`ihub_...`); send X-Tenant with the key's tenant",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the operator token set in IHUB_ADMIN_TOKEN",
+    },
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA: {"schema": {"$ref": PROBLEM_REF}}},
+    }
+
+
+def _fix_operation(path: str, operation: dict[str, Any]) -> None:
+    for status, response in operation.get("responses", {}).items():
+        if status.isdigit() and int(status) >= 400:
+            operation["responses"][status] = _problem_response(
+                response.get("description") or "error"
+            )
+    if "requestBody" in operation:
+        operation["responses"].setdefault("400", _problem_response("the body is not JSON"))
+        operation["responses"].setdefault("422", _problem_response("invalid field"))
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "header" and parameter["name"].lower() in REQUIRED_HEADERS:
+            parameter["required"] = True
+            parameter["schema"] = {"type": "string", "title": parameter["name"]}
+    if path.startswith("/v1/"):
+        operation["security"] = [{"tenantKey": []}]
+    elif path.startswith("/admin/"):
+        operation["security"] = [{"adminToken": []}]
+
+
+def install(app: FastAPI) -> None:
+    """Serve the corrected document at /openapi.json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
+                _fix_operation(path, operation)
+        components = schema.setdefault("components", {})
+        components.setdefault("securitySchemes", {}).update(SCHEMES)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
