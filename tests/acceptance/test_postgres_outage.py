@@ -83,6 +83,9 @@ def test_an_outage_answers_503_with_retry_after_then_loses_nothing(pg_hub: HubPr
             assert status.status_code == 503
             assert "Retry-After" in status.headers
             assert client.get("/healthz").status_code == 200  # alive, just not ready
+            not_ready = client.get("/readyz")
+            assert not_ready.status_code == 503
+            assert "Retry-After" in not_ready.headers
         finally:
             pg.set_connections_allowed(hub.database_url, True)
 

@@ -231,3 +231,11 @@ def test_the_openapi_document_describes_the_contract(client: httpx.Client) -> No
     listing = spec["paths"]["/v1/notifications"]["get"]
     assert {p["name"] for p in listing["parameters"]} >= {"status", "country", "limit", "cursor"}
     assert "/v1/notifications/{notification_id}" in spec["paths"]
+
+
+def test_readyz_reports_the_store_and_queue_ready(client: httpx.Client) -> None:
+    resp = client.get("/readyz")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "ready"
+    assert body["queue_visible"] >= 0

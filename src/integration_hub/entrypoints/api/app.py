@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from integration_hub import __version__
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
+from integration_hub.domain import errors
 from integration_hub.entrypoints.api import admin, openapi, problems, routes
 
 
@@ -115,6 +117,25 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "the store or the queue is unreachable"}},
+    )
+    async def readyz(request: Request) -> dict[str, Any]:
+        """Store and queue answer: safe to route traffic here."""
+        hub: Hub = request.app.state.hub
+        try:
+            await hub.store.get_tenant("readyz-probe")
+            depth = await hub.queue.stats()
+        except errors.HubError as exc:
+            raise errors.Unavailable(f"not ready: {exc.message}", retry_after=1.0) from None
+        return {
+            "status": "ready",
+            "queue_visible": depth.visible,
+            "queue_in_flight": depth.in_flight,
+        }
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
