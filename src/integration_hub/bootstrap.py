@@ -123,6 +123,45 @@ async def _postgres_backend(settings: Settings, clock: Clock) -> Backend:
     return PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
 
 
+async def _aws_backend(settings: Settings, clock: Clock) -> Backend:
+    """``dynamodb://<table-prefix>?queue=<url or name>&region=…&endpoint=…`` (docs/aws.md)."""
+    import os
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        from integration_hub.adapters.aws.session import AwsConfig, AwsSession
+    except ImportError:
+        raise ConfigurationError(
+            "IHUB_DATABASE_URL names DynamoDB, which needs aiobotocore:"
+            " pip install 'integration-hub[aws]'"
+        ) from None
+    from integration_hub.adapters.aws import tables
+    from integration_hub.adapters.aws.dynamodb import DynamoStore
+    from integration_hub.adapters.aws.sqs import SqsQueue
+
+    url = urlsplit(settings.database_url)
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    prefix = url.netloc or url.path.lstrip("/")
+    if not prefix or not query.get("queue"):
+        raise ConfigurationError(
+            "IHUB_DATABASE_URL for DynamoDB is dynamodb://<table-prefix>?queue=<SQS queue URL"
+            " or name>[&region=…][&endpoint=…]"
+        )
+    region = query.get("region") or settings.aws_region or os.environ.get("AWS_REGION")
+    session = AwsSession(
+        AwsConfig(
+            region=region or "us-east-1",
+            endpoint_url=query.get("endpoint") or settings.aws_endpoint_url,
+        )
+    )
+    name = tables.table_name(prefix)
+    if settings.auto_migrate and (query.get("endpoint") or settings.aws_endpoint_url):
+        # Local development (moto_server): create the table; on AWS it comes from CDK.
+        await tables.ensure_table(session, name)
+    store = DynamoStore(session, name, clock=clock)
+    return store, SqsQueue(session, query["queue"], clock=clock), store, store
+
+
 def master_key_path(settings: Settings) -> Path | None:
     """Where the master key file is: configured, or beside the SQLite file."""
     if settings.master_key_file:
@@ -177,10 +216,13 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         store, queue, outbox, credentials = await _sqlite_backend(settings, clock)
     elif scheme in ("postgres", "postgresql"):
         store, queue, outbox, credentials = await _postgres_backend(settings, clock)
+    elif scheme == "dynamodb":
+        store, queue, outbox, credentials = await _aws_backend(settings, clock)
     else:
         raise ConfigurationError(
             f"unsupported IHUB_DATABASE_URL scheme {scheme!r}: use sqlite:///path/to/file.db"
             " or postgresql://user@host:5432/database"
+            " or dynamodb://<table-prefix>?queue=<SQS queue>"
         )
 
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
@@ -219,6 +261,10 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         from integration_hub.adapters.sqlite import retention as sqlite_retention
 
         purge_backend = sqlite_retention.purge
+    elif scheme == "dynamodb":
+        from integration_hub.adapters.aws import dynamodb as aws_retention
+
+        purge_backend = aws_retention.purge
     else:
         from integration_hub.adapters.postgres import retention as pg_retention
 

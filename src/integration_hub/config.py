@@ -83,6 +83,19 @@ class Settings(BaseSettings):
         gt=0,
         description="age after which `ihub purge` deletes finished notifications",
     )
+    aws_region: str | None = Field(
+        default=None,
+        description="AWS region for dynamodb:// (else ?region= in the URL, else AWS_REGION)",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        description="AWS endpoint override for DynamoDB and SQS, e.g. a local moto_server",
+    )
+    reconcile_after_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="DynamoDB: re-enqueue notifications left RECEIVED this long (reconciler)",
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Self:

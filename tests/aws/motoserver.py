@@ -1,0 +1,130 @@
+"""AWS APIs served by moto in server mode, over real HTTP, for the test suites.
+
+One ``ThreadedMotoServer`` per test session on a free local port; every test
+gets its own table and queue (unique names) and deletes them afterwards.
+Credentials are fake and passed explicitly: nothing is read from the
+environment, so a developer's real AWS credentials are never used.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from integration_hub.adapters.aws.session import AwsConfig, AwsSession
+from support import Backend, ManualClock
+
+REGION = "us-east-1"
+FAKE_KEY = "testing"
+
+
+@dataclass
+class MotoAws:
+    """The endpoint of the session's moto server, and what tests created on it."""
+
+    endpoint: str
+    _made: list[tuple[str, str]] = field(default_factory=list)
+
+    def config(self) -> AwsConfig:
+        """An AwsConfig pointing at moto with fake credentials."""
+        return AwsConfig(
+            region=REGION,
+            endpoint_url=self.endpoint,
+            access_key_id=FAKE_KEY,
+            secret_access_key=FAKE_KEY,
+            session_token=FAKE_KEY,
+        )
+
+    def boto3_client(self, service: str) -> Any:
+        """A synchronous client, for setup and cleanup."""
+        import boto3
+
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=FAKE_KEY,
+            aws_secret_access_key=FAKE_KEY,
+            aws_session_token=FAKE_KEY,
+        )
+
+    async def backend(self, clock: ManualClock) -> Backend:
+        """A fresh table and queue, wrapped as a Backend."""
+        from integration_hub.adapters.aws import tables
+        from integration_hub.adapters.aws.dynamodb import DynamoStore
+        from integration_hub.adapters.aws.sqs import SqsQueue
+
+        name = "ihub-test-" + secrets.token_hex(4)
+        session = AwsSession(self.config())
+        await tables.ensure_table(session, tables.table_name(name))
+        sqs = await session.client("sqs")
+        url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
+        self._made += [("dynamodb", tables.table_name(name)), ("sqs", url)]
+        store = DynamoStore(session, tables.table_name(name), clock=clock)
+        return Backend("aws", store, SqsQueue(session, url, clock=clock), store, clock)
+
+    def cleanup(self) -> None:
+        """Delete every table and queue made so far."""
+        made, self._made = self._made, []
+        for service, name in made:
+            client = self.boto3_client(service)
+            if service == "dynamodb":
+                client.delete_table(TableName=name)
+            else:
+                client.delete_queue(QueueUrl=name)
+
+
+class Atomic:
+    """WSGI middleware: one request at a time, except SQS long polls.
+
+    moto checks a DynamoDB ConditionExpression and then writes, and picks SQS
+    messages and then marks them in flight, with no lock in between, in
+    whichever server thread handles the request; the real services make each
+    of these atomic. Serialising requests gives the concurrency tests the
+    services' semantics. A long poll (``WaitTimeSeconds`` > 0) stays
+    concurrent: it must not hold up the send that ends it.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size) if size else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        if environ.get("HTTP_X_AMZ_TARGET", "").endswith("ReceiveMessage"):
+            wait = json.loads(body or b"{}").get("WaitTimeSeconds", 0)
+            if wait:
+                return self.app(environ, start_response)
+        with self.lock:
+            # Drain the response inside the lock: moto works while it is produced.
+            return list(self.app(environ, start_response))
+
+
+def start_moto() -> Iterator[MotoAws]:
+    """Run moto for the session; skipped without moto, failed instead when CI=true."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - depends on the dev extras
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"moto[server] is not installed: {exc}")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    wsgi = server._server  # the documented class has no middleware hook
+    assert wsgi is not None
+    wsgi.app = Atomic(wsgi.app)
+    host, port = server.get_host_and_port()
+    try:
+        yield MotoAws(f"http://{host}:{port}")
+    finally:
+        server.stop()
