@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: demo test lint fmt install install-dev clean
+.PHONY: demo test lint fmt install install-dev clean bench bench-quick synth
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -19,8 +20,12 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,aws,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,aws,postgres,infra]'
 	touch $@ $(STAMP_RUN)
+
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,aws,postgres,infra,bench]'
+	touch $@ $(STAMP_DEV) $(STAMP_RUN)
 
 install: $(STAMP_RUN)
 
@@ -33,8 +38,8 @@ test: $(STAMP_DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests infra bench
+	$(BIN)/ruff format --check src tests infra bench
 	$(BIN)/mypy
 
 fmt: $(STAMP_DEV)
@@ -43,3 +48,16 @@ fmt: $(STAMP_DEV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (docs/benchmarks.md): never part of the tests or of CI.
+bench: $(STAMP_BENCH)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP_BENCH)
+	$(BIN)/python -m bench --quick
+
+# The AWS CDK app (docs/aws-deploy.md): CloudFormation into infra/cdk.out,
+# offline (no AWS account, no CDK CLI; needs node). Context parameters go in
+# SYNTH_ARGS, e.g. make synth SYNTH_ARGS='-c lambdaBundle=build/lambda'.
+synth: $(STAMP_DEV)
+	cd infra && ../$(BIN)/python app.py $(SYNTH_ARGS)

@@ -1,0 +1,1 @@
+"""Benchmark harness of the Integration Hub (``make bench``, ``make bench-quick``)."""

@@ -1,0 +1,1 @@
+"""The benchmark scenarios; each takes the run's context and returns its results."""
