@@ -58,7 +58,7 @@ async def caller(
     return await authenticate(hub(request).store, key, x_tenant.strip())
 
 
-def country_header(
+async def country_header(
     x_country: Annotated[
         str | None, Header(description="ISO 3166-1 alpha-2, case-insensitive; UK = GB")
     ] = None,
@@ -69,7 +69,7 @@ def country_header(
     return x_country
 
 
-def idempotency_header(
+async def idempotency_header(
     idempotency_key: Annotated[
         str | None, Header(description="1-255 printable characters, unique per request")
     ] = None,
@@ -85,7 +85,7 @@ def idempotency_header(
     return idempotency_key
 
 
-def json_body(
+async def json_body(
     content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     """Bodies are JSON; anything else is refused before it is parsed."""
