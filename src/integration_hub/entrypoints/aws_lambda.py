@@ -14,6 +14,7 @@ else was finished (and deleted) by the dispatcher.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from integration_hub.service.dispatch import Dispatcher, Result
 COME_BACK = frozenset({Result.RETRY, Result.HELD, Result.LOST})
 
 _state: dict[str, Any] = {}
+log = logging.getLogger(__name__)
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -83,6 +85,9 @@ async def dispatch_records(
         try:
             result = await dispatcher.handle(message_of(record))
         except Exception:
+            # Reported as failed: SQS redelivers it, and its redrive policy
+            # moves it to the DLQ once maxReceiveCount is reached.
+            log.exception("dispatch of SQS message %s failed", record.get("messageId"))
             return str(record["messageId"])
         return str(record["messageId"]) if result in COME_BACK else None
 
