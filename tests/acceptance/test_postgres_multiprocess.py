@@ -51,11 +51,20 @@ class Sent:
 async def post(
     client: httpx.AsyncClient, hub: HubProcesses, key: str, country: str, sent: Sent
 ) -> None:
-    """Submit until accepted: a 409 (the twin is in flight) is retried after Retry-After."""
+    """Submit until accepted, as a careful client does: a 409 (the twin is in flight) is
+    retried after Retry-After, and a dropped connection (a keep-alive connection the
+    server closed as it was reused) is retried with the same Idempotency-Key."""
     headers = hub.headers("acme", X_Country=country, Idempotency_Key=key)
+    dropped = 0
     while True:
         body = payload(country, metadata={"sandbox": {"delay": PROVIDER_SECONDS}})
-        resp = await client.post("/v1/notifications", json=body, headers=headers)
+        try:
+            resp = await client.post("/v1/notifications", json=body, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+            dropped += 1
+            assert dropped <= 5, "the API keeps dropping connections"
+            await asyncio.sleep(0.05)
+            continue
         if resp.status_code != 409:
             break
         sent.conflicts += 1

@@ -133,6 +133,7 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
             aws_secret_access_key=SES_SECRET,
         )
         sesv2.create_email_identity(EmailIdentity="notify@sesco.example.com")
+        sesv2.close()
         hub.create_tenant("sesco")
         assert hub.cli("tenants", "set-provider", "sesco", "email", "ses").returncode == 0
         configure(

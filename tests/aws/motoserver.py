@@ -32,6 +32,7 @@ class MotoAws:
 
     endpoint: str
     _made: list[tuple[str, str]] = field(default_factory=list)
+    _clients: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> AwsConfig:
         """An AwsConfig pointing at moto with fake credentials."""
@@ -44,10 +45,13 @@ class MotoAws:
         )
 
     def boto3_client(self, service: str) -> Any:
-        """A synchronous client, for setup and cleanup."""
+        """A synchronous client, for setup and cleanup: one per service, closed with
+        the server (a client left to the garbage collector leaks its sockets)."""
+        if service in self._clients:
+            return self._clients[service]
         import boto3
 
-        return boto3.client(
+        self._clients[service] = client = boto3.client(
             service,
             region_name=REGION,
             endpoint_url=self.endpoint,
@@ -55,6 +59,7 @@ class MotoAws:
             aws_secret_access_key=FAKE_KEY,
             aws_session_token=FAKE_KEY,
         )
+        return client
 
     async def backend(self, clock: ManualClock) -> Backend:
         """A fresh table and queue, wrapped as a Backend."""
@@ -124,7 +129,10 @@ def start_moto() -> Iterator[MotoAws]:
     assert wsgi is not None
     wsgi.app = Atomic(wsgi.app)
     host, port = server.get_host_and_port()
+    moto = MotoAws(f"http://{host}:{port}")
     try:
-        yield MotoAws(f"http://{host}:{port}")
+        yield moto
     finally:
+        for client in moto._clients.values():
+            client.close()
         server.stop()

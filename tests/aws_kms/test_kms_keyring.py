@@ -39,7 +39,10 @@ def new_key(url: str) -> str:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    key_id: str = kms.create_key(Description="ihub test")["KeyMetadata"]["KeyId"]
+    try:
+        key_id: str = kms.create_key(Description="ihub test")["KeyMetadata"]["KeyId"]
+    finally:
+        kms.close()  # left to the garbage collector, its socket is a ResourceWarning
     return key_id
 
 

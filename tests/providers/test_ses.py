@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -36,21 +37,28 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
-def boto_client(service: str, url: str) -> Any:
-    return boto3.client(
+@contextlib.contextmanager
+def boto_client(service: str, url: str) -> Iterator[Any]:
+    """A client closed after use: one left to the garbage collector leaks its socket."""
+    client = boto3.client(
         service,
         region_name=REGION,
         endpoint_url=url,
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
     )
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def sender(moto_url: str) -> str:
     """A sender identity verified in SES (moto verifies it at once)."""
     address = f"sender-{uuid.uuid4().hex[:8]}@hub.example.com"
-    boto_client("sesv2", moto_url).create_email_identity(EmailIdentity=address)
+    with boto_client("sesv2", moto_url) as sesv2:
+        sesv2.create_email_identity(EmailIdentity=address)
     return address
 
 
@@ -84,7 +92,8 @@ async def sent_messages(url: str) -> list[dict[str, Any]]:
 
 
 def sent_last_24_hours(url: str) -> float:
-    quota: float = boto_client("ses", url).get_send_quota()["SentLast24Hours"]
+    with boto_client("ses", url) as ses:
+        quota: float = ses.get_send_quota()["SentLast24Hours"]
     return quota
 
 
