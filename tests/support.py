@@ -93,3 +93,40 @@ async def accept(backend: Backend, n: Notification) -> None:
     )
     if not enqueued:
         await backend.queue.enqueue(n.id, n.tenant)
+
+
+def api_gateway_event(
+    method: str, path: str, key: str, body: object = None, **headers: str
+) -> dict[str, object]:
+    """An API Gateway HTTP API (payload 2.0) event from tenant acme with ``key``."""
+    import json
+    import uuid
+
+    all_headers = {"authorization": f"Bearer {key}", "x-tenant": "acme", **headers}
+    if body is not None:
+        all_headers["content-type"] = "application/json"
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": all_headers,
+        "isBase64Encoded": False,
+        "body": json.dumps(body) if body is not None else None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "test",
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": 0,
+        },
+    }

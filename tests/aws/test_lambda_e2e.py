@@ -14,6 +14,7 @@ import pytest
 from aws.motoserver import FAKE_KEY, REGION, MotoAws
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service.tenants import create_tenant
+from support import api_gateway_event
 
 
 @pytest.fixture
@@ -56,37 +57,6 @@ def lambda_on_moto(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> Iterat
         sqs.delete_queue(QueueUrl=dlq)
 
 
-def api_event(method: str, path: str, key: str, body: Any = None, **headers: str) -> dict[str, Any]:
-    all_headers = {"authorization": f"Bearer {key}", "x-tenant": "acme", **headers}
-    if body is not None:
-        all_headers["content-type"] = "application/json"
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": all_headers,
-        "isBase64Encoded": False,
-        "body": json.dumps(body) if body is not None else None,
-        "requestContext": {
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.9",
-                "userAgent": "test",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "accountId": "123456789012",
-            "apiId": "api",
-            "domainName": "api.example.com",
-            "timeEpoch": 0,
-        },
-    }
-
-
 def sqs_event(env: dict[str, Any], wait: int = 2) -> dict[str, Any]:
     """What the event source mapping would hand the worker: a real SQS receive."""
     got = env["sqs"].receive_message(
@@ -115,7 +85,7 @@ def sqs_event(env: dict[str, Any], wait: int = 2) -> dict[str, Any]:
 
 
 def submit(env: dict[str, Any], country: str, body: dict[str, Any]) -> str:
-    event = api_event(
+    event = api_gateway_event(
         "POST",
         "/v1/notifications",
         env["key"],
@@ -130,7 +100,7 @@ def submit(env: dict[str, Any], country: str, body: dict[str, Any]) -> str:
 
 def status(env: dict[str, Any], notification_id: str) -> dict[str, Any]:
     view = aws_lambda.api_handler(
-        api_event("GET", f"/v1/notifications/{notification_id}", env["key"]), None
+        api_gateway_event("GET", f"/v1/notifications/{notification_id}", env["key"]), None
     )
     result: dict[str, Any] = json.loads(view["body"])
     return result

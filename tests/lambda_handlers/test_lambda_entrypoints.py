@@ -14,6 +14,7 @@ import pytest
 
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service.tenants import create_tenant
+from support import api_gateway_event
 
 
 @pytest.fixture
@@ -32,40 +33,6 @@ def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         loop.close()
         aws_lambda._state.clear()
         asyncio.set_event_loop(None)
-
-
-def http_event(
-    method: str, path: str, key: str, body: Any = None, **headers: str
-) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event."""
-    all_headers = {"authorization": f"Bearer {key}", "x-tenant": "acme", **headers}
-    if body is not None:
-        all_headers["content-type"] = "application/json"
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": all_headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api",
-            "domainName": "api.example.com",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.9",
-                "userAgent": "test",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "timeEpoch": 0,
-        },
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
 
 
 def sqs_event() -> dict[str, Any]:
@@ -88,7 +55,7 @@ def sqs_event() -> dict[str, Any]:
 
 
 def submit(key: str, country: str, body: dict[str, Any]) -> dict[str, Any]:
-    event = http_event(
+    event = api_gateway_event(
         "POST",
         "/v1/notifications",
         key,
@@ -118,7 +85,9 @@ def test_api_gateway_to_worker_to_done_with_a_partial_batch_failure(lambda_env: 
     result = aws_lambda.worker_handler(event, None)
     # Only the one scheduled for a retry comes back; the delivered one is done.
     assert result == {"batchItemFailures": [{"itemIdentifier": f"m-{flaky['id']}"}]}
-    view = aws_lambda.api_handler(http_event("GET", f"/v1/notifications/{ok['id']}", key), None)
+    view = aws_lambda.api_handler(
+        api_gateway_event("GET", f"/v1/notifications/{ok['id']}", key), None
+    )
     assert json.loads(view["body"])["status"] == "DONE"
     # The retry is delivered on the next event once its backoff has passed.
     for _ in range(50):
@@ -127,7 +96,9 @@ def test_api_gateway_to_worker_to_done_with_a_partial_batch_failure(lambda_env: 
             break
         aws_lambda._loop().run_until_complete(asyncio.sleep(0.05))
     assert aws_lambda.worker_handler(retry, None) == {"batchItemFailures": []}
-    done = aws_lambda.api_handler(http_event("GET", f"/v1/notifications/{flaky['id']}", key), None)
+    done = aws_lambda.api_handler(
+        api_gateway_event("GET", f"/v1/notifications/{flaky['id']}", key), None
+    )
     assert [a["outcome"] for a in json.loads(done["body"])["attempts"]] == [
         "transient",
         "delivered",
@@ -147,6 +118,6 @@ def test_a_record_that_makes_the_worker_raise_is_reported_failed(lambda_env: str
 
 
 def test_the_api_handler_answers_problems_like_the_server(lambda_env: str) -> None:
-    response = aws_lambda.api_handler(http_event("GET", "/v1/notifications", "wrong"), None)
+    response = aws_lambda.api_handler(api_gateway_event("GET", "/v1/notifications", "wrong"), None)
     assert response["statusCode"] == 401
     assert response["headers"]["content-type"] == "application/problem+json"
