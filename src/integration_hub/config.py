@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="how long an in-flight key answers 409"
     )
     max_body_bytes: int = Field(default=65536, ge=1024, description="request body limit")
+    max_in_flight_requests: int = Field(
+        default=256,
+        ge=0,
+        description="API requests served at once per process, beyond it 503 (0: no bound)",
+    )
     tenant_cache_seconds: float = Field(
         default=2.0, ge=0, description="how long the worker caches tenant configuration"
     )

@@ -13,7 +13,7 @@ from integration_hub import __version__
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.domain import errors
-from integration_hub.entrypoints.api import admin, openapi, problems, routes
+from integration_hub.entrypoints.api import admin, openapi, problems, routes, shedding
 
 
 class BodyLimit:
@@ -138,4 +138,6 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         }
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: an overloaded API refuses before reading the body.
+    app.add_middleware(shedding.InFlightLimit, limit=settings.max_in_flight_requests)
     return app
