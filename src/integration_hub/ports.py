@@ -205,6 +205,16 @@ class Store(Protocol):
         """
         ...
 
+    async def dead_letter(self, notification_id: str, reason: str) -> bool:
+        """End a notification that cannot be processed FAILED, with its dead letter.
+
+        For poison messages: it never reads the stored request, which may be
+        what cannot be read. True when the notification is now finished (failed
+        here, or DONE/FAILED already) or does not exist; False, changing
+        nothing, while another worker holds a live claim on it.
+        """
+        ...
+
     async def list_dead_letters(self, tenant: str | None, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, newest first; ``tenant=None`` lists every tenant's."""
         ...

@@ -396,3 +396,32 @@ async def test_concurrent_quota_consumers_never_exceed_the_limit(backend: Backen
         *[store.consume_quota("acme", per_second=None, per_day=7) for _ in range(20)]
     )
     assert sum(1 for r in results if r is None) == 7
+
+
+async def test_an_unprocessable_notification_is_dead_lettered_unless_held_or_finished(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    poison, held = notification(clock=backend.clock), notification(clock=backend.clock)
+    await accept(backend, poison)
+    await accept(backend, held)
+    assert await store.dead_letter(poison.id, "poison message: raised ValueError")
+    failed = await store.get_notification("acme", poison.id)
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert failed.last_error == "poison message: raised ValueError"
+    # Finished stays as it is; another worker's live claim is left alone until it expires.
+    assert await store.dead_letter(poison.id, "again")
+    again = await store.get_notification("acme", poison.id)
+    assert again is not None
+    assert again.last_error == "poison message: raised ValueError"
+    await store.claim(held.id, "t1", lease_seconds=30, max_attempts=5)
+    assert not await store.dead_letter(held.id, "poison")
+    still = await store.get_notification("acme", held.id)
+    assert still is not None
+    assert still.status is Status.PROCESSING
+    backend.clock.advance(31)
+    assert await store.dead_letter(held.id, "poison")
+    letters = await store.list_dead_letters("acme")
+    assert sorted(d.notification_id for d in letters) == sorted([poison.id, held.id])
+    assert await store.dead_letter("no-such-id", "poison")

@@ -216,3 +216,30 @@ async def test_an_unconfigured_provider_is_a_configuration_failure(backend: Back
     assert failed.provider == "smtp"
     assert failed.attempts[0].outcome is Outcome.CONFIGURATION
     assert failed.attempts[0].error_class == "provider_not_configured"
+
+
+async def test_a_message_that_keeps_raising_is_dead_lettered_once_its_receives_reach_the_budget(
+    backend: Backend,
+) -> None:
+    from integration_hub.domain.errors import Unavailable
+
+    d = dispatcher(backend, Scripted("sandbox"), max_attempts=3)
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    for receives in (1, 2, 3):
+        [message] = await backend.queue.receive(1, visibility_timeout=30)
+        assert message.receive_count == receives
+        if receives < 3:
+            # Under the budget, and an outage at any count, are not poison.
+            assert not await d.give_up(message, ValueError("cannot read the request"))
+            assert not await d.give_up(message, Unavailable("database busy"))
+            backend.clock.advance(31)
+    assert not await d.give_up(message, Unavailable("database busy"))
+    assert await d.give_up(message, ValueError("the recipient +34600000000 is unreadable"))
+    failed = await backend.store.get_notification("acme", n.id)
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert failed.last_error == "poison message: handling raised ValueError on each of 3 deliveries"
+    assert [d.notification_id for d in await backend.store.list_dead_letters("acme")] == [n.id]
+    stats = await backend.queue.stats()
+    assert stats.visible + stats.in_flight + stats.delayed == 0  # acknowledged

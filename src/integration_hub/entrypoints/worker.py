@@ -112,12 +112,26 @@ class Worker:
     async def _handle(self, message: QueueMessage) -> None:
         try:
             result = await self.hub.dispatcher.handle(message)
-        except Exception:
+        except Exception as exc:
             # The message stays leased and comes back after the visibility
-            # timeout; its receive count and attempt budget bound the retries.
+            # timeout, until its receive count reaches the attempt budget:
+            # then it is dead-lettered, so that a poison message ends FAILED.
             log.exception("dispatch of %s failed", message.notification_id)
+            await self._give_up(message, exc)
             return
         self.results[result] += 1
+
+    async def _give_up(self, message: QueueMessage, exc: Exception) -> None:
+        try:
+            if await self.hub.dispatcher.give_up(message, exc):
+                log.error(
+                    "dead-lettered %s: dispatch raised on %d deliveries",
+                    message.notification_id,
+                    message.receive_count,
+                )
+                self.results[Result.FAILED] += 1
+        except Exception as failure:  # the store is down too: the next delivery tries again
+            log.warning("could not dead-letter %s: %s", message.notification_id, failure)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

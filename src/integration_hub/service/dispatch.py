@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from integration_hub.domain.delivery import (
     PermanentFailure,
     TransientFailure,
 )
-from integration_hub.domain.errors import ProviderNotConfigured, UnsupportedCountry
+from integration_hub.domain.errors import ProviderNotConfigured, Unavailable, UnsupportedCountry
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
@@ -124,6 +125,30 @@ class Dispatcher:
             return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
         provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
         return await self._attempt(message, n, provider_name, policy)
+
+    async def give_up(self, message: QueueMessage, error: Exception) -> bool:
+        """Dead-letter a message whose handling keeps raising, once it used the budget.
+
+        A poison message (a stored request this version cannot read, a bug its
+        content triggers) would otherwise come back after every visibility
+        timeout, forever, never FAILED. An outage is not poison: it is waited out.
+        """
+        if isinstance(error, Unavailable):
+            return False
+        budget = self.retry.max_attempts
+        with contextlib.suppress(Exception):  # the tenant may be what cannot be read
+            budget = self._policy(await self.tenants.get(message.tenant)).max_attempts
+        if message.receive_count < budget:
+            return False
+        # The error's text may quote the request (recipients): only its type is kept.
+        reason = (
+            f"poison message: handling raised {type(error).__name__}"
+            f" on each of {message.receive_count} deliveries"
+        )
+        if not await self.store.dead_letter(message.notification_id, reason):
+            return False
+        await self.queue.ack(message)
+        return True
 
     async def _attempt(
         self, message: QueueMessage, n: Notification, provider_name: str, policy: RetryPolicy

@@ -604,6 +604,27 @@ class DynamoStore:
                     raise
         raise Unavailable("notification is too contended right now")
 
+    async def dead_letter(self, notification_id: str, reason: str) -> bool:
+        """End an unprocessable notification FAILED (see the Store port)."""
+        key = _notification_key(notification_id)
+        for _ in range(MAX_CONTENTION_RETRIES):
+            now = self.clock.now()
+            found = await self._get(key)
+            if found is None or Status(found["status"]) in TERMINAL:
+                return True
+            if found.get("claim_token") is not None and found.get("claim_expires_at", 0) > now:
+                return False
+            u = Update()
+            unchanged = f"{u.name('version')} = {u.value(found['version'])}"
+            try:
+                await self._transact(*self._fail(u, found, reason, now, condition=unchanged))
+            except Exception as exc:
+                if not is_client_error(exc, CONDITION_FAILED, TRANSACTION_CANCELED):
+                    raise
+                continue
+            return True
+        raise Unavailable("notification is too contended right now")
+
     def _fail(
         self,
         u: Update,

@@ -85,6 +85,10 @@ ON CONFLICT (notification_id) DO UPDATE SET
     dead_lettered_at = excluded.dead_lettered_at
 """
 
+POISON_LOCK = """
+SELECT tenant, status, claim_token, claim_expires_at FROM notifications WHERE id = $1 FOR UPDATE
+"""
+
 HOLDER_LOCK = """
 SELECT tenant FROM notifications
 WHERE id = $1 AND claim_token = $2 AND status = 'PROCESSING'
@@ -393,6 +397,18 @@ class PostgresStore:
                 )
                 await conn.execute(START_ATTEMPT, notification_id, number, row["provider"], now)
         return rows.notification_from_row(fresh)
+
+    async def dead_letter(self, notification_id: str, reason: str) -> bool:
+        """End an unprocessable notification FAILED (see the Store port)."""
+        now = self._now
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(POISON_LOCK, notification_id)
+            if row is None or Status(row["status"]) in TERMINAL:
+                return True
+            if row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now:
+                return False
+            await self._fail(conn, notification_id, row["tenant"], reason, now)
+        return True
 
     @staticmethod
     async def _fail(

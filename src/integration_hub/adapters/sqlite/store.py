@@ -372,6 +372,25 @@ class SqliteStore:
 
         return await self.db.write(run)
 
+    async def dead_letter(self, notification_id: str, reason: str) -> bool:
+        """End an unprocessable notification FAILED (see the Store port)."""
+        now = self._now
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT tenant, status, claim_token, claim_expires_at FROM notifications"
+                " WHERE id = ?",
+                (notification_id,),
+            ).fetchone()
+            if row is None or Status(row["status"]) in TERMINAL:
+                return True
+            if row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now:
+                return False
+            self._fail(conn, notification_id, row["tenant"], reason, now)
+            return True
+
+        return await self.db.write(run)
+
     @staticmethod
     def _fail(
         conn: sqlite3.Connection,
