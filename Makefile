@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: demo test lint fmt install install-dev clean bench bench-quick synth
+.PHONY: demo test lint fmt install install-dev clean bench bench-quick synth reliability
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -36,6 +36,15 @@ demo: $(STAMP_RUN)
 
 test: $(STAMP_DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The reliability suite (docs/reliability.md) with larger counts, every scenario on
+# every backend; results are appended to reliability-results.jsonl.
+RELIABILITY_SCALE ?= 5
+reliability: $(STAMP_DEV)
+	rm -f reliability-results.jsonl
+	IHUB_RELIABILITY_SCALE=$(RELIABILITY_SCALE) IHUB_RELIABILITY_REPORT=$(CURDIR)/reliability-results.jsonl \
+		$(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
+	$(BIN)/python tests/reliability/table.py reliability-results.jsonl
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests infra bench

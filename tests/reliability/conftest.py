@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hubs import BACKENDS, HubProcesses, make_hub
+
+
+def full_run() -> bool:
+    """`make reliability` (IHUB_RELIABILITY_SCALE set) runs every scenario on every backend."""
+    return bool(os.environ.get("IHUB_RELIABILITY_SCALE"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep `make test` bounded: each scenario on its ``quick_backends`` only."""
+    if full_run():
+        return
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("quick_backends")
+        callspec = getattr(item, "callspec", None)
+        chosen = callspec.params.get("backend") if callspec is not None else None
+        if marker is not None and chosen is not None and chosen not in marker.args:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(params=BACKENDS)

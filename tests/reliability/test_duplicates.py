@@ -45,7 +45,7 @@ async def test_one_message_delivered_to_two_workers_at_once_is_done_and_sent_onc
     try:
         tenant = await one.store.get_tenant("acme")
         assert tenant is not None
-        total, ledger = scale(100), Ledger()
+        total, ledger = scale(60), Ledger()
         for i in range(total):
             key, country = f"dup-{uuid.uuid4()}", COUNTRIES[i % 3]
             request = NotificationRequest.model_validate(
@@ -87,6 +87,7 @@ async def test_one_message_delivered_to_two_workers_at_once_is_done_and_sent_onc
     assert report.crash_window_duplicates == 0
 
 
+@pytest.mark.quick_backends("postgres")
 def test_the_same_request_sent_to_two_apis_at_once_makes_one_notification(
     new_hub: Callable[..., HubProcesses], backend: str
 ) -> None:
@@ -97,7 +98,7 @@ def test_the_same_request_sent_to_two_apis_at_once_makes_one_notification(
         hub.start_api()
         twin.start_api()
         hub.start_worker()
-        total, ledger = scale(200), Ledger()
+        total, ledger = scale(100), Ledger()
 
         async def race() -> list[Sent]:
             gate = asyncio.Semaphore(16)

@@ -56,7 +56,7 @@ def test_poison_messages_are_dead_lettered_after_the_budget_without_blocking_the
         IHUB_PROVIDER_TIMEOUT_SECONDS="0.5",
     )
     hub.start_api()
-    total = scale(200)
+    total = scale(100)
     ledger = Ledger()
     sent = asyncio.run(load(hub, ledger, total))
     poison = [s.id for s in sent[:: max(1, total // 10)]]

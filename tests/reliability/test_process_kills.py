@@ -34,13 +34,14 @@ def slow_body(seconds: float) -> Callable[[int, str], dict[str, object]]:
     return body
 
 
+@pytest.mark.quick_backends("sqlite")
 def test_a_worker_killed_repeatedly_mid_call_still_finishes_everything_exactly_once(
     new_hub: Callable[..., HubProcesses], backend: str
 ) -> None:
     hub = new_hub(IHUB_WORKER_CONCURRENCY="8", **SLOW)
     hub.start_api()
     worker = [hub.start_worker("worker0")]
-    total, kills = scale(150), 3
+    total, kills = scale(100), 3
     killed: list[int] = []
     stop = threading.Event()
 
@@ -75,6 +76,7 @@ def test_a_worker_killed_repeatedly_mid_call_still_finishes_everything_exactly_o
     assert report.statuses == {"DONE": total}, hub.logs()[-3000:]
 
 
+@pytest.mark.quick_backends("sqlite")
 def test_an_api_killed_under_load_keeps_every_acknowledged_id_and_replays_it(
     new_hub: Callable[..., HubProcesses], backend: str
 ) -> None:
@@ -82,7 +84,7 @@ def test_an_api_killed_under_load_keeps_every_acknowledged_id_and_replays_it(
     hub = new_hub(IHUB_IDEMPOTENCY_LOCK_SECONDS="2")
     hub.start_api()
     hub.start_worker()
-    total = scale(300)
+    total = scale(150)
     marks = {total // 3, 2 * total // 3}
     restarts: list[threading.Thread] = []
 

@@ -62,6 +62,7 @@ def sms(i: int, key: str) -> dict[str, Any]:
     return payload("US", body=key)
 
 
+@pytest.mark.quick_backends("postgres")
 def test_a_provider_storm_ends_every_notification_in_the_right_state(
     new_hub: Callable[..., HubProcesses], backend: str, twilio: FaultyTwilio
 ) -> None:
@@ -73,7 +74,7 @@ def test_a_provider_storm_ends_every_notification_in_the_right_state(
     use_twilio(hub, twilio)
     hub.start_api()
     hub.start_worker()
-    total = scale(120)
+    total = scale(80)
     ledger = Ledger()
     sent = asyncio.run(load(hub, ledger, total, body=sms, countries=("US",)))
     facts = wait_drained(hub.database_url, sent, within=180, sandbox_outbox=False)
