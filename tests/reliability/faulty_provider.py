@@ -16,7 +16,6 @@ extra delivery for.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import random
 import socket
@@ -101,7 +100,7 @@ class FaultyTwilio(FakeTwilio):
         if fault == "reset":
             return self._reset()
         if fault == "slow":
-            await asyncio.sleep(self.faults.slow_seconds)
+            await self._wait(self.faults.slow_seconds)  # cut short when the fake stops
         return self.accept(request)
 
     def _reset(self) -> web.StreamResponse:
