@@ -81,7 +81,11 @@ async def _sqlite_backend(settings: Settings, clock: Clock) -> Backend:
     from integration_hub.adapters.sqlite.queue import SqliteOutbox, SqliteQueue
     from integration_hub.adapters.sqlite.store import SqliteStore
 
-    db = SqliteDatabase(path_from_url(settings.database_url), clock=clock)
+    db = SqliteDatabase(
+        path_from_url(settings.database_url),
+        clock=clock,
+        busy_timeout_ms=round(settings.sqlite_busy_timeout_seconds * 1000),
+    )
     await db.migrate()
     return SqliteStore(db), SqliteQueue(db), SqliteOutbox(db), SqliteCredentials(db)
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         default=10, ge=1, description="PostgreSQL connections per process (plus one to LISTEN)"
     )
+    sqlite_busy_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="SQLite: how long a write waits for the lock before 503"
+    )
     database_timeout_seconds: float = Field(
         default=5.0, gt=0, description="PostgreSQL connect and pool-acquire timeout"
     )

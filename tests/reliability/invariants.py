@@ -46,7 +46,10 @@ import pg
 TERMINAL = frozenset({"DONE", "FAILED"})
 # Attempts after which the provider may have received the message although
 # the hub never learned it: the documented crash window (docs/reliability.md).
-AMBIGUOUS_ERRORS = frozenset({"timeout"})
+# A timeout or a connection lost after the request was sent leaves the
+# outcome unknown; so does a provider adapter that raised (the sandbox's
+# outbox write may commit while the database connection drops).
+AMBIGUOUS_ERRORS = frozenset({"timeout", "connection_error", "unexpected_error"})
 
 
 @dataclass

@@ -39,7 +39,7 @@ def test_an_overloaded_api_sheds_with_503_and_the_backlog_drains_afterwards(
     hub = new_hub(IHUB_MAX_IN_FLIGHT_REQUESTS=str(LIMIT))
     api = hub.start_api()
     before = rss_mb(api.pid)
-    total = scale(400)
+    total = scale(300)
     ledger = Ledger()
     # Twenty-five times more clients than the API serves at once, and no worker yet:
     # the backlog grows during the burst.

@@ -47,6 +47,7 @@ def corrupt(database_url: str, ids: list[str]) -> None:
     pg.run_sync(run())
 
 
+@pytest.mark.quick_backends("sqlite")
 def test_poison_messages_are_dead_lettered_after_the_budget_without_blocking_the_queue(
     new_hub: Callable[..., HubProcesses], backend: str
 ) -> None:

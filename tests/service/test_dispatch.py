@@ -243,3 +243,51 @@ async def test_a_message_that_keeps_raising_is_dead_lettered_once_its_receives_r
     assert [d.notification_id for d in await backend.store.list_dead_letters("acme")] == [n.id]
     stats = await backend.queue.stats()
     assert stats.visible + stats.in_flight + stats.delayed == 0  # acknowledged
+
+
+class Flaky:
+    """The real store, whose first ``failures`` complete_attempt calls find it unavailable."""
+
+    def __init__(self, store: object, failures: int) -> None:
+        self.store = store
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def complete_attempt(self, *args: object, **kwargs: object) -> bool:
+        from integration_hub.domain.errors import Unavailable
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise Unavailable("database busy")
+        result: bool = await self.store.complete_attempt(*args, **kwargs)  # type: ignore[attr-defined]
+        return result
+
+
+async def test_a_short_outage_after_the_provider_answered_does_not_cause_a_second_call(
+    backend: Backend,
+) -> None:
+    provider = Scripted("sandbox")
+    backend.store = Flaky(backend.store, failures=2)  # type: ignore[assignment]
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    assert await step(backend, dispatcher(backend, provider)) is Result.DONE
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert [a.outcome for a in done.attempts] == [Outcome.DELIVERED]
+    assert len(provider.calls) == 1
+
+
+async def test_an_outage_longer_than_the_lease_leaves_the_attempt_to_the_next_claim(
+    backend: Backend,
+) -> None:
+    from integration_hub.domain.errors import Unavailable
+
+    provider = Scripted("sandbox")
+    backend.store = Flaky(backend.store, failures=1000)  # type: ignore[assignment]
+    d = dispatcher(backend, provider)
+    d.settings = DispatchSettings(lease_seconds=0.3, provider_timeout_seconds=0.1)
+    await accept(backend, notification(clock=backend.clock))
+    with pytest.raises(Unavailable):
+        await step(backend, d)

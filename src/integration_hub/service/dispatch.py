@@ -100,6 +100,7 @@ class Dispatcher:
             lease_seconds=self.settings.lease_seconds,
             max_attempts=policy.max_attempts,
         )
+        lease_ends = time.monotonic() + self.settings.lease_seconds
         if n is None:
             await self.queue.ack(message)
             return Result.MISSING
@@ -122,9 +123,11 @@ class Dispatcher:
                 message=f"tenant {n.tenant!r} is {state}: nothing was sent",
             )
             reason = f"configuration: tenant {n.tenant!r} is {state}"
-            return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
+            return await self._finish(
+                message, n, attempt, Status.FAILED, reason, Result.FAILED, lease_ends
+            )
         provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
-        return await self._attempt(message, n, provider_name, policy)
+        return await self._attempt(message, n, provider_name, policy, lease_ends)
 
     async def give_up(self, message: QueueMessage, error: Exception) -> bool:
         """Dead-letter a message whose handling keeps raising, once it used the budget.
@@ -151,7 +154,12 @@ class Dispatcher:
         return True
 
     async def _attempt(
-        self, message: QueueMessage, n: Notification, provider_name: str, policy: RetryPolicy
+        self,
+        message: QueueMessage,
+        n: Notification,
+        provider_name: str,
+        policy: RetryPolicy,
+        lease_ends: float,
     ) -> Result:
         started = self.clock.now()
         t0 = time.perf_counter()
@@ -166,23 +174,27 @@ class Dispatcher:
         )
         if isinstance(result, Delivered):
             attempt.provider_message_id = result.provider_message_id
-            return await self._finish(message, n, attempt, Status.DONE, None, Result.DONE)
+            return await self._finish(
+                message, n, attempt, Status.DONE, None, Result.DONE, lease_ends
+            )
         attempt.error_class = result.error_class
         attempt.error_code = result.code
         attempt.message = result.message
         if isinstance(result, PermanentFailure):
             reason = f"{result.outcome}: {result.error_class}: {result.message}"
-            return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
+            return await self._finish(
+                message, n, attempt, Status.FAILED, reason, Result.FAILED, lease_ends
+            )
         if policy.exhausted(n.attempts_used):
             reason = (
                 f"attempt budget of {policy.max_attempts} exhausted;"
                 f" last error {result.error_class}: {result.message}"
             )
-            return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
+            return await self._finish(
+                message, n, attempt, Status.FAILED, reason, Result.FAILED, lease_ends
+            )
         delay = policy.delay(n.attempts_used, retry_after=result.retry_after)
-        ok = await self.store.complete_attempt(
-            n.id, message.receipt, attempt, status=Status.PROCESSING
-        )
+        ok = await self._record(n, message, attempt, Status.PROCESSING, None, lease_ends)
         if not ok:
             return Result.LOST
         await self.queue.release(message, delay=delay)
@@ -196,15 +208,40 @@ class Dispatcher:
         status: Status,
         reason: str | None,
         result: Result,
+        lease_ends: float,
     ) -> Result:
-        ok = await self.store.complete_attempt(
-            n.id, message.receipt, attempt, status=status, dead_letter_reason=reason
-        )
+        ok = await self._record(n, message, attempt, status, reason, lease_ends)
         if not ok:
             # Our lease expired and another worker claimed it: its outcome counts.
             return Result.LOST
         await self.queue.ack(message)
         return result
+
+    async def _record(
+        self,
+        n: Notification,
+        message: QueueMessage,
+        attempt: Attempt,
+        status: Status,
+        reason: str | None,
+        lease_ends: float,
+    ) -> bool:
+        # The provider has answered: giving up on a short outage here would
+        # leave the attempt abandoned, and the re-claim after the lease would
+        # call the provider again (a second delivery). So retry the record
+        # for as long as our lease lasts; past it, another worker may own it.
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.complete_attempt(
+                    n.id, message.receipt, attempt, status=status, dead_letter_reason=reason
+                )
+            except Unavailable:
+                if time.monotonic() + delay >= lease_ends:
+                    raise
+                log.warning("recording attempt %d of %s: store unavailable", attempt.number, n.id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:
         try:
