@@ -47,7 +47,8 @@ def new_hub(tmp_path: Path, backend: str) -> Iterator[Callable[..., HubProcesses
     made: list[HubProcesses] = []
 
     def factory(**env: str) -> HubProcesses:
-        hub = make_hub(tmp_path, backend, **env)
+        # The machine's PostgreSQL is shared: a few connections per process do.
+        hub = make_hub(tmp_path, backend, **{"IHUB_DATABASE_POOL_SIZE": "4", **env})
         made.append(hub)
         hub.create_tenant("acme")
         return hub

@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 
 from hubs import HubProcesses, payload
@@ -30,6 +31,7 @@ class Sent:
 
 
 RETRYABLE_STATUSES = {409, 429, 503}
+PG_BUSY = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)
 TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
@@ -161,7 +163,15 @@ def wait_drained(
     ids = [s.id for s in sent]
     deadline = time.monotonic() + within
     while True:
-        facts = read_facts(database_url, sandbox_outbox=sandbox_outbox)
+        try:
+            facts = read_facts(database_url, sandbox_outbox=sandbox_outbox)
+        except (OSError, *PG_BUSY) as exc:
+            # The machine's PostgreSQL is shared: at its connection limit, ask again.
+            if time.monotonic() > deadline:
+                raise
+            print(f"reading facts failed ({type(exc).__name__}); retrying")
+            time.sleep(0.5)
+            continue
         pending = [i for i in ids if i not in facts.rows or facts.rows[i].status not in TERMINAL]
         if not pending or time.monotonic() > deadline:
             return facts
