@@ -50,19 +50,27 @@ async def _poison(hub: Hub, tenant: str | None) -> list[tuple[PoisonView, str]]:
     now = hub.clock.now()
     out = []
     for m in await dlq.list_poison(tenant, limit=1000):
-        n = await hub.store.get_notification(None, m.notification_id)
-        out.append((PoisonView.of(m, now), "missing" if n is None else str(n.status)))
+        try:
+            n = await hub.store.get_notification(None, m.notification_id)
+        except Exception as exc:
+            # A row the worker could not read is a classic cause of poison messages.
+            status = f"unreadable ({type(exc).__name__})"
+        else:
+            status = "missing" if n is None else str(n.status)
+        out.append((PoisonView.of(m, now), status))
     return out
 
 
+def _id_column(table: Table) -> None:
+    # Operators copy ids into `ihub status` and `redrive`: never wrap or cut one.
+    table.add_column("notification", no_wrap=True, min_width=36)
+
+
 def _letters_table(letters: list[DeadLetter]) -> Table:
-    table = Table(
-        "notification",
-        "tenant",
-        "dead-lettered",
-        "reason",
-        title="Dead letters in the store (notifications that ended FAILED)",
-    )
+    table = Table(title="Dead letters in the store (notifications that ended FAILED)")
+    _id_column(table)
+    for name in ("tenant", "dead-lettered", "reason"):
+        table.add_column(name)
     for d in letters:
         when = d.dead_lettered_at.isoformat(timespec="seconds")
         table.add_row(d.notification_id, d.tenant, when, d.reason)
@@ -70,14 +78,10 @@ def _letters_table(letters: list[DeadLetter]) -> Table:
 
 
 def _poison_table(poison: list[tuple[PoisonView, str]]) -> Table:
-    table = Table(
-        "notification",
-        "tenant",
-        "receives",
-        "age",
-        "status in store",
-        title="Poison messages in the SQS dead-letter queue (maxReceiveCount reached)",
-    )
+    table = Table(title="Poison messages in the SQS dead-letter queue (maxReceiveCount reached)")
+    _id_column(table)
+    for name in ("tenant", "receives", "age", "status in store"):
+        table.add_column(name)
     for view, status in poison:
         table.add_row(
             view.id, view.tenant, str(view.receive_count), f"{view.age_seconds:.0f} s", status
