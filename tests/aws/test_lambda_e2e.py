@@ -1,13 +1,14 @@
 """The AWS deployment end to end on moto over HTTP: an API Gateway event into the API
 handler, DynamoDB and SQS, SQS events into the worker handler, SES (credentials sealed
 with KMS), and SQS's own DLQ: filled by the redrive policy, listed and redriven by
-``ihub dlq --queue`` and the admin API."""
+``ihub dlq --queue`` and the admin API; the scheduled reconciler."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ def lambda_on_moto(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> Iterat
     for var, value in {
         "IHUB_DATABASE_URL": url,
         "IHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+        "IHUB_RECONCILE_AFTER_SECONDS": "1",
         "IHUB_KMS_KEY_ID": kms_key,
         "AWS_ENDPOINT_URL": moto_aws.endpoint,  # KMS: the standard AWS settings
         "AWS_DEFAULT_REGION": REGION,  # as Lambda sets it
@@ -332,3 +334,46 @@ def test_the_admin_api_redrives_a_duplicate_poison_message_without_a_second_deli
     deliveries = json.loads(ihub("outbox", "--tenant", "acme", "--json").stdout)
     assert [d["notification_id"] for d in deliveries] == [nid]
     assert sqs_event(env, wait=1)["Records"] == []
+
+
+def lose_the_message(env: dict[str, Any], notification_id: str) -> None:
+    """The SQS send after the DynamoDB commit 'failed': no message left in the queue."""
+    event = sqs_event(env)
+    assert [r["body"] for r in event["Records"]] == [notification_id]
+    env["sqs"].delete_message(
+        QueueUrl=env["queue"], ReceiptHandle=event["Records"][0]["receiptHandle"]
+    )
+
+
+def test_the_scheduled_reconciler_re_enqueues_a_lost_send_and_it_is_delivered(
+    lambda_on_moto: dict[str, Any],
+) -> None:
+    env = lambda_on_moto
+    nid = submit(env, "ES", {"recipient": {"email": "a@example.com"}, "body": "hi"})
+    lose_the_message(env, nid)
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+    # Nothing to do until it has been RECEIVED longer than IHUB_RECONCILE_AFTER_SECONDS (1 s).
+    deadline = time.monotonic() + 30
+    while (result := aws_lambda.reconcile_handler(scheduled, None)) == {"reenqueued": 0}:
+        assert time.monotonic() < deadline, "the reconciler never found the lost send"
+        time.sleep(0.2)
+    assert result == {"reenqueued": 1}
+
+    event = sqs_event(env, wait=5)
+    assert [r["body"] for r in event["Records"]] == [nid]
+    assert aws_lambda.worker_handler(event, None) == {"batchItemFailures": []}
+    assert status(env, nid)["status"] == "DONE"
+    time.sleep(1.2)  # past the reconcile age again: a claimed notification is never re-sent
+    assert aws_lambda.reconcile_handler(scheduled, None) == {"reenqueued": 0}
+
+
+def test_ihub_reconcile_runs_the_reconciler_once(lambda_on_moto: dict[str, Any]) -> None:
+    env = lambda_on_moto
+    nid = submit(env, "ES", {"recipient": {"email": "a@example.com"}, "body": "hi"})
+    lose_the_message(env, nid)
+    too_young = ihub("reconcile", "--older-than", "3600", "--json")
+    assert (too_young.exit_code, json.loads(too_young.stdout)) == (0, {"reenqueued": 0})
+    done = ihub("reconcile", "--older-than", "0", "--json")
+    assert (done.exit_code, json.loads(done.stdout)) == (0, {"reenqueued": 1}), done.output
+    assert [r["body"] for r in sqs_event(env, wait=5)["Records"]] == [nid]

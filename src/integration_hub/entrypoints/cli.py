@@ -231,6 +231,40 @@ def purge(
     console.print(table)
 
 
+@app.command()
+def reconcile(
+    database: Database = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            metavar="SECONDS",
+            help="re-enqueue what is RECEIVED longer (default: IHUB_RECONCILE_AFTER_SECONDS)",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+) -> None:
+    """DynamoDB: re-enqueue notifications an SQS send lost (the scheduled reconciler, once)."""
+    settings = settings_for(database)
+    if settings.database_url.split(":", 1)[0].lower() != "dynamodb":
+        # SQLite and PostgreSQL enqueue in the transaction that accepts.
+        err.print("only the DynamoDB backend needs a reconciler")
+        raise typer.Exit(2)
+    seconds = settings.reconcile_after_seconds if older_than is None else older_than
+
+    async def run(hub: Hub) -> int:
+        from integration_hub.adapters.aws.reconciler import reconcile as reconcile_now
+
+        return await reconcile_now(hub.store, hub.queue, older_than_seconds=seconds)
+
+    sent = with_hub(settings, run)
+    if as_json:
+        typer.echo(json.dumps({"reenqueued": sent}))
+        return
+    console.print(f"re-enqueued: {sent}")
+
+
 def main() -> None:
     """Console entry point."""
     app()
