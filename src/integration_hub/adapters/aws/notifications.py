@@ -58,7 +58,10 @@ class NotificationItems(TableClient):
         out: list[Notification] = []
         for shard in range(tables.PENDING_SHARDS):
             async for found in self._query(
-                "GSI4", f"PENDING#{shard}", below=epoch_key(older_than), limit=limit - len(out)
+                tables.RECEIVED_INDEX,
+                f"PENDING#{shard}",
+                below=epoch_key(older_than),
+                limit=limit - len(out),
             ):
                 out.append(items.notification(found))
             if len(out) >= limit:
