@@ -31,17 +31,7 @@ def lambda_on_moto(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """A Lambda container configured for DynamoDB + SQS (with a DLQ after 2 receives)."""
     sqs = moto_aws.boto3_client("sqs")
     name = "ihub-e2e-" + uuid.uuid4().hex[:8]
-    dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue = sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": "1",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
-        },
-    )["QueueUrl"]
+    queue, dlq = moto_aws.queue_with_dlq(name, max_receive_count=2, VisibilityTimeout="1")
     url = f"dynamodb://{name}?queue={queue}&endpoint={moto_aws.endpoint}&region={REGION}"
     kms = moto_aws.boto3_client("kms")
     kms_key = kms.create_key(Description="ihub e2e")["KeyMetadata"]["KeyId"]

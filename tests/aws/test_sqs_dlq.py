@@ -4,7 +4,6 @@ redriven to the main queue with their attributes, deleted from the DLQ only afte
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -58,16 +57,7 @@ class Queues:
 async def queues(moto_aws: MotoAws) -> AsyncIterator[Queues]:
     sqs = moto_aws.boto3_client("sqs")
     name = "ihub-dlq-" + uuid.uuid4().hex[:8]
-    dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    main = sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "1"})
-        },
-    )["QueueUrl"]
+    main, dlq = moto_aws.queue_with_dlq(name, max_receive_count=1)
     session = AwsSession(moto_aws.config())
     queue = SqsQueue(session, name, clock=ManualClock())  # by name: resolved like the hub does
     try:
