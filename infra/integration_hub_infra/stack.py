@@ -38,6 +38,8 @@ RECONCILE_HANDLER = "integration_hub.entrypoints.aws_lambda.reconcile_handler"
 # The sparse index of RECEIVED notifications, the only one the reconciler reads.
 RECONCILER_INDEX = "GSI4"
 TTL_ATTRIBUTE = "expires_ttl"
+# IHUB_MAX_ATTEMPTS's default, which the stack does not override.
+DEFAULT_MAX_ATTEMPTS = 5
 GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
 
 
@@ -172,6 +174,14 @@ class HubStack(Stack):
                 "ihub:placeholder-bundle",
                 "Lambda code is infra/lambda_placeholder (no handler): build the bundle"
                 " and pass -c lambdaBundle=<dir> before deploying (docs/aws-deploy.md)",
+            )
+        if settings.max_receive_count <= DEFAULT_MAX_ATTEMPTS:
+            # Every retry is another receive: SQS would dead-letter live work.
+            Annotations.of(self).add_warning_v2(
+                "ihub:max-receive-count",
+                f"maxReceiveCount {settings.max_receive_count} is not above the hub's default"
+                f" attempt budget ({DEFAULT_MAX_ATTEMPTS}): retries would end in the SQS DLQ"
+                " (docs/aws-deploy.md)",
             )
         environment = {
             "IHUB_DATABASE_URL": f"dynamodb://{settings.prefix}?queue={self.queue.queue_url}",

@@ -183,6 +183,17 @@ def test_the_visibility_timeout_is_six_worker_timeouts(
     ]
     assert worker["Properties"]["Timeout"] == worker_timeout
     assert queue["Properties"]["VisibilityTimeout"] == 6 * worker_timeout
+    # The hub's claim lease is the queue's visibility: it outlives an invocation,
+    # so no other worker takes over a claim while a timed-out one may still run.
+    lease = worker["Properties"]["Environment"]["Variables"]["IHUB_VISIBILITY_TIMEOUT_SECONDS"]
+    assert int(lease) == 6 * worker_timeout
+
+
+def test_a_max_receive_count_within_the_attempt_budget_is_flagged() -> None:
+    (low,) = synth({"maxReceiveCount": "5"})
+    Annotations.from_stack(low.stack).has_warning(
+        "*", Match.string_like_regexp("maxReceiveCount 5 is not above")
+    )
 
 
 def test_both_queues_are_encrypted_and_refuse_plain_http(hub: Synthesized) -> None:
