@@ -18,7 +18,6 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 TRANSACTION_CANCELED = "TransactionCanceledException"
 # Optimistic writes (claims, quota windows) retry this often before giving up.
 MAX_CONTENTION_RETRIES = 100
-PURGE_COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
 
 
 class Row(dict[str, Any]):

@@ -8,6 +8,8 @@ from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import item
 from integration_hub.domain.status import Status
 
+PURGE_COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
+
 
 class RetentionItems(TableClient):
     """``purge``: a Scan for what finished before the cut-off."""
@@ -22,7 +24,7 @@ class RetentionItems(TableClient):
         queue's retention period.
         """
         now = self.clock.now()
-        counts = dict.fromkeys(items.PURGE_COUNTS, 0)
+        counts = dict.fromkeys(PURGE_COUNTS, 0)
         finished = "#sk = :n AND #finished < :cutoff AND #status IN (:done, :failed)"
         values = {":n": "N", ":cutoff": now - older_than_seconds}
         values |= {":done": str(Status.DONE), ":failed": str(Status.FAILED)}
