@@ -71,7 +71,7 @@ async def queues(moto_aws: MotoAws) -> AsyncIterator[Queues]:
 
 async def test_the_dlq_is_found_through_the_main_queues_redrive_policy(queues: Queues) -> None:
     assert await queues.dead.dlq_url() == queues.dlq
-    assert await queues.dead.depth() == 0
+    assert await queues.dead.list_poison(None, limit=10) == []
 
 
 async def test_a_queue_without_a_redrive_policy_has_no_poison_messages(
@@ -96,8 +96,6 @@ async def test_listing_shows_id_tenant_receives_and_age_and_consumes_nothing(
     before = time.time()
     queues.poison("n-acme", "acme")
     queues.poison("n-globex", "globex")
-    assert await queues.dead.depth() == 2
-
     listed = await queues.dead.list_poison(None, limit=100)
     assert sorted((m.notification_id, m.tenant) for m in listed) == [
         ("n-acme", "acme"),

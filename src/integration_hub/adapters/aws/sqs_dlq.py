@@ -111,16 +111,6 @@ class SqsDeadLetters:
             self._urls["dlq"] = str(found["QueueUrl"])
         return self._urls["dlq"]
 
-    async def depth(self) -> int:
-        """ApproximateNumberOfMessages of the DLQ (0 without one); receives nothing."""
-        url = await self.dlq_url()
-        if url is None:
-            return 0
-        found = await self._call(
-            "get_queue_attributes", QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        return int(found.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
-
     async def _sweep(self, url: str, hidden: dict[str, str]) -> AsyncGenerator[dict[str, Any]]:
         """Every DLQ message once, hidden for SWEEP_VISIBILITY; ``hidden`` maps id -> receipt."""
         seen: set[str] = set()
