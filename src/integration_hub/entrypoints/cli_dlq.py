@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from integration_hub.bootstrap import Hub
+from integration_hub.domain.errors import Unavailable
 from integration_hub.entrypoints.api.schemas import PoisonView
 from integration_hub.entrypoints.cli_common import Database, console, err, settings_for, with_hub
 from integration_hub.ports import DeadLetter, QueueDeadLetters
@@ -52,6 +53,8 @@ async def _poison(hub: Hub, tenant: str | None) -> list[tuple[PoisonView, str]]:
     for m in await dlq.list_poison(tenant, limit=1000):
         try:
             n = await hub.store.get_notification(None, m.notification_id)
+        except Unavailable:
+            raise  # the store is down, not the row broken: exit 1 with the reason
         except Exception as exc:
             # A row the worker could not read is a classic cause of poison messages.
             status = f"unreadable ({type(exc).__name__})"
