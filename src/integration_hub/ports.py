@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 from typing import Any, Protocol
 
 from integration_hub.domain.delivery import DeliveryResult, OutboundMessage, ProviderCheck
@@ -71,6 +72,17 @@ class OutboxEntry:
     attempt: int
     provider_message_id: str
     delivered_at: datetime
+
+
+class Completion(IntEnum):
+    """What ``Store.complete_attempt`` did; falsy when nothing changed."""
+
+    LOST = 0
+    """Not the holder of the live claim: nothing was written."""
+    RECORDED = 1
+    """The outcome is recorded; the caller still acks or releases the queue message."""
+    SETTLED = 2
+    """The outcome is recorded and the queue message settled in the same transaction."""
 
 
 class Store(Protocol):
@@ -194,14 +206,21 @@ class Store(Protocol):
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
+        settle: Settle | None = None,
+    ) -> Completion:
         """Record an attempt's outcome and move to ``status`` (PROCESSING for a retry).
 
         ``attempt.provider`` is the provider actually called (routing is read
         at dispatch time) and becomes the notification's provider.
 
-        Only the holder of the live claim succeeds; False otherwise, and nothing
+        Only the holder of the live claim succeeds; LOST otherwise, and nothing
         changes. FAILED with a reason also writes the dead letter.
+
+        A backend whose queue lives in the same database (SQL) also settles
+        ``settle``'s message in the same transaction and returns SETTLED: one
+        commit instead of two, and no window in which a finished notification
+        is still queued. A stale receipt settles nothing, as ``Queue.ack``
+        ignores it. Other backends return RECORDED and the caller settles it.
         """
         ...
 
@@ -230,6 +249,15 @@ class QueueMessage:
     tenant: str
     receipt: str
     receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """How to settle a received message once its attempt's outcome is recorded."""
+
+    message: QueueMessage
+    release_delay: float | None = None
+    """None deletes the message (ack); seconds make it visible again then (a retry)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from integration_hub.domain import errors
 from integration_hub.domain.models import Attempt, Outcome
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord
+from integration_hub.ports import Completion, Settle
 from support import Backend, accept, notification, tenant
 
 
@@ -271,6 +272,91 @@ async def test_concurrent_claims_give_exactly_one_holder(backend: Backend) -> No
     final = await backend.store.get_notification(None, n.id)
     assert final is not None
     assert final.attempt_count == 1
+
+
+async def test_a_completion_acks_its_queue_message_in_the_same_transaction(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [msg] = await backend.queue.receive(1, visibility_timeout=30)
+    await backend.store.claim(n.id, msg.receipt, lease_seconds=30, max_attempts=5)
+    done = await backend.store.complete_attempt(
+        n.id, msg.receipt, attempt(1), status=Status.DONE, settle=Settle(msg)
+    )
+    if backend.name == "aws":
+        # SQS cannot join a DynamoDB transaction: the caller acks.
+        assert done is Completion.RECORDED
+        return
+    assert done is Completion.SETTLED
+    backend.clock.advance(31)
+    assert await backend.queue.receive(10, visibility_timeout=30) == []
+    stats = await backend.queue.stats()
+    assert (stats.visible, stats.in_flight, stats.delayed) == (0, 0, 0)
+
+
+async def test_a_retry_reschedules_its_queue_message_in_the_same_transaction(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [msg] = await backend.queue.receive(1, visibility_timeout=30)
+    await backend.store.claim(n.id, msg.receipt, lease_seconds=30, max_attempts=5)
+    failed = attempt(1, Outcome.TRANSIENT, error_class="timeout", message="slow")
+    done = await backend.store.complete_attempt(
+        n.id, msg.receipt, failed, status=Status.PROCESSING, settle=Settle(msg, 50.0)
+    )
+    if backend.name == "aws":
+        assert done is Completion.RECORDED
+        return
+    assert done is Completion.SETTLED
+    assert (await backend.queue.stats()).delayed == 1
+    backend.clock.advance(49.5)
+    assert await backend.queue.receive(1, visibility_timeout=30) == []
+    backend.clock.advance(1)
+    [again] = await backend.queue.receive(1, visibility_timeout=30)
+    assert again.notification_id == n.id
+    assert again.receipt != msg.receipt
+
+
+async def test_a_stale_receipt_settles_nothing_but_the_outcome_is_recorded(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [first] = await backend.queue.receive(1, visibility_timeout=10)
+    await backend.store.claim(n.id, first.receipt, lease_seconds=60, max_attempts=5)
+    if backend.name != "aws":
+        # The queue lease ran out before the claim's: another worker holds
+        # the message now, under a new receipt.
+        backend.clock.advance(11)
+        [second] = await backend.queue.receive(1, visibility_timeout=30)
+        assert second.receipt != first.receipt
+    done = await backend.store.complete_attempt(
+        n.id, first.receipt, attempt(1), status=Status.DONE, settle=Settle(first)
+    )
+    assert done
+    finished = await backend.store.get_notification("acme", n.id)
+    assert finished is not None
+    assert finished.status is Status.DONE
+    if backend.name != "aws":
+        # The other worker's lease is untouched: its message is still in flight.
+        assert (await backend.queue.stats()).in_flight == 1
+        await backend.queue.ack(second)
+        assert (await backend.queue.stats()).in_flight == 0
+
+
+async def test_a_lost_claim_settles_nothing(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [msg] = await backend.queue.receive(1, visibility_timeout=30)
+    await backend.store.claim(n.id, "someone-else", lease_seconds=30, max_attempts=5)
+    done = await backend.store.complete_attempt(
+        n.id, msg.receipt, attempt(1), status=Status.DONE, settle=Settle(msg)
+    )
+    assert done is Completion.LOST
+    if backend.name != "aws":
+        assert (await backend.queue.stats()).in_flight == 1
 
 
 def test_complete_attempt_refuses_an_illegal_status() -> None:

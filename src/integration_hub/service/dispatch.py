@@ -22,7 +22,15 @@ from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
 from integration_hub.domain.tenants import Tenant, TenantStatus
-from integration_hub.ports import Clock, ProviderDirectory, Queue, QueueMessage, Store
+from integration_hub.ports import (
+    Clock,
+    Completion,
+    ProviderDirectory,
+    Queue,
+    QueueMessage,
+    Settle,
+    Store,
+)
 from integration_hub.service.tenants import TenantCache
 
 log = logging.getLogger(__name__)
@@ -155,13 +163,9 @@ class Dispatcher:
             )
             return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
         delay = policy.delay(n.attempts_used, retry_after=result.retry_after)
-        ok = await self.store.complete_attempt(
-            n.id, message.receipt, attempt, status=Status.PROCESSING
+        return await self._finish(
+            message, n, attempt, Status.PROCESSING, None, Result.RETRY, release_delay=delay
         )
-        if not ok:
-            return Result.LOST
-        await self.queue.release(message, delay=delay)
-        return Result.RETRY
 
     async def _finish(
         self,
@@ -171,14 +175,27 @@ class Dispatcher:
         status: Status,
         reason: str | None,
         result: Result,
+        *,
+        release_delay: float | None = None,
     ) -> Result:
-        ok = await self.store.complete_attempt(
-            n.id, message.receipt, attempt, status=status, dead_letter_reason=reason
+        # SQL backends settle the queue message in the completion's own
+        # transaction; the others (DynamoDB + SQS) leave it to us.
+        done = await self.store.complete_attempt(
+            n.id,
+            message.receipt,
+            attempt,
+            status=status,
+            dead_letter_reason=reason,
+            settle=Settle(message, release_delay),
         )
-        if not ok:
+        if not done:
             # Our lease expired and another worker claimed it: its outcome counts.
             return Result.LOST
-        await self.queue.ack(message)
+        if done is not Completion.SETTLED:
+            if release_delay is None:
+                await self.queue.ack(message)
+            else:
+                await self.queue.release(message, delay=release_delay)
         return result
 
     async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:

@@ -25,7 +25,15 @@ from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import Clock, DeadLetter, IdempotencyRecord, OutboxEntry, Store
+from integration_hub.ports import (
+    Clock,
+    Completion,
+    DeadLetter,
+    IdempotencyRecord,
+    OutboxEntry,
+    Settle,
+    Store,
+)
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TRANSACTION_CANCELED = "TransactionCanceledException"
@@ -646,8 +654,13 @@ class DynamoStore:
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
-        """Record an attempt's outcome and move to ``status``; only the claim holder may."""
+        settle: Settle | None = None,
+    ) -> Completion:
+        """Record an attempt's outcome and move to ``status``; only the claim holder may.
+
+        The SQS message cannot join a DynamoDB transaction: ``settle`` is left
+        to the caller (RECORDED).
+        """
         check_transition(Status.PROCESSING, status)
         now = self.clock.now()
         u = Update()
@@ -672,15 +685,15 @@ class DynamoStore:
             if status is Status.FAILED:
                 found = await self._get(key)
                 if found is None:
-                    return False
+                    return Completion.LOST
                 reason = dead_letter_reason or attempt.message or "failed"
                 await self._transact(
                     *self._fail(u, found, reason, now, condition=ours, provider=attempt.provider)
                 )
-                return True
+                return Completion.RECORDED
             tenant = await self._tenant_of(notification_id)
             if tenant is None:
-                return False
+                return Completion.LOST
             u.set("status", value=str(status)).set("provider", value=attempt.provider)
             u.set("last_error", value=attempt.message if attempt.error_class else None)
             u.set("finished_at", value=now if status is Status.DONE else None)
@@ -689,9 +702,9 @@ class DynamoStore:
             await self._update(key, u, ours)
         except Exception as exc:
             if is_client_error(exc, CONDITION_FAILED, TRANSACTION_CANCELED):
-                return False
+                return Completion.LOST
             raise
-        return True
+        return Completion.RECORDED
 
     async def _tenant_of(self, notification_id: str) -> str | None:
         found = await self._call(

@@ -14,13 +14,13 @@ from typing import Any
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.postgres.database import CHANNEL, Connection, PostgresDatabase
-from integration_hub.adapters.postgres.queue import ENQUEUE_FRESH
+from integration_hub.adapters.postgres.queue import ACK, ENQUEUE_FRESH, RELEASE
 from integration_hub.domain import quota
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import DeadLetter, IdempotencyRecord
+from integration_hub.ports import Completion, DeadLetter, IdempotencyRecord, Settle
 
 # Ours if there was no record, or if the one there expired or was abandoned
 # (in progress with a lapsed lock). Otherwise the conflicting row stays as it
@@ -416,14 +416,18 @@ class PostgresStore:
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
-        """Record an attempt's outcome and move to ``status``; only the claim holder may."""
+        settle: Settle | None = None,
+    ) -> Completion:
+        """Record an attempt's outcome and move to ``status``; only the claim holder may.
+
+        ``settle``'s queue message is acked or released in the same transaction.
+        """
         check_transition(Status.PROCESSING, status)
         now = self._now
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(HOLDER_LOCK, notification_id, token)
             if row is None:
-                return False
+                return Completion.LOST
             await conn.execute(
                 FINISH_ATTEMPT,
                 now,
@@ -446,17 +450,28 @@ class PostgresStore:
                     now,
                     provider=attempt.provider,
                 )
-                return True
-            await conn.execute(
-                FINISH,
-                str(status),
-                attempt.provider,
-                attempt.message if attempt.error_class else None,
-                now if status is Status.DONE else None,
-                now,
-                notification_id,
-            )
-        return True
+            else:
+                await conn.execute(
+                    FINISH,
+                    str(status),
+                    attempt.provider,
+                    attempt.message if attempt.error_class else None,
+                    now if status is Status.DONE else None,
+                    now,
+                    notification_id,
+                )
+            if settle is None:
+                return Completion.RECORDED
+            # The receipt condition makes a stale receipt settle nothing, as in
+            # PostgresQueue.ack and release.
+            message = settle.message
+            if settle.release_delay is None:
+                await conn.execute(ACK, message.notification_id, message.receipt)
+            else:
+                await conn.execute(
+                    RELEASE, now + settle.release_delay, message.notification_id, message.receipt
+                )
+        return Completion.SETTLED
 
     # -- dead letters ---------------------------------------------------------
 

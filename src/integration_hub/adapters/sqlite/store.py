@@ -13,7 +13,7 @@ from integration_hub.domain.errors import IdempotencyInProgress, NotFound, Tenan
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import DeadLetter, IdempotencyRecord
+from integration_hub.ports import Completion, DeadLetter, IdempotencyRecord, Settle
 
 _ENQUEUE = (
     "INSERT INTO queue (notification_id, tenant, available_at, enqueued_at, receive_count)"
@@ -21,6 +21,23 @@ _ENQUEUE = (
     " ON CONFLICT (notification_id) DO UPDATE SET available_at = excluded.available_at,"
     " receipt = NULL, receive_count = 0"
 )
+
+
+def _settle(conn: sqlite3.Connection, settle: Settle, now: float) -> None:
+    # The receipt condition makes a stale receipt (the message was received
+    # again since) settle nothing, exactly like SqliteQueue.ack and release.
+    message = settle.message
+    if settle.release_delay is None:
+        conn.execute(
+            "DELETE FROM queue WHERE notification_id = ? AND receipt = ?",
+            (message.notification_id, message.receipt),
+        )
+    else:
+        conn.execute(
+            "UPDATE queue SET available_at = ?, receipt = NULL"
+            " WHERE notification_id = ? AND receipt = ?",
+            (now + settle.release_delay, message.notification_id, message.receipt),
+        )
 
 
 class SqliteStore:
@@ -402,62 +419,83 @@ class SqliteStore:
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
-        """Record an attempt's outcome and move to ``status``; only the claim holder may."""
+        settle: Settle | None = None,
+    ) -> Completion:
+        """Record an attempt's outcome and move to ``status``; only the claim holder may.
+
+        ``settle``'s queue message is acked or released in the same transaction.
+        """
         check_transition(Status.PROCESSING, status)
         now = self._now
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: sqlite3.Connection) -> Completion:
             row = conn.execute(
                 "SELECT tenant FROM notifications WHERE id = ? AND claim_token = ?"
                 " AND status = 'PROCESSING'",
                 (notification_id, token),
             ).fetchone()
             if row is None:
-                return False
-            conn.execute(
-                "UPDATE attempts SET finished_at = ?, provider = ?, outcome = ?, error_class = ?,"
-                " error_code = ?, message = ?, latency_ms = ?, provider_message_id = ?"
-                " WHERE notification_id = ? AND number = ?",
-                (
-                    now,
-                    attempt.provider,
-                    str(attempt.outcome),
-                    attempt.error_class,
-                    attempt.error_code,
-                    attempt.message,
-                    attempt.latency_ms,
-                    attempt.provider_message_id,
-                    notification_id,
-                    attempt.number,
-                ),
+                return Completion.LOST
+            self._record(
+                conn, notification_id, row["tenant"], attempt, status, dead_letter_reason, now
             )
-            if status is Status.FAILED:
-                self._fail(
-                    conn,
-                    notification_id,
-                    row["tenant"],
-                    dead_letter_reason or attempt.message or "failed",
-                    now,
-                    provider=attempt.provider,
-                )
-                return True
-            conn.execute(
-                "UPDATE notifications SET status = ?, provider = ?, claim_token = NULL,"
-                " claim_expires_at = NULL, last_error = ?, finished_at = ?, updated_at = ?"
-                " WHERE id = ?",
-                (
-                    str(status),
-                    attempt.provider,
-                    attempt.message if attempt.error_class else None,
-                    now if status is Status.DONE else None,
-                    now,
-                    notification_id,
-                ),
-            )
-            return True
+            if settle is None:
+                return Completion.RECORDED
+            _settle(conn, settle, now)
+            return Completion.SETTLED
 
         return await self.db.write(run)
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        notification_id: str,
+        tenant: str,
+        attempt: Attempt,
+        status: Status,
+        dead_letter_reason: str | None,
+        now: float,
+    ) -> None:
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, provider = ?, outcome = ?, error_class = ?,"
+            " error_code = ?, message = ?, latency_ms = ?, provider_message_id = ?"
+            " WHERE notification_id = ? AND number = ?",
+            (
+                now,
+                attempt.provider,
+                str(attempt.outcome),
+                attempt.error_class,
+                attempt.error_code,
+                attempt.message,
+                attempt.latency_ms,
+                attempt.provider_message_id,
+                notification_id,
+                attempt.number,
+            ),
+        )
+        if status is Status.FAILED:
+            self._fail(
+                conn,
+                notification_id,
+                tenant,
+                dead_letter_reason or attempt.message or "failed",
+                now,
+                provider=attempt.provider,
+            )
+            return
+        conn.execute(
+            "UPDATE notifications SET status = ?, provider = ?, claim_token = NULL,"
+            " claim_expires_at = NULL, last_error = ?, finished_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (
+                str(status),
+                attempt.provider,
+                attempt.message if attempt.error_class else None,
+                now if status is Status.DONE else None,
+                now,
+                notification_id,
+            ),
+        )
 
     # -- dead letters ---------------------------------------------------------
 
