@@ -85,6 +85,15 @@ class Completion(IntEnum):
     """The outcome is recorded and the queue message settled in the same transaction."""
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One notification to claim for one attempt, under ``token``, within its budget."""
+
+    notification_id: str
+    token: str
+    max_attempts: int
+
+
 class Store(Protocol):
     """Durable state: tenants, keys, idempotency records, notifications, dead letters."""
 
@@ -195,6 +204,16 @@ class Store(Protocol):
         spent (earlier attempts died mid-call) it ends FAILED and dead-lettered
         instead. Returns the notification as it now is (``claimed_by == token``
         when the claim is ours), or None if there is no such notification.
+        """
+        ...
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request, answers in the same order.
+
+        SQL backends claim a received batch in one transaction (one commit
+        instead of one per message); if any claim raises, none is made.
         """
         ...
 

@@ -11,7 +11,7 @@ from integration_hub.domain import errors
 from integration_hub.domain.models import Attempt, Outcome
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord
-from integration_hub.ports import Completion, Settle
+from integration_hub.ports import ClaimRequest, Completion, Settle
 from support import Backend, accept, notification, tenant
 
 
@@ -357,6 +357,48 @@ async def test_a_lost_claim_settles_nothing(backend: Backend) -> None:
     assert done is Completion.LOST
     if backend.name != "aws":
         assert (await backend.queue.stats()).in_flight == 1
+
+
+async def test_claim_many_answers_each_request_in_order_like_claim(backend: Backend) -> None:
+    fresh, spent, held, done = (notification(clock=backend.clock) for _ in range(4))
+    for n in (fresh, spent, held, done):
+        await accept(backend, n)
+    # spent: an earlier attempt died mid-call; held: another worker's live claim.
+    await backend.store.claim(spent.id, "dead", lease_seconds=5, max_attempts=5)
+    await backend.store.claim(done.id, "w0", lease_seconds=30, max_attempts=5)
+    await backend.store.complete_attempt(done.id, "w0", attempt(1), status=Status.DONE)
+    backend.clock.advance(6)
+    await backend.store.claim(held.id, "other", lease_seconds=30, max_attempts=5)
+    got = await backend.store.claim_many(
+        [
+            ClaimRequest(fresh.id, "r1", 5),
+            ClaimRequest("no-such-id", "r2", 5),
+            ClaimRequest(spent.id, "r3", 1),
+            ClaimRequest(held.id, "r4", 5),
+            ClaimRequest(done.id, "r5", 5),
+        ],
+        lease_seconds=30,
+    )
+    assert len(got) == 5
+    first, missing, exhausted, other, finished = got
+    assert first is not None
+    assert (first.id, first.claimed_by, first.status) == (fresh.id, "r1", Status.PROCESSING)
+    assert missing is None
+    # The per-request budget applies: one attempt was already spent.
+    assert exhausted is not None
+    assert (exhausted.status, exhausted.claimed_by) == (Status.FAILED, None)
+    assert [d.notification_id for d in await backend.store.list_dead_letters("acme")] == [spent.id]
+    assert other is not None
+    assert other.claimed_by == "other"
+    assert finished is not None
+    assert (finished.status, finished.claimed_by) == (Status.DONE, None)
+    seen = await backend.store.get_notification("acme", fresh.id)
+    assert seen is not None
+    assert seen.attempt_count == 1
+
+
+async def test_claim_many_of_nothing_claims_nothing(backend: Backend) -> None:
+    assert await backend.store.claim_many([], lease_seconds=30) == []
 
 
 def test_complete_attempt_refuses_an_illegal_status() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from integration_hub.adapters import rows
@@ -26,6 +26,7 @@ from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
 from integration_hub.ports import (
+    ClaimRequest,
     Clock,
     Completion,
     DeadLetter,
@@ -611,6 +612,24 @@ class DynamoStore:
                 if not is_client_error(exc, CONDITION_FAILED, TRANSACTION_CANCELED):
                     raise
         raise Unavailable("notification is too contended right now")
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request, concurrently: DynamoDB has no batch to save a commit on."""
+        return list(
+            await asyncio.gather(
+                *(
+                    self.claim(
+                        r.notification_id,
+                        r.token,
+                        lease_seconds=lease_seconds,
+                        max_attempts=r.max_attempts,
+                    )
+                    for r in requests
+                )
+            )
+        )
 
     def _fail(
         self,

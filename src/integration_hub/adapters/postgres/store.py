@@ -10,6 +10,7 @@ abandoned record.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from integration_hub.adapters import rows
@@ -20,7 +21,7 @@ from integration_hub.domain.errors import IdempotencyInProgress, NotFound, Tenan
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import Completion, DeadLetter, IdempotencyRecord, Settle
+from integration_hub.ports import ClaimRequest, Completion, DeadLetter, IdempotencyRecord, Settle
 
 # Ours if there was no record, or if the one there expired or was abandoned
 # (in progress with a lapsed lock). Otherwise the conflicting row stays as it
@@ -369,29 +370,51 @@ class PostgresStore:
         max_attempts: int,
     ) -> Notification | None:
         """Take a notification for one attempt (see the Store port)."""
+        request = ClaimRequest(notification_id, token, max_attempts)
+        [found] = await self.claim_many([request], lease_seconds=lease_seconds)
+        return found
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request in one transaction, answers in order.
+
+        Rows are locked in id order, so two workers claiming overlapping
+        batches (a redelivery) wait for each other instead of deadlocking.
+        """
         now = self._now
+        found: dict[int, Notification | None] = {}
+        order = sorted(range(len(requests)), key=lambda i: requests[i].notification_id)
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(CLAIM_LOCK, notification_id)
-            if row is None:
-                return None
-            current = Status(row["status"])
-            held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
-            if current in TERMINAL or (current is Status.PROCESSING and held):
-                return rows.notification_from_row(row)
-            check_transition(current, Status.PROCESSING)
-            if row["attempts_used"] >= max_attempts:
-                # Earlier attempts died mid-call (crashes) and spent the budget.
-                reason = (
-                    f"attempt budget of {max_attempts} exhausted without a recorded outcome"
-                    " (the worker stopped during the provider call)"
-                )
-                fresh = await self._fail(conn, notification_id, row["tenant"], reason, now)
-            else:
-                number = row["attempt_count"] + 1
-                fresh = await conn.fetchrow(
-                    CLAIM, token, now + lease_seconds, number, now, notification_id
-                )
-                await conn.execute(START_ATTEMPT, notification_id, number, row["provider"], now)
+            for i in order:
+                found[i] = await self._claim(conn, requests[i], lease_seconds, now)
+        return [found[i] for i in range(len(requests))]
+
+    async def _claim(
+        self, conn: Connection, request: ClaimRequest, lease_seconds: float, now: float
+    ) -> Notification | None:
+        notification_id, max_attempts = request.notification_id, request.max_attempts
+        row = await conn.fetchrow(CLAIM_LOCK, notification_id)
+        if row is None:
+            return None
+        current = Status(row["status"])
+        held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
+        if current in TERMINAL or (current is Status.PROCESSING and held):
+            return rows.notification_from_row(row)
+        check_transition(current, Status.PROCESSING)
+        if row["attempts_used"] >= max_attempts:
+            # Earlier attempts died mid-call (crashes) and spent the budget.
+            reason = (
+                f"attempt budget of {max_attempts} exhausted without a recorded outcome"
+                " (the worker stopped during the provider call)"
+            )
+            fresh = await self._fail(conn, notification_id, row["tenant"], reason, now)
+        else:
+            number = row["attempt_count"] + 1
+            fresh = await conn.fetchrow(
+                CLAIM, request.token, now + lease_seconds, number, now, notification_id
+            )
+            await conn.execute(START_ATTEMPT, notification_id, number, row["provider"], now)
         return rows.notification_from_row(fresh)
 
     @staticmethod

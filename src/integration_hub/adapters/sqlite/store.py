@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from integration_hub.adapters import rows
@@ -13,7 +14,7 @@ from integration_hub.domain.errors import IdempotencyInProgress, NotFound, Tenan
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import Completion, DeadLetter, IdempotencyRecord, Settle
+from integration_hub.ports import ClaimRequest, Completion, DeadLetter, IdempotencyRecord, Settle
 
 _ENQUEUE = (
     "INSERT INTO queue (notification_id, tenant, available_at, enqueued_at, receive_count)"
@@ -349,45 +350,59 @@ class SqliteStore:
         max_attempts: int,
     ) -> Notification | None:
         """Take a notification for one attempt (see the Store port)."""
+        request = ClaimRequest(notification_id, token, max_attempts)
+        [found] = await self.claim_many([request], lease_seconds=lease_seconds)
+        return found
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request in one write transaction, answers in order."""
         now = self._now
 
-        def run(conn: sqlite3.Connection) -> Notification | None:
-            row = conn.execute(
-                "SELECT * FROM notifications WHERE id = ?", (notification_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            current = Status(row["status"])
-            held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
-            if current in TERMINAL or (current is Status.PROCESSING and held):
-                return rows.notification_from_row(row)
-            check_transition(current, Status.PROCESSING)
-            if row["attempts_used"] >= max_attempts:
-                # Earlier attempts died mid-call (crashes) and spent the budget.
-                reason = (
-                    f"attempt budget of {max_attempts} exhausted without a recorded outcome"
-                    " (the worker stopped during the provider call)"
-                )
-                self._fail(conn, notification_id, row["tenant"], reason, now)
-            else:
-                number = row["attempt_count"] + 1
-                conn.execute(
-                    "UPDATE notifications SET status = 'PROCESSING', claim_token = ?,"
-                    " claim_expires_at = ?, attempts_used = attempts_used + 1,"
-                    " attempt_count = ?, updated_at = ? WHERE id = ?",
-                    (token, now + lease_seconds, number, now, notification_id),
-                )
-                conn.execute(
-                    "INSERT INTO attempts (notification_id, number, provider, started_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (notification_id, number, row["provider"], now),
-                )
-            fresh = conn.execute(
-                "SELECT * FROM notifications WHERE id = ?", (notification_id,)
-            ).fetchone()
-            return rows.notification_from_row(fresh)
+        def run(conn: sqlite3.Connection) -> list[Notification | None]:
+            return [self._claim(conn, r, lease_seconds, now) for r in requests]
 
         return await self.db.write(run)
+
+    def _claim(
+        self, conn: sqlite3.Connection, request: ClaimRequest, lease_seconds: float, now: float
+    ) -> Notification | None:
+        notification_id, max_attempts = request.notification_id, request.max_attempts
+        row = conn.execute(
+            "SELECT * FROM notifications WHERE id = ?", (notification_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        current = Status(row["status"])
+        held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
+        if current in TERMINAL or (current is Status.PROCESSING and held):
+            return rows.notification_from_row(row)
+        check_transition(current, Status.PROCESSING)
+        if row["attempts_used"] >= max_attempts:
+            # Earlier attempts died mid-call (crashes) and spent the budget.
+            reason = (
+                f"attempt budget of {max_attempts} exhausted without a recorded outcome"
+                " (the worker stopped during the provider call)"
+            )
+            self._fail(conn, notification_id, row["tenant"], reason, now)
+        else:
+            number = row["attempt_count"] + 1
+            conn.execute(
+                "UPDATE notifications SET status = 'PROCESSING', claim_token = ?,"
+                " claim_expires_at = ?, attempts_used = attempts_used + 1,"
+                " attempt_count = ?, updated_at = ? WHERE id = ?",
+                (request.token, now + lease_seconds, number, now, notification_id),
+            )
+            conn.execute(
+                "INSERT INTO attempts (notification_id, number, provider, started_at)"
+                " VALUES (?, ?, ?, ?)",
+                (notification_id, number, row["provider"], now),
+            )
+        fresh = conn.execute(
+            "SELECT * FROM notifications WHERE id = ?", (notification_id,)
+        ).fetchone()
+        return rows.notification_from_row(fresh)
 
     @staticmethod
     def _fail(
