@@ -24,7 +24,7 @@ from integration_hub.ports import (
 )
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings
 from integration_hub.service.ingest import IngestPolicy, IngestService
-from integration_hub.service.tenants import TenantCache
+from integration_hub.service.tenants import ApiKeyCache, TenantCache
 
 if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
@@ -50,6 +50,7 @@ class Hub:
     ingest: IngestService
     dispatcher: Dispatcher
     tenants: TenantCache
+    keys: ApiKeyCache
     purge: Callable[[float], Awaitable[dict[str, int]]]
     _closed: bool = field(default=False, repr=False)
 
@@ -284,5 +285,6 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         ingest,
         dispatcher,
         tenants,
+        ApiKeyCache(store, clock, settings.tenant_cache_seconds),
         purge,
     )
