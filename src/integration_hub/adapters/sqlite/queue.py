@@ -14,6 +14,14 @@ from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import OutboxEntry, QueueMessage, QueueStats
 
+COMMIT_POLL_SECONDS = 0.015
+"""How often an idle consumer checks whether another process committed."""
+
+
+def _next_available(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT MIN(available_at) AS t FROM queue").fetchone()
+    return None if row["t"] is None else float(row["t"])
+
 
 class SqliteQueue:
     """An SQS-like queue table: visibility timeouts, receive counts, delays."""
@@ -99,25 +107,38 @@ class SqliteQueue:
     async def wait_for_messages(self, max_wait: float) -> None:
         """Return when a message may be available, or after ``max_wait`` seconds.
 
-        In-process enqueues wake us at once; other processes are seen by the
-        caller's next poll, and a delayed message shortens the wait.
+        In-process enqueues wake us at once. Commits by other processes (an
+        ``ihub api`` beside this worker) are noticed by polling
+        ``PRAGMA data_version`` every ``COMMIT_POLL_SECONDS``: a change
+        triggers one cheap read of the soonest available message, and we
+        return only if one is due, so idle workers never wake each other. A
+        delayed message shortens the wait.
         """
-        now = self.db.clock.now()
-
-        def next_available(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute("SELECT MIN(available_at) AS t FROM queue").fetchone()
-            return None if row["t"] is None else float(row["t"])
-
-        soonest = await self.db.read(next_available)
-        if soonest is not None:
-            max_wait = max(0.0, min(max_wait, soonest - now))
-        if max_wait == 0.0:
-            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
+        # Baseline first, then look: a commit after the look changes the version.
         self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), max_wait)
+        version = await self.db.data_version()
+        while True:
+            soonest = await self.db.read(_next_available)
+            now = self.db.clock.now()
+            if soonest is not None:
+                if soonest <= now:
+                    return
+                deadline = min(deadline, loop.time() + (soonest - now))
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), min(remaining, COMMIT_POLL_SECONDS))
+                    return
+                current = await self.db.data_version()
+                if current != version:
+                    version = current
+                    break  # someone committed: look again
 
     async def stats(self) -> QueueStats:
         """Current depth."""
