@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from integration_hub.domain.delivery import DeliveryResult, OutboundMessage, ProviderCheck
 from integration_hub.domain.models import Attempt, Notification
@@ -257,6 +257,41 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FirstAccept:
+    """What ``NewKeyAccept.accept_new`` did."""
+
+    existing: IdempotencyRecord | None
+    """The record that holds the key (nothing was written), or None: accepted."""
+    enqueued: bool = False
+    """As for ``Store.accept``: the queue entry was written in the same transaction."""
+
+
+@runtime_checkable
+class NewKeyAccept(Protocol):
+    """A store that can accept a notification under a new Idempotency-Key in one step.
+
+    The common case (a key never seen) then costs one write transaction
+    instead of two (reserve, then accept). Optional: ingest falls back to the
+    two-phase path of ADR 0003 for stores without it, and for tenants with
+    rate limits or quotas, which must be counted between the two phases.
+    """
+
+    async def accept_new(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        fingerprint: str,
+        ttl_seconds: float,
+    ) -> FirstAccept:
+        """If the key is free (no record, or an expired or abandoned one), store its
+        completed record with ``response``, the RECEIVED notification and its queue
+        entry atomically; otherwise write nothing and return the record holding it.
+        """
         ...
 
 

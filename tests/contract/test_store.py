@@ -11,7 +11,7 @@ from integration_hub.domain import errors
 from integration_hub.domain.models import Attempt, Outcome
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord
-from integration_hub.ports import ClaimRequest, Completion, Settle
+from integration_hub.ports import ClaimRequest, Completion, NewKeyAccept, Settle
 from support import Backend, accept, notification, tenant
 
 
@@ -171,6 +171,82 @@ async def test_listing_is_newest_first_with_cursor_and_filters(backend: Backend)
     received = await backend.store.list_notifications("acme", status=Status.RECEIVED)
     assert len(received) == 5
     assert await backend.store.list_notifications("acme", status=Status.DONE) == []
+
+
+def one_step(backend: Backend) -> NewKeyAccept:
+    if not isinstance(backend.store, NewKeyAccept):
+        pytest.skip(f"{backend.name} accepts in two phases only (reserve, then accept)")
+    return backend.store
+
+
+async def test_accept_new_stores_key_notification_and_queue_entry_at_once(
+    backend: Backend,
+) -> None:
+    store = one_step(backend)
+    n = notification(clock=backend.clock, key="k-new")
+    first = await store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60)
+    assert first.existing is None
+    assert first.enqueued
+    stored = await backend.store.get_notification("acme", n.id)
+    assert stored is not None
+    assert stored.status is Status.RECEIVED
+    [msg] = await backend.queue.receive(10, visibility_timeout=30)
+    assert msg.notification_id == n.id
+    # The key is complete at once: a second request replays the response.
+    held = await backend.store.reserve_idempotency_key(
+        "acme", "k-new", "fp", reservation="r2", lock_seconds=10
+    )
+    assert held is not None
+    assert held.response == {"id": n.id}
+
+
+async def test_accept_new_writes_nothing_when_the_key_is_held(backend: Backend) -> None:
+    store = one_step(backend)
+    done = notification(clock=backend.clock, key="k-done")
+    await store.accept_new(done, {"id": done.id}, fingerprint="fp", ttl_seconds=60)
+    await backend.store.reserve_idempotency_key(
+        "acme", "k-busy", "fp2", reservation="r1", lock_seconds=10
+    )
+    again = notification(clock=backend.clock, key="k-done")
+    replay = await store.accept_new(again, {"id": again.id}, fingerprint="fp", ttl_seconds=60)
+    assert replay.existing is not None
+    assert replay.existing.response == {"id": done.id}
+    busy = notification(clock=backend.clock, key="k-busy")
+    held = await store.accept_new(busy, {"id": busy.id}, fingerprint="fp2", ttl_seconds=60)
+    assert held.existing is not None
+    assert held.existing.response is None  # in progress: the caller answers 409
+    for n in (again, busy):
+        assert await backend.store.get_notification("acme", n.id) is None
+    assert len(await backend.queue.receive(10, visibility_timeout=30)) == 1
+
+
+async def test_accept_new_takes_over_an_expired_or_abandoned_key(backend: Backend) -> None:
+    store = one_step(backend)
+    old = notification(clock=backend.clock, key="k-old")
+    await store.accept_new(old, {"id": old.id}, fingerprint="fp", ttl_seconds=60)
+    await backend.store.reserve_idempotency_key(
+        "acme", "k-dead", "fp", reservation="r1", lock_seconds=10
+    )
+    backend.clock.advance(61)
+    for key in ("k-old", "k-dead"):
+        n = notification(clock=backend.clock, key=key)
+        first = await store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60)
+        assert first.existing is None, key
+        assert await backend.store.get_notification("acme", n.id) is not None
+
+
+async def test_concurrent_accept_new_with_one_key_accepts_exactly_once(backend: Backend) -> None:
+    store = one_step(backend)
+    attempts = [notification(clock=backend.clock, key="k-race") for _ in range(10)]
+    results = await asyncio.gather(
+        *(store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60) for n in attempts)
+    )
+    winners = [n for n, r in zip(attempts, results, strict=True) if r.existing is None]
+    assert len(winners) == 1
+    assert all(
+        r.existing.response == {"id": winners[0].id} for r in results if r.existing is not None
+    )
+    assert len(await backend.store.list_notifications("acme")) == 1
 
 
 # -- claims ------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from integration_hub.domain.errors import IdempotencyInProgress, NotFound, Tenan
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import ClaimRequest, Completion, DeadLetter, IdempotencyRecord, Settle
+from integration_hub.ports import (
+    ClaimRequest,
+    Completion,
+    DeadLetter,
+    FirstAccept,
+    IdempotencyRecord,
+    Settle,
+)
 
 # Ours if there was no record, or if the one there expired or was abandoned
 # (in progress with a lapsed lock). Otherwise the conflicting row stays as it
@@ -37,6 +44,23 @@ ON CONFLICT (tenant, key) DO UPDATE SET
     locked_until = excluded.locked_until,
     expires_at = excluded.expires_at,
     response = NULL
+WHERE k.expires_at <= $5 OR (k.response IS NULL AND k.locked_until <= $5)
+RETURNING 1
+"""
+
+# The same takeover rule as RESERVE, but the record is complete at once:
+# the notification is written in the same transaction (accept_new).
+RESERVE_COMPLETE = """
+INSERT INTO idempotency_keys AS k
+    (tenant, key, fingerprint, reservation, created_at, locked_until, expires_at, response)
+VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+ON CONFLICT (tenant, key) DO UPDATE SET
+    fingerprint = excluded.fingerprint,
+    reservation = excluded.reservation,
+    created_at = excluded.created_at,
+    locked_until = excluded.locked_until,
+    expires_at = excluded.expires_at,
+    response = excluded.response
 WHERE k.expires_at <= $5 OR (k.response IS NULL AND k.locked_until <= $5)
 RETURNING 1
 """
@@ -124,6 +148,35 @@ UPDATE notifications SET status = 'RECEIVED', attempts_used = 0, finished_at = N
     updated_at = $1
 WHERE id = $2
 """
+
+
+def _record(tenant: str, key: str, row: Any) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        tenant=tenant,
+        key=key,
+        fingerprint=row["fingerprint"],
+        created_at=row["created_at"],
+        locked_until=row["locked_until"],
+        response=json.loads(row["response"]) if row["response"] else None,
+    )
+
+
+async def _insert_received(conn: Connection, n: Notification, now: float) -> None:
+    """A new RECEIVED notification and its queue entry (with the NOTIFY)."""
+    await conn.execute(
+        INSERT_NOTIFICATION,
+        n.id,
+        n.tenant,
+        n.country,
+        str(n.channel),
+        n.provider,
+        str(n.status),
+        n.request.model_dump_json(exclude_none=True),
+        n.idempotency_key,
+        rows.to_epoch(n.created_at),
+        rows.to_epoch(n.updated_at),
+    )
+    await conn.execute(ENQUEUE_FRESH, n.id, n.tenant, now, now, CHANNEL)
 
 
 class PostgresStore:
@@ -258,14 +311,7 @@ class PostgresStore:
                 return None
             # The conflict clause locked the holder's row: it is still there.
             row = await conn.fetchrow(HELD, tenant, key)
-        return IdempotencyRecord(
-            tenant=tenant,
-            key=key,
-            fingerprint=row["fingerprint"],
-            created_at=row["created_at"],
-            locked_until=row["locked_until"],
-            response=json.loads(row["response"]) if row["response"] else None,
-        )
+        return _record(tenant, key, row)
 
     async def release_idempotency_key(self, tenant: str, key: str, *, reservation: str) -> None:
         """Drop an in-progress reservation after a failed accept."""
@@ -302,22 +348,38 @@ class PostgresStore:
             if done is None:
                 # Our reservation lapsed and another request took the key over.
                 raise IdempotencyInProgress()
-            await conn.execute(
-                INSERT_NOTIFICATION,
-                n.id,
-                n.tenant,
-                n.country,
-                str(n.channel),
-                n.provider,
-                str(n.status),
-                n.request.model_dump_json(exclude_none=True),
-                n.idempotency_key,
-                rows.to_epoch(n.created_at),
-                rows.to_epoch(n.updated_at),
-            )
-            await conn.execute(ENQUEUE_FRESH, n.id, n.tenant, now, now, CHANNEL)
+            await _insert_received(conn, n, now)
         self.db.notify_enqueued()
         return True
+
+    async def accept_new(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        fingerprint: str,
+        ttl_seconds: float,
+    ) -> FirstAccept:
+        """Reserve, complete and persist in one transaction when the key is free."""
+        now = self._now
+        n = notification
+        async with self.db.transaction() as conn:
+            ours = await conn.fetchval(
+                RESERVE_COMPLETE,
+                n.tenant,
+                n.idempotency_key,
+                fingerprint,
+                n.id,  # never released: the record is complete from the start
+                now,
+                now + ttl_seconds,
+                json.dumps(response),
+            )
+            if ours is None:
+                row = await conn.fetchrow(HELD, n.tenant, n.idempotency_key)
+                return FirstAccept(_record(n.tenant, n.idempotency_key, row))
+            await _insert_received(conn, n, now)
+        self.db.notify_enqueued()
+        return FirstAccept(None, enqueued=True)
 
     # -- reads --------------------------------------------------------------
 

@@ -14,7 +14,14 @@ from integration_hub.domain.errors import IdempotencyInProgress, NotFound, Tenan
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import ClaimRequest, Completion, DeadLetter, IdempotencyRecord, Settle
+from integration_hub.ports import (
+    ClaimRequest,
+    Completion,
+    DeadLetter,
+    FirstAccept,
+    IdempotencyRecord,
+    Settle,
+)
 
 _ENQUEUE = (
     "INSERT INTO queue (notification_id, tenant, available_at, enqueued_at, receive_count)"
@@ -22,6 +29,51 @@ _ENQUEUE = (
     " ON CONFLICT (notification_id) DO UPDATE SET available_at = excluded.available_at,"
     " receipt = NULL, receive_count = 0"
 )
+
+
+def _key_holder(
+    conn: sqlite3.Connection, tenant: str, key: str, now: float
+) -> IdempotencyRecord | None:
+    """The record holding an Idempotency-Key, unless it expired or was abandoned."""
+    row = conn.execute(
+        "SELECT * FROM idempotency_keys WHERE tenant = ? AND key = ?", (tenant, key)
+    ).fetchone()
+    if row is None:
+        return None
+    expired = row["expires_at"] <= now
+    abandoned = row["response"] is None and row["locked_until"] <= now
+    if expired or abandoned:
+        return None
+    return IdempotencyRecord(
+        tenant=tenant,
+        key=key,
+        fingerprint=row["fingerprint"],
+        created_at=row["created_at"],
+        locked_until=row["locked_until"],
+        response=json.loads(row["response"]) if row["response"] else None,
+    )
+
+
+def _insert_received(conn: sqlite3.Connection, n: Notification, now: float) -> None:
+    """A new RECEIVED notification and its queue entry."""
+    conn.execute(
+        "INSERT INTO notifications (id, tenant, country, channel, provider, status,"
+        " request, idempotency_key, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            n.id,
+            n.tenant,
+            n.country,
+            str(n.channel),
+            n.provider,
+            str(n.status),
+            n.request.model_dump_json(exclude_none=True),
+            n.idempotency_key,
+            rows.to_epoch(n.created_at),
+            rows.to_epoch(n.updated_at),
+        ),
+    )
+    conn.execute(_ENQUEUE, (n.id, n.tenant, now, now))
 
 
 def _settle(conn: sqlite3.Connection, settle: Settle, now: float) -> None:
@@ -185,21 +237,9 @@ class SqliteStore:
         now = self._now
 
         def run(conn: sqlite3.Connection) -> IdempotencyRecord | None:
-            row = conn.execute(
-                "SELECT * FROM idempotency_keys WHERE tenant = ? AND key = ?", (tenant, key)
-            ).fetchone()
-            if row is not None:
-                expired = row["expires_at"] <= now
-                abandoned = row["response"] is None and row["locked_until"] <= now
-                if not (expired or abandoned):
-                    return IdempotencyRecord(
-                        tenant=tenant,
-                        key=key,
-                        fingerprint=row["fingerprint"],
-                        created_at=row["created_at"],
-                        locked_until=row["locked_until"],
-                        response=json.loads(row["response"]) if row["response"] else None,
-                    )
+            held = _key_holder(conn, tenant, key, now)
+            if held is not None:
+                return held
             conn.execute(
                 "INSERT OR REPLACE INTO idempotency_keys (tenant, key, fingerprint, reservation,"
                 " created_at, locked_until, expires_at, response)"
@@ -258,29 +298,51 @@ class SqliteStore:
             if done != 1:
                 # Our reservation lapsed and another request took the key over.
                 raise IdempotencyInProgress()
-            conn.execute(
-                "INSERT INTO notifications (id, tenant, country, channel, provider, status,"
-                " request, idempotency_key, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    n.id,
-                    n.tenant,
-                    n.country,
-                    str(n.channel),
-                    n.provider,
-                    str(n.status),
-                    n.request.model_dump_json(exclude_none=True),
-                    n.idempotency_key,
-                    rows.to_epoch(n.created_at),
-                    rows.to_epoch(n.updated_at),
-                ),
-            )
-            conn.execute(_ENQUEUE, (n.id, n.tenant, now, now))
+            _insert_received(conn, n, now)
             return True
 
         enqueued = await self.db.write(run)
         self.db.notify_enqueued()
         return enqueued
+
+    async def accept_new(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        fingerprint: str,
+        ttl_seconds: float,
+    ) -> FirstAccept:
+        """Reserve, complete and persist in one transaction when the key is free."""
+        now = self._now
+        n = notification
+
+        def run(conn: sqlite3.Connection) -> FirstAccept:
+            held = _key_holder(conn, n.tenant, n.idempotency_key, now)
+            if held is not None:
+                return FirstAccept(held)
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (tenant, key, fingerprint, reservation,"
+                " created_at, locked_until, expires_at, response)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    n.tenant,
+                    n.idempotency_key,
+                    fingerprint,
+                    n.id,  # never released: the record is complete from the start
+                    now,
+                    now,
+                    now + ttl_seconds,
+                    json.dumps(response),
+                ),
+            )
+            _insert_received(conn, n, now)
+            return FirstAccept(None, enqueued=True)
+
+        accepted = await self.db.write(run)
+        if accepted.existing is None:
+            self.db.notify_enqueued()
+        return accepted
 
     # -- reads --------------------------------------------------------------
 
