@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
+from integration_hub.adapters.sqlite.watch import CommitWatcher
 from integration_hub.adapters.sqlite.writer import GroupWriter
 from integration_hub.domain.errors import Unavailable
 from integration_hub.ports import Clock, SystemClock
@@ -55,9 +56,9 @@ class SqliteDatabase:
         self._busy_timeout_ms = busy_timeout_ms
         self.writer = GroupWriter(self._connection)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="ihub-sqlite-reader")
-        # One thread, hence one connection: PRAGMA data_version is only
-        # comparable between two reads on the same connection.
-        self._watcher = ThreadPoolExecutor(1, thread_name_prefix="ihub-sqlite-watch")
+        # Its own thread, hence its own connection: PRAGMA data_version is
+        # only comparable between two reads on the same connection.
+        self.commits = CommitWatcher(self._connection, interval=0.015)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -110,19 +111,6 @@ class SqliteDatabase:
                 raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
             raise
 
-    async def data_version(self) -> int:
-        """A number that changes whenever another connection (another process) commits.
-
-        ``PRAGMA data_version`` on a dedicated connection: a read of shared
-        memory, cheap enough to poll every few milliseconds while idle.
-        """
-        loop = asyncio.get_running_loop()
-
-        def run(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-        return await loop.run_in_executor(self._watcher, self._run_read, run)
-
     async def migrate(self) -> None:
         """Create or upgrade the schema; safe to run from several processes at once."""
         if self._migrated:
@@ -159,7 +147,7 @@ class SqliteDatabase:
         """Finish pending work and close every connection."""
         self.writer.close()
         self._readers.shutdown(wait=True)
-        self._watcher.shutdown(wait=True)
+        self.commits.close()
         with self._lock:
             for conn in self._connections:
                 conn.close()

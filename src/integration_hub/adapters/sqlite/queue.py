@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import sqlite3
 from collections.abc import Sequence
@@ -13,9 +12,6 @@ from integration_hub.adapters.sqlite.database import SqliteDatabase
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import OutboxEntry, QueueMessage, QueueStats
-
-COMMIT_POLL_SECONDS = 0.015
-"""How often an idle consumer checks whether another process committed."""
 
 
 def _next_available(conn: sqlite3.Connection) -> float | None:
@@ -108,19 +104,19 @@ class SqliteQueue:
         """Return when a message may be available, or after ``max_wait`` seconds.
 
         In-process enqueues wake us at once. Commits by other processes (an
-        ``ihub api`` beside this worker) are noticed by polling
-        ``PRAGMA data_version`` every ``COMMIT_POLL_SECONDS``: a change
-        triggers one cheap read of the soonest available message, and we
-        return only if one is due, so idle workers never wake each other. A
-        delayed message shortens the wait.
+        ``ihub api`` beside this worker) are noticed by the database's
+        ``CommitWatcher`` (``PRAGMA data_version`` polled every 15 ms on its
+        own thread): a change triggers one cheap read of the soonest
+        available message, and we return only if one is due, so idle
+        workers never wake each other. A delayed message shortens the wait.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
-        # Baseline first, then look: a commit after the look changes the version.
+        # Baseline first, then look: a commit after the look is a change.
         self._wakeup.clear()
-        version = await self.db.data_version()
+        mark = await self.db.commits.mark()
         while True:
             soonest = await self.db.read(_next_available)
             now = self.db.clock.now()
@@ -128,17 +124,21 @@ class SqliteQueue:
                 if soonest <= now:
                     return
                 deadline = min(deadline, loop.time() + (soonest - now))
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), min(remaining, COMMIT_POLL_SECONDS))
-                    return
-                current = await self.db.data_version()
-                if current != version:
-                    version = current
-                    break  # someone committed: look again
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            woken = asyncio.ensure_future(self._wakeup.wait())
+            committed = asyncio.ensure_future(self.db.commits.changed_since(mark))
+            try:
+                done, _ = await asyncio.wait(
+                    {woken, committed}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for task in (woken, committed):
+                    task.cancel()
+            if not done or woken in done:
+                return  # the deadline, or an in-process enqueue
+            mark = committed.result()  # someone committed: look again
 
     async def stats(self) -> QueueStats:
         """Current depth."""
