@@ -9,8 +9,7 @@ import signal
 from collections import Counter
 
 from integration_hub.bootstrap import Hub
-from integration_hub.ports import QueueMessage
-from integration_hub.service.dispatch import Result
+from integration_hub.service.dispatch import Claim, Result
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,9 @@ class Worker:
                         with contextlib.suppress(asyncio.CancelledError):
                             await waiting
                     continue
-                for message in messages:
-                    task = asyncio.create_task(self._handle(message))
+                # One claim transaction for the whole batch (SQL backends).
+                for claim in await self.hub.dispatcher.claim_batch(messages):
+                    task = asyncio.create_task(self._handle(claim))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
         finally:
@@ -109,29 +109,17 @@ class Worker:
         if pending:
             await asyncio.wait(pending)
 
-    async def _handle(self, message: QueueMessage) -> None:
+    async def _handle(self, claim: Claim) -> None:
         try:
-            result = await self.hub.dispatcher.handle(message)
+            result = await self.hub.dispatcher.process(claim)
         except Exception as exc:
             # The message stays leased and comes back after the visibility
             # timeout, until its receive count reaches the attempt budget:
             # then it is dead-lettered, so that a poison message ends FAILED.
-            log.exception("dispatch of %s failed", message.notification_id)
-            await self._give_up(message, exc)
+            log.exception("dispatch of %s failed", claim.message.notification_id)
+            await self.hub.dispatcher.give_up_quietly(claim.message, exc)
             return
         self.results[result] += 1
-
-    async def _give_up(self, message: QueueMessage, exc: Exception) -> None:
-        try:
-            if await self.hub.dispatcher.give_up(message, exc):
-                log.error(
-                    "dead-lettered %s: dispatch raised on %d deliveries",
-                    message.notification_id,
-                    message.receive_count,
-                )
-                self.results[Result.FAILED] += 1
-        except Exception as failure:  # the store is down too: the next delivery tries again
-            log.warning("could not dead-letter %s: %s", message.notification_id, failure)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

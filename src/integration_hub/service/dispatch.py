@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,7 +24,16 @@ from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
 from integration_hub.domain.tenants import Tenant, TenantStatus
-from integration_hub.ports import Clock, ProviderDirectory, Queue, QueueMessage, Store
+from integration_hub.ports import (
+    ClaimRequest,
+    Clock,
+    Completion,
+    ProviderDirectory,
+    Queue,
+    QueueMessage,
+    Settle,
+    Store,
+)
 from integration_hub.service.tenants import TenantCache
 
 log = logging.getLogger(__name__)
@@ -47,6 +57,19 @@ class DispatchSettings:
 
     lease_seconds: float = 60.0
     provider_timeout_seconds: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A received message after its claim: what ``process`` continues from."""
+
+    message: QueueMessage
+    tenant: Tenant | None
+    policy: RetryPolicy
+    notification: Notification | None
+    """As the claim left it (``claimed_by`` is the receipt when it is ours); None if missing."""
+    lease_ends: float = 0.0
+    """``time.monotonic()`` by which the claim's lease has surely run out."""
 
 
 class Dispatcher:
@@ -91,16 +114,55 @@ class Dispatcher:
 
     async def handle(self, message: QueueMessage) -> Result:
         """Process one received message to its next state."""
-        tenant = await self.tenants.get(message.tenant)
-        policy = self._policy(tenant)
-        token = message.receipt
-        n = await self.store.claim(
-            message.notification_id,
-            token,
-            lease_seconds=self.settings.lease_seconds,
-            max_attempts=policy.max_attempts,
-        )
+        [claim] = await self._claim([message])
+        return await self.process(claim)
+
+    async def claim_batch(self, messages: Sequence[QueueMessage]) -> list[Claim]:
+        """Claim a received batch with one store call (one transaction on SQL).
+
+        If the batch fails, each message is claimed on its own so that one bad
+        message cannot hold back the others; a message whose claim still fails
+        is left out (logged) and comes back after its visibility timeout, until
+        its receive count reaches the budget: then it is dead-lettered (poison).
+        """
+        try:
+            return await self._claim(messages)
+        except Exception as exc:
+            if len(messages) == 1:
+                log.exception("claim of %s failed", messages[0].notification_id)
+                await self.give_up_quietly(messages[0], exc)
+                return []
+            log.warning("claiming a batch of %d failed (%s): one by one", len(messages), exc)
+        claims: list[Claim] = []
+        for message in messages:
+            try:
+                claims.extend(await self._claim([message]))
+            except Exception as exc:
+                log.exception("claim of %s failed", message.notification_id)
+                await self.give_up_quietly(message, exc)
+        return claims
+
+    async def _claim(self, messages: Sequence[QueueMessage]) -> list[Claim]:
+        # Taken before the claim: a lower bound of when its lease runs out.
         lease_ends = time.monotonic() + self.settings.lease_seconds
+        tenants = {t: await self.tenants.get(t) for t in {m.tenant for m in messages}}
+        policies = [self._policy(tenants[m.tenant]) for m in messages]
+        found = await self.store.claim_many(
+            [
+                ClaimRequest(m.notification_id, m.receipt, p.max_attempts)
+                for m, p in zip(messages, policies, strict=True)
+            ],
+            lease_seconds=self.settings.lease_seconds,
+        )
+        return [
+            Claim(m, tenants[m.tenant], p, n, lease_ends)
+            for m, p, n in zip(messages, policies, found, strict=True)
+        ]
+
+    async def process(self, claim: Claim) -> Result:
+        """Take a claimed message to its next state: call the provider, record, settle."""
+        message, tenant, policy, n = claim.message, claim.tenant, claim.policy, claim.notification
+        token = message.receipt
         if n is None:
             await self.queue.ack(message)
             return Result.MISSING
@@ -124,34 +186,10 @@ class Dispatcher:
             )
             reason = f"configuration: tenant {n.tenant!r} is {state}"
             return await self._finish(
-                message, n, attempt, Status.FAILED, reason, Result.FAILED, lease_ends
+                message, n, attempt, Status.FAILED, reason, Result.FAILED, claim.lease_ends
             )
         provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
-        return await self._attempt(message, n, provider_name, policy, lease_ends)
-
-    async def give_up(self, message: QueueMessage, error: Exception) -> bool:
-        """Dead-letter a message whose handling keeps raising, once it used the budget.
-
-        A poison message (a stored request this version cannot read, a bug its
-        content triggers) would otherwise come back after every visibility
-        timeout, forever, never FAILED. An outage is not poison: it is waited out.
-        """
-        if isinstance(error, Unavailable):
-            return False
-        budget = self.retry.max_attempts
-        with contextlib.suppress(Exception):  # the tenant may be what cannot be read
-            budget = self._policy(await self.tenants.get(message.tenant)).max_attempts
-        if message.receive_count < budget:
-            return False
-        # The error's text may quote the request (recipients): only its type is kept.
-        reason = (
-            f"poison message: handling raised {type(error).__name__}"
-            f" on each of {message.receive_count} deliveries"
-        )
-        if not await self.store.dead_letter(message.notification_id, reason):
-            return False
-        await self.queue.ack(message)
-        return True
+        return await self._attempt(message, n, provider_name, policy, claim.lease_ends)
 
     async def _attempt(
         self,
@@ -194,11 +232,9 @@ class Dispatcher:
                 message, n, attempt, Status.FAILED, reason, Result.FAILED, lease_ends
             )
         delay = policy.delay(n.attempts_used, retry_after=result.retry_after)
-        ok = await self._record(n, message, attempt, Status.PROCESSING, None, lease_ends)
-        if not ok:
-            return Result.LOST
-        await self.queue.release(message, delay=delay)
-        return Result.RETRY
+        return await self._finish(
+            message, n, attempt, Status.PROCESSING, None, Result.RETRY, lease_ends, delay
+        )
 
     async def _finish(
         self,
@@ -209,12 +245,19 @@ class Dispatcher:
         reason: str | None,
         result: Result,
         lease_ends: float,
+        release_delay: float | None = None,
     ) -> Result:
-        ok = await self._record(n, message, attempt, status, reason, lease_ends)
-        if not ok:
+        # SQL backends settle the queue message in the completion's own
+        # transaction; the others (DynamoDB + SQS) leave it to us.
+        done = await self._record(n, message, attempt, status, reason, lease_ends, release_delay)
+        if not done:
             # Our lease expired and another worker claimed it: its outcome counts.
             return Result.LOST
-        await self.queue.ack(message)
+        if done is not Completion.SETTLED:
+            if release_delay is None:
+                await self.queue.ack(message)
+            else:
+                await self.queue.release(message, delay=release_delay)
         return result
 
     async def _record(
@@ -225,7 +268,8 @@ class Dispatcher:
         status: Status,
         reason: str | None,
         lease_ends: float,
-    ) -> bool:
+        release_delay: float | None,
+    ) -> Completion | bool:
         # The provider has answered: giving up on a short outage here would
         # leave the attempt abandoned, and the re-claim after the lease would
         # call the provider again (a second delivery). So retry the record
@@ -234,7 +278,12 @@ class Dispatcher:
         while True:
             try:
                 return await self.store.complete_attempt(
-                    n.id, message.receipt, attempt, status=status, dead_letter_reason=reason
+                    n.id,
+                    message.receipt,
+                    attempt,
+                    status=status,
+                    dead_letter_reason=reason,
+                    settle=Settle(message, release_delay),
                 )
             except Unavailable:
                 if time.monotonic() + delay >= lease_ends:
@@ -242,6 +291,42 @@ class Dispatcher:
                 log.warning("recording attempt %d of %s: store unavailable", attempt.number, n.id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def give_up(self, message: QueueMessage, error: Exception) -> bool:
+        """Dead-letter a message whose handling keeps raising, once it used the budget.
+
+        A poison message (a stored request this version cannot read, a bug its
+        content triggers) would otherwise come back after every visibility
+        timeout, forever, never FAILED. An outage is not poison: it is waited out.
+        """
+        if isinstance(error, Unavailable):
+            return False
+        budget = self.retry.max_attempts
+        with contextlib.suppress(Exception):  # the tenant may be what cannot be read
+            budget = self._policy(await self.tenants.get(message.tenant)).max_attempts
+        if message.receive_count < budget:
+            return False
+        # The error's text may quote the request (recipients): only its type is kept.
+        reason = (
+            f"poison message: handling raised {type(error).__name__}"
+            f" on each of {message.receive_count} deliveries"
+        )
+        if not await self.store.dead_letter(message.notification_id, reason):
+            return False
+        await self.queue.ack(message)
+        return True
+
+    async def give_up_quietly(self, message: QueueMessage, error: Exception) -> None:
+        """``give_up``, logged; a failure to dead-letter is left to the next delivery."""
+        try:
+            if await self.give_up(message, error):
+                log.error(
+                    "dead-lettered %s: dispatch raised on %d deliveries",
+                    message.notification_id,
+                    message.receive_count,
+                )
+        except Exception as failure:  # the store is down too: the next delivery tries again
+            log.warning("could not dead-letter %s: %s", message.notification_id, failure)
 
     async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:
         try:
