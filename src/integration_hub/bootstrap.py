@@ -28,6 +28,7 @@ from integration_hub.service.tenants import TenantCache
 
 if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
+    from integration_hub.adapters.metrics import MetricsExporter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class Hub:
     dispatcher: Dispatcher
     tenants: TenantCache
     purge: Callable[[float], Awaitable[dict[str, int]]]
+    metrics: MetricsExporter | None = None
+    # What /readyz asks besides store and queue: None when the schema is
+    # current, else why not (PostgreSQL: a migration this release needs is missing).
+    schema_check: Callable[[], Awaitable[str | None]] | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
@@ -58,6 +63,8 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        if self.metrics is not None:
+            self.metrics.close()
         await self.providers.close()
         await self.credentials.close()
         await self.store.close()
@@ -121,6 +128,22 @@ async def _postgres_backend(settings: Settings, clock: Clock) -> Backend:
         await db.close()
         raise
     return PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
+
+
+def _postgres_schema_check(store: Store) -> Callable[[], Awaitable[str | None]]:
+    from integration_hub.adapters.postgres.database import migrations
+    from integration_hub.adapters.postgres.store import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    db, needed = store.db, migrations()[-1].version
+
+    async def check() -> str | None:
+        version = await db.schema_version()
+        if version < needed:
+            return f"the schema is at version {version}, this release needs {needed}: ihub migrate"
+        return None
+
+    return check
 
 
 async def _aws_backend(settings: Settings, clock: Clock) -> Backend:
@@ -208,6 +231,15 @@ def keyring(settings: Settings) -> KeyRing:
     return LocalKeyRing.from_file(key_file)
 
 
+def metrics_exporter(settings: Settings, store: Store, queue: Queue) -> MetricsExporter:
+    """The process's Prometheus metrics, with the store's state read at scrape time."""
+    from integration_hub.adapters.metrics import HubMetrics, MetricsExporter, TenantLabelPolicy
+    from integration_hub.adapters.metrics.export import StateGauges
+
+    tenant_label = TenantLabelPolicy.parse(settings.metrics_tenant_label).guard()
+    return MetricsExporter(HubMetrics(tenant_label), StateGauges(store, queue))
+
+
 async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     """Open the backend named by ``settings.database_url`` and wire the services."""
     clock = clock or SystemClock()
@@ -236,6 +268,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     }
     providers = ProviderRegistry(sealed, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds)
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
+    exporter = metrics_exporter(settings, store, queue)
     ingest = IngestService(
         store,
         queue,
@@ -244,6 +277,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             ttl_seconds=settings.idempotency_ttl_seconds,
             lock_seconds=settings.idempotency_lock_seconds,
         ),
+        metrics=exporter.metrics,
     )
     dispatcher = Dispatcher(
         store,
@@ -256,6 +290,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             lease_seconds=settings.visibility_timeout_seconds,
             provider_timeout_seconds=settings.provider_timeout_seconds,
         ),
+        metrics=exporter.metrics,
     )
     if scheme == "sqlite":
         from integration_hub.adapters.sqlite import retention as sqlite_retention
@@ -269,6 +304,8 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         from integration_hub.adapters.postgres import retention as pg_retention
 
         purge_backend = pg_retention.purge
+
+    schema_check = _postgres_schema_check(store) if scheme in ("postgres", "postgresql") else None
 
     async def purge(older_than_seconds: float) -> dict[str, int]:
         return await purge_backend(store, older_than_seconds=older_than_seconds)
@@ -285,4 +322,6 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         dispatcher,
         tenants,
         purge,
+        exporter,
+        schema_check,
     )

@@ -22,7 +22,15 @@ from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
 from integration_hub.domain.tenants import Tenant, TenantStatus
-from integration_hub.ports import Clock, ProviderDirectory, Queue, QueueMessage, Store
+from integration_hub.ports import (
+    Clock,
+    Metrics,
+    NoMetrics,
+    ProviderDirectory,
+    Queue,
+    QueueMessage,
+    Store,
+)
 from integration_hub.service.tenants import TenantCache
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,8 @@ class Dispatcher:
         retry: RetryPolicy,
         tenants: TenantCache,
         settings: DispatchSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -68,6 +78,7 @@ class Dispatcher:
         self.retry = retry
         self.tenants = tenants
         self.settings = settings or DispatchSettings()
+        self.metrics = metrics or NoMetrics()
 
     def _policy(self, tenant: Tenant | None) -> RetryPolicy:
         if tenant is None:
@@ -132,6 +143,7 @@ class Dispatcher:
         t0 = time.perf_counter()
         result = await self._call(n, provider_name)
         latency_ms = (time.perf_counter() - t0) * 1000
+        self.metrics.attempted(n, provider_name, result, latency_ms / 1000)
         attempt = Attempt(
             number=n.attempt_count,
             provider=provider_name,
@@ -179,6 +191,7 @@ class Dispatcher:
             # Our lease expired and another worker claimed it: its outcome counts.
             return Result.LOST
         await self.queue.ack(message)
+        self.metrics.finished(n, attempt.provider, status, self.clock.now())
         return result
 
     async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:

@@ -17,7 +17,7 @@ from integration_hub.domain.models import (
     from_epoch,
 )
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import Clock, Queue, Store
+from integration_hub.ports import Clock, Metrics, NoMetrics, Queue, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +40,19 @@ class IngestService:
     """Turns a validated request into a durable, queued notification."""
 
     def __init__(
-        self, store: Store, queue: Queue, clock: Clock, policy: IngestPolicy | None = None
+        self,
+        store: Store,
+        queue: Queue,
+        clock: Clock,
+        policy: IngestPolicy | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.clock = clock
         self.policy = policy or IngestPolicy()
+        self.metrics = metrics or NoMetrics()
 
     async def _release(self, tenant: str, key: str, reservation: str) -> None:
         # Free the key so that the client's retry is not met by a 409 for the
@@ -129,4 +136,5 @@ class IngestService:
             raise
         if not enqueued:
             await self.queue.enqueue(notification.id, tenant.id)
+        self.metrics.accepted(notification)
         return Accepted(body, replayed=False)

@@ -710,6 +710,23 @@ class DynamoStore:
         found = await self._all(index, partition, newest_first=True, limit=limit)
         return [rows.dead_letter_from_row(Row(d)) for d in found]
 
+    async def count_dead_letters(self) -> int:
+        """How many dead letters there are: a COUNT query of the DL partition of GSI2."""
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "GSI2",
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": item({":pk": "DL"}),
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            found = await self._call("query", **params)
+            total += int(found.get("Count", 0))
+            if "LastEvaluatedKey" not in found:
+                return total
+            params["ExclusiveStartKey"] = found["LastEvaluatedKey"]
+
     async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
         """FAILED -> RECEIVED with a fresh budget, removing the dead letter.
 
