@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from exposition import families, value
+from exposition import families, label_values, value
 from hubs import HubProcesses, free_port, make_hub, payload, wait_terminal
 
 pytestmark = pytest.mark.acceptance
@@ -92,6 +92,10 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             ]
             for i in ids:
                 assert wait_terminal(client, hub.headers("acme"), i)["status"] in {"DONE", "FAILED"}
+            # A scanner's paths and a made-up method must not become label values.
+            stray = str(uuid.uuid4())
+            assert client.get(f"/wp-admin/{stray}").status_code == 404
+            assert client.request("BREW", f"/v1/notifications/{stray}").status_code in {401, 405}
         worker_url = f"http://127.0.0.1:{worker_port}/metrics"
         yield {
             "hub": hub,
@@ -118,6 +122,20 @@ def test_the_api_counts_what_it_accepted_and_how_long_ingest_took(
     assert value(api, ingest, method="GET", route="/v1/notifications/{notification_id}") >= 3
     assert value(api, "ihub_dead_letters") == 1
     assert value(api, "ihub_store_up") == 1
+
+
+def test_request_labels_are_route_templates_and_known_methods_only(
+    observed: dict[str, Any],
+) -> None:
+    api = observed["api"]
+    routes = label_values(api, "ihub_http_request_duration_seconds_count", "route")
+    assert "unmatched" in routes
+    assert all(
+        r == "unmatched" or r.startswith(("/v1/", "/healthz", "/metrics")) for r in routes
+    ), routes
+    methods = label_values(api, "ihub_http_request_duration_seconds_count", "method")
+    assert "BREW" not in methods
+    assert "other" in methods
 
 
 def test_the_worker_counts_attempts_outcomes_and_latencies(observed: dict[str, Any]) -> None:
