@@ -231,6 +231,19 @@ def keyring(settings: Settings) -> KeyRing:
     return LocalKeyRing.from_file(key_file)
 
 
+def check_metrics_directory() -> None:
+    """Refuse a PROMETHEUS_MULTIPROC_DIR that is not a directory, before opening anything."""
+    from integration_hub.adapters.metrics.export import multiprocess_dir
+
+    shared = multiprocess_dir()
+    if shared is not None and not Path(shared).is_dir():
+        # prometheus-client would fail later, on a file name in that directory.
+        raise ConfigurationError(
+            f"PROMETHEUS_MULTIPROC_DIR names {shared}, which is not a directory:"
+            " create it (empty) before starting the hub's processes"
+        )
+
+
 def metrics_exporter(settings: Settings, store: Store, queue: Queue) -> MetricsExporter:
     """The process's Prometheus metrics, with the store's state read at scrape time."""
     from integration_hub.adapters.metrics import HubMetrics, MetricsExporter, TenantLabelPolicy
@@ -243,6 +256,7 @@ def metrics_exporter(settings: Settings, store: Store, queue: Queue) -> MetricsE
 async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     """Open the backend named by ``settings.database_url`` and wire the services."""
     clock = clock or SystemClock()
+    check_metrics_directory()
     scheme = settings.database_url.split(":", 1)[0].lower()
     if scheme == "sqlite":
         store, queue, outbox, credentials = await _sqlite_backend(settings, clock)

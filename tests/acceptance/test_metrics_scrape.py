@@ -262,3 +262,12 @@ def test_many_processes_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
         assert not list(shared.glob(f"gauge_livesum_{hub.procs[1].pid}.db"))
     finally:
         hub.stop()
+
+
+def test_a_missing_multiprocess_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    missing = tmp_path / "not-created"
+    hub = make_hub(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(missing))
+    done = hub.cli("tenants", "list")
+    assert done.returncode == 1
+    assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr
+    assert "Traceback" not in done.stderr
