@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from exposition import families, label_values, value
-from hubs import HubProcesses, free_port, make_hub, payload, wait_terminal
+from hubs import BACKENDS, HubProcesses, free_port, make_hub, payload, wait_terminal
 
 pytestmark = pytest.mark.acceptance
 
@@ -221,12 +221,14 @@ def test_every_alert_has_a_runbook_section() -> None:
         assert rule["annotations"]["runbook"] == f"docs/runbook.md#alert-{rule['alert'].lower()}"
 
 
-def test_many_processes_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_processes_add_up_in_multiprocess_mode(tmp_path: Path, backend: str) -> None:
     """API + two workers sharing PROMETHEUS_MULTIPROC_DIR: the API's /metrics counts all."""
     shared = tmp_path / "prometheus"
     shared.mkdir()
     hub = make_hub(
         tmp_path,
+        backend,
         PROMETHEUS_MULTIPROC_DIR=str(shared),
         IHUB_METRICS_TOKEN=TOKEN,
         IHUB_WORKER_CONCURRENCY="2",  # so that neither worker takes every message
