@@ -173,6 +173,17 @@ def test_metrics_need_the_metrics_token_and_a_tenant_key_does_not_open_them(
     assert "/metrics" not in httpx.get(f"{hub.base_url}/openapi.json").json()["paths"]
 
 
+def test_prometheus_asking_for_openmetrics_gets_openmetrics(observed: dict[str, Any]) -> None:
+    hub: HubProcesses = observed["hub"]
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    for url in (f"{hub.base_url}/metrics", observed["worker_url"]):
+        resp = httpx.get(url, headers={**AUTH, "Accept": accept}, timeout=5)
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("application/openmetrics-text")
+        assert resp.text.endswith("# EOF\n")
+        assert "ihub_dead_letters 1" in resp.text
+
+
 METRIC = re.compile(r"\bihub_[a-z_]+")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 

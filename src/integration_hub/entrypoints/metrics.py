@@ -85,7 +85,8 @@ def install(app: FastAPI, settings: Settings) -> None:
                 "/metrics needs the IHUB_METRICS_TOKEN bearer token", field="Authorization"
             )
         exporter = _exporter(request.app.state.hub)
-        return Response(await exporter.render(), media_type=exporter.content_type)
+        body, content_type = await exporter.negotiate(request.headers.get("accept", ""))
+        return Response(body, headers={"Content-Type": content_type})
 
     app.add_middleware(RequestTimer)
     if settings.metrics_token is None and settings.host not in LOOPBACK:
@@ -115,9 +116,9 @@ async def start_listener(hub: Hub) -> web.AppRunner:
                 content_type="application/problem+json",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        body = await exporter.render()
-        # aiohttp wants the charset apart from the media type.
-        return web.Response(body=body, headers={"Content-Type": exporter.content_type})
+        body, content_type = await exporter.negotiate(request.headers.get("Accept", ""))
+        # Set as a header: aiohttp's content_type argument refuses parameters.
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application()
     app.router.add_get(PATH, metrics)

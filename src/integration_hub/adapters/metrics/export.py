@@ -17,15 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     GCCollector,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from integration_hub.adapters.metrics.hub import HubMetrics
@@ -146,14 +145,18 @@ class MetricsExporter:
             GCCollector(registry=self.registry)
         self.registry.register(state)
 
-    content_type = CONTENT_TYPE_LATEST
-
     async def render(self) -> bytes:
-        """The exposition, with the store's state at most ``ttl`` old."""
+        """The text exposition, with the store's state at most ``ttl`` old."""
+        body, _ = await self.negotiate("")
+        return body
+
+    async def negotiate(self, accept: str) -> tuple[bytes, str]:
+        """The exposition in the format ``accept`` asks for (OpenMetrics or text), and its type."""
         await self.state.refresh()
+        encode, content_type = choose_encoder(accept)
         # Rendering is CPU work of a millisecond or so for our few hundred
         # series: not worth a thread hop (and multiprocess files are small).
-        return generate_latest(self.registry)
+        return encode(self.registry), content_type
 
     def close(self) -> None:
         """Mark this process dead, so its live gauges stop counting (multiprocess mode)."""
