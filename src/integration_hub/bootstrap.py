@@ -18,6 +18,7 @@ from integration_hub.ports import (
     Provider,
     ProviderDirectory,
     Queue,
+    QueueDeadLetters,
     SecretStore,
     Store,
     SystemClock,
@@ -52,6 +53,8 @@ class Hub:
     dispatcher: Dispatcher
     tenants: TenantCache
     purge: Callable[[float], Awaitable[dict[str, int]]]
+    # The queue service's own DLQ (SQS), apart from the store's dead letters.
+    queue_dead_letters: QueueDeadLetters | None = None
     metrics: MetricsExporter | None = None
     # What /readyz asks besides store and queue: None when the schema is
     # current, else why not (PostgreSQL: a migration this release needs is missing).
@@ -306,14 +309,19 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         ),
         metrics=exporter.metrics,
     )
+    queue_dead_letters: QueueDeadLetters | None = None
     if scheme == "sqlite":
         from integration_hub.adapters.sqlite import retention as sqlite_retention
 
         purge_backend = sqlite_retention.purge
     elif scheme == "dynamodb":
         from integration_hub.adapters.aws import dynamodb as aws_retention
+        from integration_hub.adapters.aws.sqs import SqsQueue
+        from integration_hub.adapters.aws.sqs_dlq import SqsDeadLetters
 
         purge_backend = aws_retention.purge
+        if isinstance(queue, SqsQueue):
+            queue_dead_letters = SqsDeadLetters.of(queue)
     else:
         from integration_hub.adapters.postgres import retention as pg_retention
 
@@ -336,6 +344,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         dispatcher,
         tenants,
         purge,
-        exporter,
-        schema_check,
+        queue_dead_letters,
+        metrics=exporter,
+        schema_check=schema_check,
     )
