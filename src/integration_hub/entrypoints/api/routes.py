@@ -63,7 +63,8 @@ async def caller(
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             key = value.strip()
-    return await authenticate(hub(request).store, key, x_tenant.strip())
+    h = hub(request)
+    return await authenticate(h.store, key, x_tenant.strip(), keys=h.keys, tenants=h.tenants)
 
 
 async def country_header(
