@@ -48,7 +48,7 @@ async def test_requests_beyond_the_limit_are_refused_with_retry_after_then_serve
     assert limited.in_flight == 0
 
 
-async def test_probes_are_never_shed_and_zero_means_no_bound() -> None:
+async def test_probes_and_metrics_are_never_shed_and_zero_means_no_bound() -> None:
     gate = Gate()
     gate.open.set()
     limited = InFlightLimit(gate, limit=1)
@@ -61,5 +61,6 @@ async def test_probes_are_never_shed_and_zero_means_no_bound() -> None:
     ):
         assert (await a.get("/healthz")).status_code == 200
         assert (await a.get("/readyz")).status_code == 200
+        assert (await a.get("/metrics")).status_code == 200
         assert (await a.get("/v1/notifications")).status_code == 503
         assert (await b.get("/v1/notifications")).status_code == 200

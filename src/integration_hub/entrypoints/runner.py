@@ -10,6 +10,7 @@ import uvicorn
 
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
+from integration_hub.entrypoints import metrics
 from integration_hub.entrypoints.api import create_app
 from integration_hub.entrypoints.worker import Worker, install_stop_signals
 
@@ -49,7 +50,10 @@ async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     tasks: list[asyncio.Task[None]] = []
+    listener = None
     try:
+        if settings.metrics_port:
+            listener = await metrics.start_listener(hub)
         if worker:
             tasks.append(asyncio.create_task(Worker(hub).run(stop)))
         if api:
@@ -66,4 +70,6 @@ async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
             tasks.append(asyncio.create_task(run_api()))
         await asyncio.gather(*tasks)
     finally:
+        if listener is not None:
+            await listener.cleanup()
         await hub.close()

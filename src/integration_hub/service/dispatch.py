@@ -28,6 +28,8 @@ from integration_hub.ports import (
     ClaimRequest,
     Clock,
     Completion,
+    Metrics,
+    NoMetrics,
     ProviderDirectory,
     Queue,
     QueueMessage,
@@ -84,6 +86,8 @@ class Dispatcher:
         retry: RetryPolicy,
         tenants: TenantCache,
         settings: DispatchSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -92,6 +96,7 @@ class Dispatcher:
         self.retry = retry
         self.tenants = tenants
         self.settings = settings or DispatchSettings()
+        self.metrics = metrics or NoMetrics()
 
     def _policy(self, tenant: Tenant | None) -> RetryPolicy:
         if tenant is None:
@@ -203,6 +208,7 @@ class Dispatcher:
         t0 = time.perf_counter()
         result = await self._call(n, provider_name)
         latency_ms = (time.perf_counter() - t0) * 1000
+        self.metrics.attempted(n, provider_name, result, latency_ms / 1000)
         attempt = Attempt(
             number=n.attempt_count,
             provider=provider_name,
@@ -258,6 +264,8 @@ class Dispatcher:
                 await self.queue.ack(message)
             else:
                 await self.queue.release(message, delay=release_delay)
+        if status in TERMINAL:
+            self.metrics.finished(n, attempt.provider, status, self.clock.now())
         return result
 
     async def _record(

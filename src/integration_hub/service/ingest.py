@@ -17,7 +17,15 @@ from integration_hub.domain.models import (
     from_epoch,
 )
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import Clock, IdempotencyRecord, NewKeyAccept, Queue, Store
+from integration_hub.ports import (
+    Clock,
+    IdempotencyRecord,
+    Metrics,
+    NewKeyAccept,
+    NoMetrics,
+    Queue,
+    Store,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +48,19 @@ class IngestService:
     """Turns a validated request into a durable, queued notification."""
 
     def __init__(
-        self, store: Store, queue: Queue, clock: Clock, policy: IngestPolicy | None = None
+        self,
+        store: Store,
+        queue: Queue,
+        clock: Clock,
+        policy: IngestPolicy | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.clock = clock
         self.policy = policy or IngestPolicy()
+        self.metrics = metrics or NoMetrics()
         # SQL stores accept under a new key in one transaction (NewKeyAccept).
         self._one_step = store if isinstance(store, NewKeyAccept) else None
 
@@ -80,6 +95,7 @@ class IngestService:
                 return self._answer(first.existing, fp)
             if not first.enqueued:
                 await self.queue.enqueue(notification.id, tenant.id)
+            self.metrics.accepted(notification)
             return Accepted(body, replayed=False)
         reservation = secrets.token_hex(8)
         existing = await self.store.reserve_idempotency_key(
@@ -117,6 +133,7 @@ class IngestService:
             raise
         if not enqueued:
             await self.queue.enqueue(notification.id, tenant.id)
+        self.metrics.accepted(notification)
         return Accepted(body, replayed=False)
 
     def _answer(self, existing: IdempotencyRecord, fp: str) -> Accepted:

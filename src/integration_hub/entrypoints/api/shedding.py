@@ -14,9 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from integration_hub.entrypoints.api import problems
 
-# Probes must keep answering under overload: they are how an orchestrator
-# tells "busy" from "dead".
-_EXEMPT = ("/healthz", "/readyz")
+# Probes and the metrics scrape must keep answering under overload: they are
+# how an orchestrator and an operator tell "busy" from "dead".
+_EXEMPT = ("/healthz", "/readyz", "/metrics")
 
 
 class InFlightLimit:
