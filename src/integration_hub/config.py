@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="how long the worker caches tenant configuration"
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="log lines as JSON, or for a console; auto: JSON unless a TTY"
+    )
+    log_recipients: Literal["hash", "redact", "plain"] = Field(
+        default="hash", description="recipient addresses in logs: hashed, replaced, or as is"
+    )
 
     database_pool_size: int = Field(
         default=10, ge=1, description="PostgreSQL connections per process (plus one to LISTEN)"

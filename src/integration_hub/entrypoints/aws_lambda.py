@@ -20,6 +20,7 @@ from typing import Any
 
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
+from integration_hub.entrypoints.observability import Observability, setup
 from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Dispatcher, Result
 
@@ -39,12 +40,21 @@ def _loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _hub() -> Hub:
+def _hub(role: str = "lambda") -> Hub:
     hub: Hub | None = _state.get("hub")
     if hub is None:
-        hub = _loop().run_until_complete(build_hub(Settings()))
+        settings = Settings()
+        _state["observability"] = setup(settings, role)
+        hub = _loop().run_until_complete(build_hub(settings))
         _state["hub"] = hub
     return hub
+
+
+def _flush() -> None:
+    # A Lambda is frozen between invocations: batched spans must leave now.
+    observability: Observability | None = _state.get("observability")
+    if observability is not None:
+        observability.flush()
 
 
 def api_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -55,25 +65,23 @@ def api_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
         from integration_hub.entrypoints.api import create_app
 
-        hub = _hub()
+        hub = _hub("lambda-api")
         app = create_app(hub=hub)
         app.state.hub = hub  # the lifespan that would set it is off: the hub outlives requests
         handler = Mangum(app, lifespan="off")
         _state["api"] = handler
-    response: dict[str, Any] = handler(dict(event), context)
+    try:
+        response: dict[str, Any] = handler(dict(event), context)
+    finally:
+        _flush()
     return response
 
 
 def message_of(record: Mapping[str, Any]) -> QueueMessage:
-    """An SQS event record as the queue message the dispatcher expects."""
-    attributes = record.get("messageAttributes") or {}
-    tenant = attributes.get("tenant", {}).get("stringValue", "")
-    return QueueMessage(
-        notification_id=str(record["body"]),
-        tenant=str(tenant),
-        receipt=str(record["receiptHandle"]),
-        receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)),
-    )
+    """An SQS event record as the queue message the dispatcher expects (with its trace)."""
+    from integration_hub.adapters.aws.sqs import message_from_lambda_record
+
+    return message_from_lambda_record(record)
 
 
 async def dispatch_records(
@@ -97,8 +105,11 @@ async def dispatch_records(
 
 def worker_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """SQS event -> one attempt per message; partial batch response."""
-    hub = _hub()
-    failed = _loop().run_until_complete(
-        dispatch_records(hub.dispatcher, event.get("Records") or [])
-    )
+    hub = _hub("lambda-worker")
+    try:
+        failed = _loop().run_until_complete(
+            dispatch_records(hub.dispatcher, event.get("Records") or [])
+        )
+    finally:
+        _flush()
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}

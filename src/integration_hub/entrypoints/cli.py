@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Annotated
 
 import typer
@@ -36,31 +35,29 @@ app.add_typer(cli_tenants.providers_app, name="providers")
 app.add_typer(dlq_app, name="dlq")
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def _run(settings: Settings, role: str, *, api: bool, worker: bool) -> None:
+    from integration_hub.entrypoints.observability import setup
+    from integration_hub.entrypoints.runner import serve as run_serve
+
+    observability = setup(settings, role)
+    try:
+        asyncio.run(run_serve(settings, api=api, worker=worker))
+    finally:
+        observability.shutdown()
 
 
 @app.command()
 def serve(database: Database = None, host: Host = None, port: Port = None) -> None:
     """Run the API and a worker in one process (the embedded deployment)."""
-    from integration_hub.entrypoints.runner import serve as run_serve
-
     settings = settings_for(database, host=host, port=port)
-    _logging(settings)
-    asyncio.run(run_serve(settings, api=True, worker=True))
+    _run(settings, "serve", api=True, worker=True)
 
 
 @app.command()
 def api(database: Database = None, host: Host = None, port: Port = None) -> None:
     """Run the API only."""
-    from integration_hub.entrypoints.runner import serve as run_serve
-
     settings = settings_for(database, host=host, port=port)
-    _logging(settings)
-    asyncio.run(run_serve(settings, api=True, worker=False))
+    _run(settings, "api", api=True, worker=False)
 
 
 @app.command()
@@ -69,11 +66,8 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="attempts in flight")] = None,
 ) -> None:
     """Run a worker only."""
-    from integration_hub.entrypoints.runner import serve as run_serve
-
     settings = settings_for(database, worker_concurrency=concurrency)
-    _logging(settings)
-    asyncio.run(run_serve(settings, api=False, worker=True))
+    _run(settings, "worker", api=False, worker=True)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from integration_hub import tracing
 from integration_hub.domain import routing
 from integration_hub.domain.delivery import (
     Delivered,
@@ -90,6 +91,12 @@ class Dispatcher:
 
     async def handle(self, message: QueueMessage) -> Result:
         """Process one received message to its next state."""
+        with tracing.dispatching(message) as scope:
+            result = await self._handle(message, scope)
+            scope.result = result
+            return result
+
+    async def _handle(self, message: QueueMessage, scope: tracing.Dispatch) -> Result:
         tenant = await self.tenants.get(message.tenant)
         policy = self._policy(tenant)
         token = message.receipt
@@ -102,6 +109,7 @@ class Dispatcher:
         if n is None:
             await self.queue.ack(message)
             return Result.MISSING
+        scope.claimed(n)
         if n.claimed_by != token:
             if n.status in TERMINAL:
                 await self.queue.ack(message)
@@ -130,7 +138,9 @@ class Dispatcher:
     ) -> Result:
         started = self.clock.now()
         t0 = time.perf_counter()
-        result = await self._call(n, provider_name)
+        with tracing.provider_call(n, provider_name) as call:
+            result = await self._call(n, provider_name)
+            call.outcome(result)
         latency_ms = (time.perf_counter() - t0) * 1000
         attempt = Attempt(
             number=n.attempt_count,

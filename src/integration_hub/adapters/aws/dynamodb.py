@@ -443,7 +443,7 @@ class DynamoStore:
             f" AND attribute_not_exists({key.name('response')})"
         )
         created = rows.to_epoch(n.created_at)
-        values = _notification_key(n.id) | {
+        values: dict[str, Any] = _notification_key(n.id) | {
             "id": n.id,
             "tenant": n.tenant,
             "country": n.country,
@@ -466,6 +466,8 @@ class DynamoStore:
             "GSI3SK": n.id,
             "GSI4PK": pending_shard(n.id),
             "GSI4SK": f"{epoch_key(now)}#{n.id}",
+            "traceparent": n.traceparent,  # ADR 0012; None is left out of the item
+            "tracestate": n.tracestate,
         }
         try:
             await self._transact(

@@ -242,8 +242,8 @@ class SqliteStore:
                 raise IdempotencyInProgress()
             conn.execute(
                 "INSERT INTO notifications (id, tenant, country, channel, provider, status,"
-                " request, idempotency_key, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request, idempotency_key, created_at, updated_at, traceparent, tracestate)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     n.id,
                     n.tenant,
@@ -255,6 +255,8 @@ class SqliteStore:
                     n.idempotency_key,
                     rows.to_epoch(n.created_at),
                     rows.to_epoch(n.updated_at),
+                    n.traceparent,
+                    n.tracestate,
                 ),
             )
             conn.execute(_ENQUEUE, (n.id, n.tenant, now, now))

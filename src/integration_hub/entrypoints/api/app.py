@@ -14,6 +14,7 @@ from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.domain import errors
 from integration_hub.entrypoints.api import admin, openapi, problems, routes
+from integration_hub.entrypoints.api.context import RequestContext
 
 
 class BodyLimit:
@@ -138,4 +139,5 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         }
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)  # outermost: even a 413 has a request id
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from integration_hub import tracing
 from integration_hub.bootstrap import Hub
 from integration_hub.domain import errors
 from integration_hub.domain.models import NotificationRequest
@@ -55,7 +56,9 @@ async def caller(
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             key = value.strip()
-    return await authenticate(hub(request).store, key, x_tenant.strip())
+    tenant = await authenticate(hub(request).store, key, x_tenant.strip())
+    tracing.note(tenant=tenant.id)
+    return tenant
 
 
 async def country_header(
@@ -127,7 +130,13 @@ async def submit(
     payload: NotificationRequest,
 ) -> AcceptedBody:
     """Validate, store as RECEIVED, enqueue and answer at once; the channel comes from routing."""
-    accepted = await hub(request).ingest.submit(tenant, country, key, payload)
+    with tracing.span("ihub.accept", tenant=tenant.id):
+        accepted = await hub(request).ingest.submit(tenant, country, key, payload)
+        tracing.note(
+            notification_id=accepted.body["id"],
+            country=accepted.body["country"],
+            replayed=accepted.replayed,
+        )
     response.headers["Location"] = f"/v1/notifications/{accepted.body['id']}"
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
