@@ -106,12 +106,13 @@ def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
 
 def uvicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """uvicorn's access line as fields too: method, path, status."""
+    # Only here: the message itself was already formatted with these arguments.
+    args = event_dict.pop("positional_args", None)
     record = event_dict.get("_record")
-    if record is not None and record.name == "uvicorn.access":
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5:
-            _, method, path, _, status = args
-            event_dict.update(method=method, path=path, status=status)
+    uvicorn = record is not None and record.name == "uvicorn.access"
+    if uvicorn and isinstance(args, tuple) and len(args) == 5:
+        _, method, path, _, status = args
+        event_dict.update(method=method, path=path, status=status)
     return event_dict
 
 
@@ -156,6 +157,7 @@ def configure(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, uvicorn_access_fields, _drop_color_message],
+        pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

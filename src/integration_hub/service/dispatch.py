@@ -94,6 +94,9 @@ class Dispatcher:
         with tracing.dispatching(message) as scope:
             result = await self._handle(message, scope)
             scope.result = result
+            # One line per handled message; the log context says which
+            # notification, attempt, provider and outcome.
+            log.info("dispatched: %s", result)
             return result
 
     async def _handle(self, message: QueueMessage, scope: tracing.Dispatch) -> Result:

@@ -14,7 +14,7 @@ from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.domain import errors
 from integration_hub.entrypoints.api import admin, openapi, problems, routes
-from integration_hub.entrypoints.api.context import RequestContext
+from integration_hub.entrypoints.api.context import FASTAPI_TELEMETRY, RequestContext
 
 
 class BodyLimit:
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         version=__version__,
         summary="Multi-country, multi-tenant notification integration hub",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     problems.install(app)
     app.include_router(routes.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from typing import Annotated
 
@@ -24,6 +25,7 @@ from integration_hub.entrypoints.api.schemas import (
 )
 from integration_hub.service.tenants import authenticate
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 router = APIRouter(prefix="/v1")
@@ -137,6 +139,7 @@ async def submit(
             country=accepted.body["country"],
             replayed=accepted.replayed,
         )
+        log.info("notification accepted%s", " (replayed)" if accepted.replayed else "")
     response.headers["Location"] = f"/v1/notifications/{accepted.body['id']}"
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
