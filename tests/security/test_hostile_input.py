@@ -310,51 +310,40 @@ def test_optional_whitespace_around_a_header_value_is_not_part_of_it(
 
 
 @pytest.mark.parametrize(
-    ("lines", "statuses"),
+    ("lines", "field"),
     [
         pytest.param(
             [b"X-Tenant: hostile", b"X-Tenant: bystander", b"X-Country: ES"],
-            (202, 400, 403),
+            "X-Tenant",
             id="two-tenants-own-first",
         ),
         pytest.param(
             [b"X-Tenant: bystander", b"X-Tenant: hostile", b"X-Country: ES"],
-            (202, 400, 403),
+            "X-Tenant",
             id="two-tenants-other-first",
         ),
         pytest.param(
             [b"X-Tenant: hostile", b"X-Country: ES", b"X-Country: JP"],
-            (202, 400, 422),
+            "X-Country",
             id="two-countries",
         ),
         pytest.param(
             [b"X-Tenant: hostile", b"X-Country: ES", b"Content-Type: text/plain"],
-            (202, 400, 415),
+            "Content-Type",
             id="two-content-types",
         ),
     ],
 )
-def test_duplicated_headers_never_cross_tenants(
-    security_hub: HubProcesses,
-    ledger: Ledger,
-    client: httpx.Client,
-    lines: list[bytes],
-    statuses: tuple[int, ...],
+def test_a_duplicated_header_is_refused_naming_it(
+    security_hub: HubProcesses, ledger: Ledger, lines: list[bytes], field: str
 ) -> None:
-    """Either refused, or stored for the tenant the key belongs to, consistently."""
+    """A proxy may read the other copy than we would: refuse rather than guess."""
     head = _post_head(security_hub, _fresh_key(), *lines)
     resp = raw_request(security_hub.port, head, json.dumps(EMAIL_ONLY).encode())
     ledger.record(HOSTILE, resp)
-    assert resp.status_code in statuses, (resp.status_code, resp.body[:300])
-    if resp.status_code != 202:
-        assert resp.headers["content-type"] == PROBLEM
-        return
-    accepted = resp.json()
-    assert accepted["tenant"] == HOSTILE
-    assert accepted["country"] == "ES"
-    path = f"/v1/notifications/{accepted['id']}"
-    assert client.get(path, headers=security_hub.headers(HOSTILE)).status_code == 200
-    assert_problem(client.get(path, headers=security_hub.headers(BYSTANDER)), 404)
+    assert resp.status_code == 400, (resp.status_code, resp.body[:300])
+    assert resp.headers["content-type"] == PROBLEM
+    assert resp.json()["field"] == field
 
 
 @pytest.mark.parametrize(
@@ -685,7 +674,6 @@ def test_very_long_strings(
         pytest.param("e\u0301 a\u0308 Z\u0337\u0321\u0327", id="combining"),
         pytest.param("𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𐍈", id="astral"),
         pytest.param("line\u2028para\u2029end", id="unicode-separators"),
-        pytest.param("nul \u0000 inside", id="nul"),
         pytest.param("non-character \uffff \ufffe", id="noncharacters"),
         pytest.param("<script>alert(1)</script> {{7*7}} ${7*7}", id="markup"),
     ],
@@ -696,6 +684,21 @@ def test_unicode_in_body_and_subject_is_accepted_and_kept(submitter: Submitter, 
     view = submitter.get(f"/v1/notifications/{resp.json()['id']}")
     assert view.status_code == 200, view.text
     assert view.json()["subject"] == text[:998]
+
+
+def test_nul_is_kept_in_a_body_and_refused_in_a_subject(submitter: Submitter) -> None:
+    text = "nul \u0000 inside"
+    resp = submitter.post(any_channel_body(body=text))
+    assert resp.status_code == 202, resp.text
+    assert submitter.get(f"/v1/notifications/{resp.json()['id']}").status_code == 200
+    assert_problem(submitter.post(any_channel_body(subject=text)), 422, "subject")
+
+
+@pytest.mark.parametrize("subject", ["Hi\r\nBcc: x@example.com", "Hi\nthere", "Hi\rthere"])
+def test_a_header_injection_in_the_subject_is_refused_at_ingest(
+    submitter: Submitter, subject: str
+) -> None:
+    assert_problem(submitter.post(any_channel_body(subject=subject)), 422, "subject")
 
 
 @pytest.mark.parametrize(

@@ -205,6 +205,21 @@ def test_a_request_accepts_a_998_character_subject_and_refuses_a_longer_one() ->
         NotificationRequest.model_validate({**VALID, "subject": "s" * 999})
 
 
+@pytest.mark.parametrize(
+    "subject",
+    ["Hola\r\nBcc: victim@example.com", "line\nbreak", "tab\there", "nul\x00", "c1\x85"],
+)
+def test_a_subject_with_control_characters_is_refused_naming_the_subject(subject: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        NotificationRequest.model_validate({**VALID, "subject": subject})
+    assert _error_locations(caught.value) == [("subject",)]
+
+
+def test_a_subject_may_hold_any_printable_unicode() -> None:
+    request = NotificationRequest.model_validate({**VALID, "subject": "Pedido nº 42 — ¡ya! 🚚"})
+    assert request.subject == "Pedido nº 42 — ¡ya! 🚚"
+
+
 def _metadata_of_size(size: int, char: str = "x") -> dict[str, str]:
     # {"k":"…"} is 8 bytes of JSON around the value.
     width = len(char.encode())

@@ -20,6 +20,8 @@ E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 # Deliberately loose: one @, a dot in the domain, no spaces. Deliverability is
 # the provider's call; this only catches what is obviously not an address.
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# C0 controls, DEL and the C1 range: none belongs in a one-line header value.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 METADATA_MAX_BYTES = 4096
 METADATA_MAX_DEPTH = 16
 
@@ -60,6 +62,15 @@ class NotificationRequest(BaseModel):
     metadata: dict[str, Any] | None = Field(
         default=None, description=f"small JSON object (at most {METADATA_MAX_BYTES} bytes)"
     )
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # A subject becomes a mail header: a line break would be refused at send
+        # time as a permanent failure; refuse it here, where the client can fix it.
+        if value is not None and CONTROL.search(value):
+            raise ValueError("subject must be one line without control characters")
+        return value
 
     @field_validator("body")
     @classmethod

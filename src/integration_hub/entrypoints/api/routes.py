@@ -45,12 +45,20 @@ def hub(request: Request) -> Hub:
     return wired
 
 
+def _single(request: Request, name: str) -> None:
+    """Refuse a repeated header: a proxy that reads the other copy would disagree with us."""
+    if len(request.headers.getlist(name)) > 1:
+        raise BadRequest(f"the {name} header must be sent once", field=name)
+
+
 async def caller(
     request: Request,
     x_tenant: Annotated[str | None, Header(description="tenant id")] = None,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Tenant:
     """The authenticated tenant; the key must belong to X-Tenant."""
+    _single(request, "X-Tenant")
+    _single(request, "Authorization")
     if not x_tenant:
         raise BadRequest("the X-Tenant header is required", field="X-Tenant")
     key = None
@@ -64,22 +72,26 @@ async def caller(
 
 
 async def country_header(
+    request: Request,
     x_country: Annotated[
         str | None, Header(description="ISO 3166-1 alpha-2, case-insensitive; UK = GB")
     ] = None,
 ) -> str:
     """X-Country, required on submission."""
+    _single(request, "X-Country")
     if not x_country:
         raise BadRequest("the X-Country header is required", field="X-Country")
     return x_country
 
 
 async def idempotency_header(
+    request: Request,
     idempotency_key: Annotated[
         str | None, Header(description="1-255 printable characters, unique per request")
     ] = None,
 ) -> str:
     """Idempotency-Key, required on submission."""
+    _single(request, "Idempotency-Key")
     if idempotency_key is None:
         raise BadRequest("the Idempotency-Key header is required", field="Idempotency-Key")
     if not IDEMPOTENCY_KEY.match(idempotency_key):
@@ -91,9 +103,11 @@ async def idempotency_header(
 
 
 async def json_body(
+    request: Request,
     content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     """Bodies are JSON; anything else is refused before it is parsed."""
+    _single(request, "Content-Type")
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(
