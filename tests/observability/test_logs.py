@@ -45,8 +45,8 @@ def configure() -> Iterator[Callable[..., io.StringIO]]:
 
 @pytest.fixture
 def lines(configure: Callable[..., io.StringIO]) -> Lines:
-    """The hub's JSON log lines (not the test client's), recipients hashed (the default)."""
-    buffer = configure()
+    """The hub's JSON log lines (not the test client's) down to DEBUG, recipients hashed."""
+    buffer = configure(level="debug")
     return lambda: [
         line
         for line in map(json.loads, buffer.getvalue().splitlines())
@@ -67,7 +67,7 @@ async def test_every_line_of_a_request_carries_its_request_id_tenant_and_notific
     assert line["tenant"] == "acme"
     assert line["notification_id"] == response.json()["id"]
     assert line["country"] == "ES"
-    assert line["level"] == "info"
+    assert line["level"] == "debug"
     assert line["logger"].endswith("routes")
     assert "timestamp" in line
 

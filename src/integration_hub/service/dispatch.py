@@ -41,6 +41,10 @@ class Result(StrEnum):
     MISSING = "missing"  # no such notification
 
 
+# Results logged at DEBUG; the rest (retry, failed, held, lost) at INFO.
+QUIET = frozenset({Result.DONE, Result.DUPLICATE, Result.MISSING})
+
+
 @dataclass(frozen=True, slots=True)
 class DispatchSettings:
     """Timings of one attempt."""
@@ -94,9 +98,10 @@ class Dispatcher:
         with tracing.dispatching(message) as scope:
             result = await self._handle(message, scope)
             scope.result = result
-            # One line per handled message; the log context says which
-            # notification, attempt, provider and outcome.
-            log.info("dispatched: %s", result)
+            # The log context says which notification, attempt, provider and
+            # outcome. DONE is the common case and the attempt is recorded
+            # anyway: a JSON line costs a few percent of an attempt (ADR 0013).
+            log.log(logging.DEBUG if result in QUIET else logging.INFO, "dispatched: %s", result)
             return result
 
     async def _handle(self, message: QueueMessage, scope: tracing.Dispatch) -> Result:

@@ -102,7 +102,7 @@ class IngestService:
                 )
 
         now = from_epoch(self.clock.now())
-        trace = tracing.carrier()  # workers continue this trace (ADR 0012)
+        trace = tracing.carrier()  # workers continue this trace (ADR 0013)
         notification = Notification(
             id=new_id(),
             tenant=tenant.id,

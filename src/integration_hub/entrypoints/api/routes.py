@@ -153,7 +153,8 @@ async def submit(
             country=accepted.body["country"],
             replayed=accepted.replayed,
         )
-        log.info("notification accepted%s", " (replayed)" if accepted.replayed else "")
+        # DEBUG: uvicorn's access line carries the same context at INFO.
+        log.debug("notification accepted%s", " (replayed)" if accepted.replayed else "")
     response.headers["Location"] = f"/v1/notifications/{accepted.body['id']}"
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
