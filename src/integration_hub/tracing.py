@@ -13,8 +13,8 @@ attempt (ADR 0013). Span attributes name tenants, countries, channels,
 providers and outcomes, never a recipient, a body or a credential.
 
 The same scopes bind the log context (request id, tenant, notification id,
-attempt, provider, outcome) through ``structlog.contextvars``, so every log
-line inside them carries it, whoever logs it.
+attempt, provider, outcome) in one context variable, which the log chain
+(``entrypoints/logs.py``) adds to every line inside them, whoever logs it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from integration_hub.ports import QueueMessage
 
 TRACER = "integration_hub"
+# The log context: replaced, never mutated, so a scope's exit (a reset of
+# this variable) drops everything bound inside it at once.
+_LOG_CONTEXT: ContextVar[dict[str, Any]] = ContextVar("ihub_log_context", default={})  # noqa: B039 - never mutated
 # The stored form is W3C trace context whatever OTEL_PROPAGATORS says: it is
 # what the columns and the SQS attributes are named after.
 _W3C = TraceContextTextMapPropagator()
@@ -67,7 +70,7 @@ def extract(headers: Mapping[str, str | None]) -> otel_context.Context | None:
 def note(**fields: Any) -> None:
     """Add fields to the current log context and, as ``ihub.*``, to the current span."""
     fields = {k: v for k, v in fields.items() if v is not None}
-    structlog.contextvars.bind_contextvars(**fields)
+    bind(**fields)
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes({f"ihub.{k}": _attribute(v) for k, v in fields.items()})
@@ -77,20 +80,30 @@ def _attribute(value: Any) -> str | int | float | bool:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
+def bind(**fields: Any) -> None:
+    """Add fields to the log context until the enclosing ``log_scope`` ends."""
+    _LOG_CONTEXT.set({**_LOG_CONTEXT.get(), **fields})
+
+
+def log_context() -> dict[str, Any]:
+    """The fields every log line gets now (do not mutate)."""
+    return _LOG_CONTEXT.get()
+
+
 @contextmanager
 def log_scope(**fields: Any) -> Iterator[None]:
     """Bind ``fields`` for the block; afterwards the log context is as it was.
 
-    Everything bound inside (by ``note`` too) is dropped at the end, so a
-    request or an attempt handled in the caller's task leaves nothing behind.
+    Everything bound inside (by ``note`` and ``bind`` too) is dropped at the
+    end, so a request or an attempt handled in the caller's task leaves
+    nothing behind.
     """
-    saved = structlog.contextvars.get_contextvars()
-    structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
+    fresh = {k: v for k, v in fields.items() if v is not None}
+    token = _LOG_CONTEXT.set({**_LOG_CONTEXT.get(), **fresh})
     try:
         yield
     finally:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(**saved)
+        _LOG_CONTEXT.reset(token)
 
 
 @contextmanager
@@ -159,9 +172,7 @@ class Dispatch:
             start_time=self.started_ns,
         )
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
-        structlog.contextvars.bind_contextvars(
-            country=n.country, channel=str(n.channel), attempt=n.attempt_count
-        )
+        bind(country=n.country, channel=str(n.channel), attempt=n.attempt_count)
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the span with the dispatcher's result (or the error that escaped)."""
@@ -205,7 +216,7 @@ def provider_call(n: Notification, provider: str) -> Iterator[ProviderCall]:
             "ihub.attempt": n.attempt_count,
         },
     ) as s:
-        structlog.contextvars.bind_contextvars(provider=provider)
+        bind(provider=provider)
         yield ProviderCall(s)
 
 
@@ -218,7 +229,7 @@ class ProviderCall:
     def outcome(self, result: DeliveryResult) -> None:
         """The classified result: outcome and error class, never the provider's message."""
         outcome = str(result.outcome)
-        structlog.contextvars.bind_contextvars(outcome=outcome)
+        bind(outcome=outcome)
         self.span.set_attribute("ihub.outcome", outcome)
         error_class = getattr(result, "error_class", None)
         if error_class:

@@ -9,6 +9,7 @@ or a console rendering. Configured by the entry points, never at import.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -36,6 +37,10 @@ PHONE = re.compile(r"(?<![\w+])\+[1-9][0-9]{6,14}(?![0-9])")
 # Our API keys (ihub_<key id>_<secret>): the key id stays, it is a lookup handle.
 API_KEY = re.compile(r"\b(ihub_[0-9a-f]{12})_[A-Za-z0-9_-]+")
 BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# One cheap scan first: most values (ids, levels, times) hold none of these.
+_SUSPECT = re.compile(r"@|\+[1-9]|ihub_|(?i:bearer|basic)\s")
+# Values the chain itself adds: nothing to redact there.
+_OURS = frozenset({"timestamp", "level", "logger", "trace_id", "span_id"})
 _MAX_DEPTH = 8
 
 
@@ -54,6 +59,8 @@ class Redactor:
 
     def __init__(self, recipients: RecipientMode = "hash") -> None:
         self.recipients = recipients
+        self._email = self._address("email")
+        self._phone = self._address("phone")
 
     def _address(self, kind: str) -> Callable[[re.Match[str]], str]:
         if self.recipients == "redact":
@@ -62,11 +69,13 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with keys, bearer tokens and (unless plain) addresses replaced."""
-        value = API_KEY.sub(lambda m: f"{m.group(1)}_{REDACTED}", value)
-        value = BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        if not _SUSPECT.search(value):
+            return value
+        value = API_KEY.sub(_key_id_only, value)
+        value = BEARER.sub(_scheme_only, value)
         if self.recipients != "plain":
-            value = EMAIL.sub(self._address("email"), value)
-            value = PHONE.sub(self._address("phone"), value)
+            value = EMAIL.sub(self._email, value)
+            value = PHONE.sub(self._phone, value)
         return value
 
     def value(self, value: Any, depth: int = 0) -> Any:
@@ -90,12 +99,30 @@ class Redactor:
     def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         """Redact every value of the event; secret-named keys entirely."""
         for key, value in list(event_dict.items()):
-            event_dict[key] = REDACTED if _secret_key(key) else self.value(value)
+            if key not in _OURS:
+                event_dict[key] = REDACTED if _secret_key(key) else self.value(value)
         return event_dict
 
 
+def _key_id_only(m: re.Match[str]) -> str:
+    return f"{m.group(1)}_{REDACTED}"
+
+
+def _scheme_only(m: re.Match[str]) -> str:
+    return f"{m.group(1)} {REDACTED}"
+
+
+@functools.lru_cache(maxsize=1024)
 def _secret_key(key: object) -> bool:
+    # Keys come from a small set (the code's own), so the answer is cached.
     return isinstance(key, str) and key != "event" and bool(SECRET_KEY.search(key))
+
+
+def merge_log_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The bound context (request id, tenant, notification, attempt…); the line's own win."""
+    for key, value in tracing.log_context().items():
+        event_dict.setdefault(key, value)
+    return event_dict
 
 
 def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -144,7 +171,7 @@ def configure(
     stream = stream if stream is not None else sys.stderr
     json = wants_json(fmt, stream)
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        merge_log_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
