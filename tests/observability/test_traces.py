@@ -60,6 +60,16 @@ async def test_one_trace_covers_the_request_the_accept_the_attempt_and_the_provi
     assert attempt.attributes is not None
     assert attempt.attributes["ihub.result"] == "done"
 
+    # A GET is a span of its own, named after the route's template, not the id.
+    got = await hubs.client.get(
+        f"/v1/notifications/{response.json()['id']}", headers=hubs.headers()
+    )
+    assert got.status_code == 200
+    read = only(spans, "GET /v1/notifications/{notification_id}")
+    assert read.attributes is not None
+    assert read.attributes["ihub.tenant"] == "acme"
+    assert read.context.trace_id != trace_id
+
     # The worker hub found the context in the database, not in this process's memory.
     stored = await hubs.worker.store.get_notification("acme", response.json()["id"])
     assert stored is not None

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from integration_hub import tracing
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.entrypoints.observability import Observability, setup
@@ -90,12 +91,14 @@ async def dispatch_records(
     """Handle a batch concurrently; the messageIds that must be redelivered."""
 
     async def one(record: Mapping[str, Any]) -> str | None:
+        message = message_of(record)
         try:
-            result = await dispatcher.handle(message_of(record))
+            result = await dispatcher.handle(message)
         except Exception:
             # Reported as failed: SQS redelivers it, and its redrive policy
             # moves it to the DLQ once maxReceiveCount is reached.
-            log.exception("dispatch of SQS message %s failed", record.get("messageId"))
+            with tracing.log_scope(notification_id=message.notification_id, tenant=message.tenant):
+                log.exception("dispatch of SQS message %s failed", record.get("messageId"))
             return str(record["messageId"])
         return str(record["messageId"]) if result in COME_BACK else None
 

@@ -8,6 +8,7 @@ import logging
 import signal
 from collections import Counter
 
+from integration_hub import tracing
 from integration_hub.bootstrap import Hub
 from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Result
@@ -115,7 +116,8 @@ class Worker:
         except Exception:
             # The message stays leased and comes back after the visibility
             # timeout; its receive count and attempt budget bound the retries.
-            log.exception("dispatch of %s failed", message.notification_id)
+            with tracing.log_scope(notification_id=message.notification_id, tenant=message.tenant):
+                log.exception("dispatch of %s failed", message.notification_id)
             return
         self.results[result] += 1
 
