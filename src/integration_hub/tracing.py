@@ -19,6 +19,7 @@ attempt, provider, outcome) in one context variable, which the log chain
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -45,8 +46,13 @@ _LOG_CONTEXT: ContextVar[dict[str, Any]] = ContextVar("ihub_log_context", defaul
 _W3C = TraceContextTextMapPropagator()
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
-    """The hub's tracer: a no-op one until an entry point installs the SDK."""
+    """The hub's tracer: a no-op one until an entry point installs the SDK.
+
+    Made once: before the SDK is installed it is the API's proxy, which
+    forwards to the SDK's tracer from then on.
+    """
     return trace.get_tracer(TRACER)
 
 
