@@ -91,13 +91,12 @@ async def dispatch_records(
     """Handle a batch concurrently; the messageIds that must be redelivered."""
 
     async def one(record: Mapping[str, Any]) -> str | None:
-        message = message_of(record)
         try:
-            result = await dispatcher.handle(message)
+            result = await dispatcher.handle(message_of(record))
         except Exception:
             # Reported as failed: SQS redelivers it, and its redrive policy
             # moves it to the DLQ once maxReceiveCount is reached.
-            with tracing.log_scope(notification_id=message.notification_id, tenant=message.tenant):
+            with tracing.log_scope(notification_id=record.get("body")):
                 log.exception("dispatch of SQS message %s failed", record.get("messageId"))
             return str(record["messageId"])
         return str(record["messageId"]) if result in COME_BACK else None
