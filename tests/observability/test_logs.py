@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import SECRET_BODY, SECRET_EMAIL, SECRET_PHONE, SECRET_SUBJECT, Hubs
+from obs_support import SECRET_BODY, SECRET_EMAIL, SECRET_PHONE, SECRET_SUBJECT, Hubs
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from integration_hub import tracing

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from collector import Collector, collector
-from conftest import SECRET_EMAIL, SECRET_PHONE, payload
+from obs_collector import Collector, collector
+from obs_support import SECRET_EMAIL, SECRET_PHONE, payload
 
 from hubs import BACKENDS, HubProcesses, make_hub, wait_terminal
 

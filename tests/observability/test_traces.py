@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from conftest import SECRET_BODY, SECRET_EMAIL, SECRET_PHONE, SECRET_SUBJECT, Hubs
+from obs_support import (
+    SECRET_BODY,
+    SECRET_EMAIL,
+    SECRET_PHONE,
+    SECRET_SUBJECT,
+    Hubs,
+    named,
+    only,
+    parent_id,
+)
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -10,22 +19,6 @@ from opentelemetry.trace import SpanKind
 
 from integration_hub.domain.status import Status
 from integration_hub.service import redrive
-
-
-def named(spans: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
-    """Finished spans whose name starts with ``prefix``, in the order they ended."""
-    return [s for s in spans.get_finished_spans() if s.name.startswith(prefix)]
-
-
-def only(spans: InMemorySpanExporter, prefix: str) -> ReadableSpan:
-    """The one finished span named ``prefix``…"""
-    found = named(spans, prefix)
-    assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
-    return found[0]
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent else None
 
 
 async def test_one_trace_covers_the_request_the_accept_the_attempt_and_the_provider_call(

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SECRET_BODY, SECRET_EMAIL, payload
+from obs_support import SECRET_BODY, SECRET_EMAIL, named, only, parent_id, payload
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
-from test_traces import named, only, parent_id
 
 from aws.motoserver import FAKE_KEY, REGION, MotoAws
 from integration_hub.entrypoints import aws_lambda
