@@ -163,3 +163,45 @@ def test_without_an_otlp_endpoint_the_sdk_is_never_imported(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "ProxyTracerProvider", "None", "[]"]
+
+
+def test_an_otlp_endpoint_without_the_otel_extra_names_the_extra_to_install(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["opentelemetry.sdk"] = None  # as if the otel extra were not installed
+        from integration_hub.bootstrap import ConfigurationError
+        from integration_hub.config import Settings
+        from integration_hub.entrypoints.observability import setup
+        try:
+            setup(Settings(), "api")
+        except ConfigurationError as exc:
+            print(exc)
+        """
+    )
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'integration-hub[otel]'" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("environ", "wanted"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "  "}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}, False),
+    ],
+)
+def test_tracing_is_on_only_with_an_endpoint_and_not_disabled(
+    environ: dict[str, str], wanted: bool
+) -> None:
+    from integration_hub.entrypoints.observability import tracing_wanted
+
+    assert tracing_wanted(environ) is wanted

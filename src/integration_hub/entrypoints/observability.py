@@ -55,7 +55,9 @@ def setup(settings: Settings, role: str) -> Observability:
         return Observability()
     try:
         from integration_hub.adapters import otel
-    except ImportError:
+    except ImportError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
         raise ConfigurationError(
             "OTEL_EXPORTER_OTLP_ENDPOINT is set, which needs the OpenTelemetry SDK:"
             " pip install 'integration-hub[otel]'"
