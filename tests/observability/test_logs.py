@@ -45,12 +45,12 @@ def configure() -> Iterator[Callable[..., io.StringIO]]:
 
 @pytest.fixture
 def lines(configure: Callable[..., io.StringIO]) -> Lines:
-    """The hub's JSON log lines (not the test client's) down to DEBUG, recipients hashed."""
+    """The hub's JSON log lines (not other libraries') down to DEBUG, recipients hashed."""
     buffer = configure(level="debug")
     return lambda: [
         line
         for line in map(json.loads, buffer.getvalue().splitlines())
-        if not line["logger"].startswith("httpx")
+        if line["logger"].startswith("integration_hub")
     ]
 
 
@@ -117,7 +117,7 @@ async def test_lines_inside_a_span_name_its_trace_and_span(
     assert by_event["dispatched: done"]["trace_id"] == f"{attempt.context.trace_id:032x}"
     assert by_event["dispatched: done"]["span_id"] == f"{attempt.context.span_id:016x}"
     assert by_event["notification accepted"]["span_id"] == f"{accept.context.span_id:016x}"
-    logging.getLogger("outside").warning("no span here")
+    logging.getLogger("integration_hub.outside").warning("no span here")
     assert "trace_id" not in lines()[-1]
 
 

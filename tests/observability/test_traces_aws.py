@@ -53,7 +53,7 @@ async def test_sqs_messages_carry_the_enqueuing_span_s_traceparent_and_tracestat
 
 async def _receive_all(queue: Any, count: int) -> list[Any]:
     found: list[Any] = []
-    for _ in range(50):
+    for _ in range(200):
         found += await queue.receive(10, visibility_timeout=30)
         if len(found) >= count:
             return found
@@ -198,3 +198,26 @@ def test_a_notification_redriven_on_sqs_is_attempted_again_in_its_original_trace
     text = json.dumps([dict(s.attributes or {}) for s in spans.get_finished_spans()], default=str)
     assert SECRET_EMAIL not in text
     assert SECRET_BODY not in text
+
+
+def test_a_retry_on_sqs_comes_back_with_its_trace_context(
+    lambda_on_moto: dict[str, Any], spans: InMemorySpanExporter
+) -> None:
+    submit(lambda_on_moto, fail="transient")
+    first = sqs_event(lambda_on_moto)
+    (record,) = first["Records"]
+    assert aws_lambda.worker_handler(first, None) == {
+        "batchItemFailures": [{"itemIdentifier": record["messageId"]}]
+    }
+    again = sqs_event(lambda_on_moto)  # back after the backoff (whole seconds on SQS)
+    assert [r["messageId"] for r in again["Records"]] == [record["messageId"]]
+    assert (
+        again["Records"][0]["messageAttributes"]["traceparent"]
+        == (record["messageAttributes"]["traceparent"])
+    )
+    assert aws_lambda.worker_handler(again, None) == {"batchItemFailures": []}
+
+    accept = only(spans, "ihub.accept")
+    attempts = named(spans, "ihub.attempt")
+    assert [a.attributes["ihub.result"] for a in attempts] == ["retry", "done"]  # type: ignore[index]
+    assert all(parent_id(a) == accept.context.span_id for a in attempts)
