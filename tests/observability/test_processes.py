@@ -30,6 +30,12 @@ def _started(workdir: Path, backend: str, **env: str) -> HubProcesses:
     return procs
 
 
+def server_trace(found: Collector) -> str:
+    """The trace id of the one request span received."""
+    (server,) = found.named("POST /v1/notifications")
+    return server.trace_id
+
+
 def _wait_for(found: Collector, names: list[str], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not all(found.named(n) for n in names):
@@ -56,10 +62,14 @@ def test_an_api_process_and_a_worker_process_export_one_trace_per_notification(
                 assert accepted.status_code == 202, accepted.text
                 view = wait_terminal(client, procs.headers("acme"), accepted.json()["id"])
                 assert view["status"] == "DONE"
+            # The operator's way from a notification to its trace.
+            shown = procs.cli("status", accepted.json()["id"])
+            assert shown.returncode == 0, shown.stderr
             _wait_for(found, ["POST /v1/notifications", "ihub.accept", "ihub.provider"])
         finally:
             procs.stop()
 
+    assert f"trace id: {server_trace(found)}" in shown.stdout
     (server,) = found.named("POST /v1/notifications")
     (accept,) = found.named("ihub.accept")
     (attempt,) = found.named("ihub.attempt")

@@ -103,6 +103,8 @@ def status(
         )
         if n.last_error:
             console.print(f"last error: {n.last_error}")
+        if n.traceparent:  # 00-<trace id>-<span id>-<flags>: the trace to open (runbook)
+            console.print(f"trace id: {n.traceparent.split('-')[1]}")
         table = Table("#", "started", "provider", "outcome", "error", "latency ms")
         for a in n.attempts:
             error = f"{a.error_class or ''} {a.error_code or ''} {a.message or ''}".strip()
