@@ -41,6 +41,10 @@ class HubSettings:
     lambda_bundle: Path = PLACEHOLDER_BUNDLE
     alarm_email: str | None = None
     destroy_data: bool = False
+    # The reconciler's schedule, and how long a notification may sit RECEIVED
+    # before it counts as lost (well above the normal queue latency).
+    reconcile_every_minutes: int = 1
+    reconcile_after_seconds: int = 300
 
     @property
     def visibility_timeout_seconds(self) -> int:
@@ -83,6 +87,8 @@ class HubSettings:
             if not bundle.is_dir():
                 raise SettingsError(f"lambdaBundle {bundle_value!r} is not a directory")
         alarm_email = node.try_get_context("alarmEmail") or None
+        every = _int(node, "reconcileEveryMinutes", defaults.reconcile_every_minutes, 1, 60)
+        after = _int(node, "reconcileAfterSeconds", defaults.reconcile_after_seconds, 60, 86400)
         return cls(
             prefix=prefix,
             max_receive_count=max_receive,
@@ -91,6 +97,8 @@ class HubSettings:
             lambda_bundle=bundle,
             alarm_email=str(alarm_email) if alarm_email else None,
             destroy_data=_bool(node, "destroyData"),
+            reconcile_every_minutes=every,
+            reconcile_after_seconds=after,
         )
 
 

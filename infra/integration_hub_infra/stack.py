@@ -1,4 +1,5 @@
-"""The AWS deployment of the hub: API Gateway → Lambda, SQS → Lambda, DynamoDB, KMS."""
+"""The AWS deployment of the hub: API Gateway → Lambda, SQS → Lambda, DynamoDB, KMS,
+and the reconciler Lambda on an EventBridge schedule."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -31,7 +34,12 @@ from integration_hub_infra.settings import PROVIDER_TIMEOUT_SECONDS, HubSettings
 
 API_HANDLER = "integration_hub.entrypoints.aws_lambda.api_handler"
 WORKER_HANDLER = "integration_hub.entrypoints.aws_lambda.worker_handler"
+RECONCILE_HANDLER = "integration_hub.entrypoints.aws_lambda.reconcile_handler"
+# The sparse index of RECEIVED notifications, the only one the reconciler reads.
+RECONCILER_INDEX = "GSI4"
 TTL_ATTRIBUTE = "expires_ttl"
+# IHUB_MAX_ATTEMPTS's default, which the stack does not override.
+DEFAULT_MAX_ATTEMPTS = 5
 GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
 
 
@@ -65,6 +73,16 @@ WORKER_TABLE_ACTIONS = (
     "dynamodb:UpdateItem",
     "dynamodb:Query",
     *TRANSACT_ITEM_ACTIONS,
+)
+# The admin API's /queue-dead-letters lists and redrives SQS's own DLQ: it finds
+# the DLQ through the queue's RedrivePolicy, receives (short visibility, then
+# visible again), and deletes only what it has sent back to the queue.
+API_MAIN_QUEUE_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
+API_DLQ_ACTIONS = (
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
 )
 API_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 WORKER_KEY_ACTIONS = ("kms:Decrypt",)
@@ -157,6 +175,14 @@ class HubStack(Stack):
                 "Lambda code is infra/lambda_placeholder (no handler): build the bundle"
                 " and pass -c lambdaBundle=<dir> before deploying (docs/aws-deploy.md)",
             )
+        if settings.max_receive_count <= DEFAULT_MAX_ATTEMPTS:
+            # Every retry is another receive: SQS would dead-letter live work.
+            Annotations.of(self).add_warning_v2(
+                "ihub:max-receive-count",
+                f"maxReceiveCount {settings.max_receive_count} is not above the hub's default"
+                f" attempt budget ({DEFAULT_MAX_ATTEMPTS}): retries would end in the SQS DLQ"
+                " (docs/aws-deploy.md)",
+            )
         environment = {
             "IHUB_DATABASE_URL": f"dynamodb://{settings.prefix}?queue={self.queue.queue_url}",
             "IHUB_KMS_KEY_ID": self.credentials_key.key_arn,
@@ -186,9 +212,23 @@ class HubStack(Stack):
             timeout_seconds=settings.worker_timeout_seconds,
         )
 
+        self.reconciler_function = self._function(
+            "ReconcilerFunction",
+            handler=RECONCILE_HANDLER,
+            code=code,
+            environment=environment
+            | {"IHUB_RECONCILE_AFTER_SECONDS": str(settings.reconcile_after_seconds)},
+            memory_mb=512,
+            # No longer than the interval, so scheduled runs do not pile up
+            # (an overlap would only send harmless duplicate messages).
+            timeout_seconds=min(60 * settings.reconcile_every_minutes, 300),
+        )
+
         self.table.grant(self.api_function, *API_TABLE_ACTIONS)
         self.table.grant(self.worker_function, *WORKER_TABLE_ACTIONS)
-        self.queue.grant(self.api_function, "sqs:SendMessage")
+        self.queue.grant(self.api_function, *API_MAIN_QUEUE_ACTIONS)
+        self.dead_letter_queue.grant(self.api_function, *API_DLQ_ACTIONS)
+        self._reconciler_schedule()
         self.credentials_key.grant(self.api_function, *API_KEY_ACTIONS)
         self.credentials_key.grant(self.worker_function, *WORKER_KEY_ACTIONS)
         # The event source grants the worker exactly what Lambda's poller needs
@@ -243,6 +283,30 @@ class HubStack(Stack):
             "CredentialsKeyArn",
             value=self.credentials_key.key_arn,
             description="KMS key of the tenant credentials (IHUB_KMS_KEY_ID)",
+        )
+
+    def _reconciler_schedule(self) -> None:
+        """Run the reconciler every few minutes, allowed only what ``reconcile`` does."""
+        function = self.reconciler_function
+        # It queries the sparse RECEIVED index, moves an item's index entry
+        # (a conditional UpdateItem on the table) and sends to the queue.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[f"{self.table.table_arn}/index/{RECONCILER_INDEX}"],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[self.table.table_arn])
+        )
+        self.queue.grant(function, "sqs:SendMessage")  # its URL is in IHUB_DATABASE_URL
+        self.reconcile_rule = events.Rule(
+            self,
+            "ReconcileSchedule",
+            description="Re-enqueue notifications an SQS send lost (ADR 0011)",
+            schedule=events.Schedule.rate(Duration.minutes(self.settings.reconcile_every_minutes)),
+            # A missed run is covered by the next one: no retries, no pile-up.
+            targets=[targets.LambdaFunction(function, retry_attempts=0)],
         )
 
     def _function(
@@ -333,6 +397,17 @@ class HubStack(Stack):
                 threshold=0,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ReconcilerErrors",
+                alarm_description="The reconciler failed: notifications whose SQS send was"
+                " lost wait until it runs again (docs/aws-deploy.md)",
+                metric=self.reconciler_function.metric_errors(period=Duration.minutes(5)),
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=3,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
             cloudwatch.Alarm(

@@ -17,7 +17,12 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 import app as app_module
 from integration_hub_infra import STACK_NAME, HubStack, SettingsError, build, parse_regions
-from integration_hub_infra.stack import API_HANDLER, WORKER_HANDLER
+from integration_hub_infra.stack import (
+    API_HANDLER,
+    RECONCILE_HANDLER,
+    RECONCILER_INDEX,
+    WORKER_HANDLER,
+)
 
 Json = dict[str, Any]
 
@@ -92,6 +97,8 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "lambdaBundle": str(bundle),
             "alarmEmail": "oncall@example.com",
             "destroyData": "true",
+            "reconcileEveryMinutes": "5",
+            "reconcileAfterSeconds": "600",
         }
     )
     return only
@@ -111,17 +118,18 @@ def test_the_stack_holds_the_hub_and_nothing_else(hub: Synthesized) -> None:
         "AWS::ApiGatewayV2::Integration": 1,
         "AWS::ApiGatewayV2::Route": 1,
         "AWS::ApiGatewayV2::Stage": 1,
-        "AWS::Lambda::Function": 2,
-        "AWS::Lambda::Permission": 1,
+        "AWS::Lambda::Function": 3,
+        "AWS::Lambda::Permission": 2,
         "AWS::Lambda::EventSourceMapping": 1,
-        "AWS::Logs::LogGroup": 2,
-        "AWS::IAM::Role": 2,
-        "AWS::IAM::Policy": 2,
+        "AWS::Events::Rule": 1,
+        "AWS::Logs::LogGroup": 3,
+        "AWS::IAM::Role": 3,
+        "AWS::IAM::Policy": 3,
         "AWS::SQS::Queue": 2,
         "AWS::SQS::QueuePolicy": 2,
         "AWS::DynamoDB::Table": 1,
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 4,
+        "AWS::CloudWatch::Alarm": 5,
         "AWS::SNS::Topic": 1,
     }
     resources = hub.template.to_json()["Resources"]
@@ -175,6 +183,17 @@ def test_the_visibility_timeout_is_six_worker_timeouts(
     ]
     assert worker["Properties"]["Timeout"] == worker_timeout
     assert queue["Properties"]["VisibilityTimeout"] == 6 * worker_timeout
+    # The hub's claim lease is the queue's visibility: it outlives an invocation,
+    # so no other worker takes over a claim while a timed-out one may still run.
+    lease = worker["Properties"]["Environment"]["Variables"]["IHUB_VISIBILITY_TIMEOUT_SECONDS"]
+    assert int(lease) == 6 * worker_timeout
+
+
+def test_a_max_receive_count_within_the_attempt_budget_is_flagged() -> None:
+    (low,) = synth({"maxReceiveCount": "5"})
+    Annotations.from_stack(low.stack).has_warning(
+        "*", Match.string_like_regexp("maxReceiveCount 5 is not above")
+    )
 
 
 def test_both_queues_are_encrypted_and_refuse_plain_http(hub: Synthesized) -> None:
@@ -200,7 +219,7 @@ def test_the_worker_takes_batches_of_10_and_reports_item_failures(hub: Synthesiz
 # -- functions -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("handler", [API_HANDLER, WORKER_HANDLER])
+@pytest.mark.parametrize("handler", [API_HANDLER, WORKER_HANDLER, RECONCILE_HANDLER])
 def test_the_functions_run_python_3_12_on_arm64(hub: Synthesized, handler: str) -> None:
     function = hub.one("AWS::Lambda::Function", {"Handler": handler})["Properties"]
     assert function["Runtime"] == "python3.12"
@@ -302,6 +321,8 @@ def test_the_api_may_write_the_table_send_to_the_queue_and_make_data_keys(
     key = [{"Fn::GetAtt": [hub.logical_id(s.credentials_key), "Arn"]}]
     logs = [{"Fn::GetAtt": [hub.logical_id(s.api_function.log_group), "Arn"]}]
     table = table_resources(hub)
+    queue = [{"Fn::GetAtt": [hub.logical_id(s.queue), "Arn"]}]
+    dlq = [{"Fn::GetAtt": [hub.logical_id(s.dead_letter_queue), "Arn"]}]
     assert grants == {
         "dynamodb:GetItem": table,
         "dynamodb:PutItem": table,
@@ -309,7 +330,13 @@ def test_the_api_may_write_the_table_send_to_the_queue_and_make_data_keys(
         "dynamodb:DeleteItem": table,
         "dynamodb:Query": table,
         "dynamodb:ConditionCheckItem": table,
-        "sqs:SendMessage": [{"Fn::GetAtt": [hub.logical_id(s.queue), "Arn"]}],
+        "sqs:SendMessage": queue,
+        # The admin API's /queue-dead-letters: find the DLQ, look, send back, delete.
+        "sqs:GetQueueAttributes": queue,
+        "sqs:GetQueueUrl": dlq,
+        "sqs:ReceiveMessage": dlq,
+        "sqs:ChangeMessageVisibility": dlq,
+        "sqs:DeleteMessage": dlq,
         "kms:GenerateDataKey": key,
         "kms:Decrypt": key,
         "logs:CreateLogStream": logs,
@@ -361,8 +388,53 @@ def test_no_identity_policy_allows_every_resource(hub: Synthesized) -> None:
         assert "ManagedPolicyArns" not in role["Properties"]
 
 
+def test_the_reconciler_may_only_query_the_received_index_touch_items_and_send(
+    hub: Synthesized,
+) -> None:
+    s = hub.stack
+    grants = hub.grants_of(s.reconciler_function.role)
+    table = {"Fn::GetAtt": [hub.logical_id(s.table), "Arn"]}
+    logs = [{"Fn::GetAtt": [hub.logical_id(s.reconciler_function.log_group), "Arn"]}]
+    assert grants == {
+        "dynamodb:Query": [{"Fn::Join": ["", [table, "/index/GSI4"]]}],
+        "dynamodb:UpdateItem": [table],
+        "sqs:SendMessage": [{"Fn::GetAtt": [hub.logical_id(s.queue), "Arn"]}],
+        "logs:CreateLogStream": logs,
+        "logs:PutLogEvents": logs,
+    }
+
+
+def test_the_reconcilers_index_is_the_one_the_backend_queries() -> None:
+    tables = pytest.importorskip("integration_hub.adapters.aws.tables")
+    assert tables.RECEIVED_INDEX == RECONCILER_INDEX
+
+
+@pytest.mark.parametrize(("fixture", "minutes", "after"), [("hub", 1, 300), ("tuned", 5, 600)])
+def test_an_eventbridge_rule_runs_the_reconciler_on_schedule(
+    fixture: str, minutes: int, after: int, request: pytest.FixtureRequest
+) -> None:
+    s: Synthesized = request.getfixturevalue(fixture)
+    rule = s.one("AWS::Events::Rule")["Properties"]
+    unit = "minute" if minutes == 1 else "minutes"
+    assert rule["ScheduleExpression"] == f"rate({minutes} {unit})"
+    assert rule["State"] == "ENABLED"
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [s.logical_id(s.stack.reconciler_function), "Arn"]}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    function = s.one("AWS::Lambda::Function", {"Handler": RECONCILE_HANDLER})["Properties"]
+    assert function["Environment"]["Variables"]["IHUB_RECONCILE_AFTER_SECONDS"] == str(after)
+    # Runs never pile up: one ends before the next starts.
+    assert function["Timeout"] <= 60 * minutes
+    permission = s.one("AWS::Lambda::Permission", {"Principal": "events.amazonaws.com"})
+    assert permission["Properties"]["SourceArn"] == {
+        "Fn::GetAtt": [s.logical_id(s.stack.reconcile_rule), "Arn"]
+    }
+
+
 def test_only_this_http_api_may_invoke_the_api_function(hub: Synthesized) -> None:
-    permission = hub.one("AWS::Lambda::Permission")["Properties"]
+    permission = hub.one("AWS::Lambda::Permission", {"Principal": "apigateway.amazonaws.com"})[
+        "Properties"
+    ]
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert permission["FunctionName"] == {
         "Fn::GetAtt": [hub.logical_id(hub.stack.api_function), "Arn"]
@@ -418,6 +490,16 @@ def test_worker_errors_raise_an_alarm(hub: Synthesized) -> None:
     assert worker["AlarmActions"] == [{"Ref": hub.logical_id(hub.stack.alarm_topic)}]
 
 
+def test_reconciler_errors_raise_an_alarm(hub: Synthesized) -> None:
+    alarms = hub.resources("AWS::CloudWatch::Alarm", {"MetricName": "Errors"})
+    by_function = {
+        a["Properties"]["Dimensions"][0]["Value"]["Ref"]: a["Properties"] for a in alarms.values()
+    }
+    reconciler = by_function[hub.logical_id(hub.stack.reconciler_function)]
+    assert reconciler["Threshold"] == 0
+    assert reconciler["AlarmActions"] == [{"Ref": hub.logical_id(hub.stack.alarm_topic)}]
+
+
 def test_alarm_email_subscribes_to_the_alarm_topic(hub: Synthesized, tuned: Synthesized) -> None:
     assert "Subscription" not in hub.one("AWS::SNS::Topic")["Properties"]
     tuned.template.has_resource_properties(
@@ -448,7 +530,8 @@ def test_a_regions_context_makes_one_stack_per_region_with_its_countries(
     expected = {"eu-west-1": "ES,FR,IT,GR", "us-east-1": "US,GB"}
     for region, countries in expected.items():
         functions = by_region[region].resources("AWS::Lambda::Function")
-        assert len(functions) == 2
+        assert len(functions) == 3  # API, worker and the reconciler of this region's table
+        by_region[region].one("AWS::Events::Rule")
         for function in functions.values():
             variables = function["Properties"]["Environment"]["Variables"]
             assert variables["IHUB_ENABLED_COUNTRIES"] == countries
@@ -483,6 +566,8 @@ def test_a_bad_regions_context_is_refused(regions: str, error: str) -> None:
         ({"workerTimeoutSeconds": "20"}, "workerTimeoutSeconds must be between 30 and 900"),
         ({"lambdaBundle": "no/such/dir"}, "is not a directory"),
         ({"prefix": "Bad_Prefix"}, "prefix"),
+        ({"reconcileEveryMinutes": "0"}, "reconcileEveryMinutes must be between 1 and 60"),
+        ({"reconcileAfterSeconds": "5"}, "reconcileAfterSeconds must be between 60 and 86400"),
     ],
 )
 def test_bad_context_parameters_are_refused_before_synthesis(context: Json, error: str) -> None:

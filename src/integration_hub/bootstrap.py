@@ -18,6 +18,7 @@ from integration_hub.ports import (
     Provider,
     ProviderDirectory,
     Queue,
+    QueueDeadLetters,
     SecretStore,
     Store,
     SystemClock,
@@ -51,6 +52,8 @@ class Hub:
     dispatcher: Dispatcher
     tenants: TenantCache
     purge: Callable[[float], Awaitable[dict[str, int]]]
+    # The queue service's own DLQ (SQS), apart from the store's dead letters.
+    queue_dead_letters: QueueDeadLetters | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
@@ -257,14 +260,19 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             provider_timeout_seconds=settings.provider_timeout_seconds,
         ),
     )
+    queue_dead_letters: QueueDeadLetters | None = None
     if scheme == "sqlite":
         from integration_hub.adapters.sqlite import retention as sqlite_retention
 
         purge_backend = sqlite_retention.purge
     elif scheme == "dynamodb":
         from integration_hub.adapters.aws import dynamodb as aws_retention
+        from integration_hub.adapters.aws.sqs import SqsQueue
+        from integration_hub.adapters.aws.sqs_dlq import SqsDeadLetters
 
         purge_backend = aws_retention.purge
+        if isinstance(queue, SqsQueue):
+            queue_dead_letters = SqsDeadLetters.of(queue)
     else:
         from integration_hub.adapters.postgres import retention as pg_retention
 
@@ -285,4 +293,5 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         dispatcher,
         tenants,
         purge,
+        queue_dead_letters,
     )

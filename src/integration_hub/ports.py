@@ -7,7 +7,7 @@ and the entry points know which adapter is in use.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -389,4 +389,33 @@ class Outbox(Protocol):
         self, tenant: str | None = None, *, limit: int = 100
     ) -> list[OutboxEntry]:
         """Deliveries, newest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonMessage:
+    """A message the queue service itself gave up on (SQS: its DLQ after maxReceiveCount)."""
+
+    message_id: str
+    notification_id: str
+    tenant: str
+    receive_count: int
+    sent_at: datetime
+
+
+class QueueDeadLetters(Protocol):
+    """A queue's own dead-letter queue, apart from the store's dead letters.
+
+    Only queues with such a thing (SQS's redrive policy) have one; a SQL queue
+    never gives up on a message, the dispatcher dead-letters in the store.
+    """
+
+    async def list_poison(self, tenant: str | None, *, limit: int) -> list[PoisonMessage]:
+        """The messages waiting there, without consuming them; ``tenant=None``: all."""
+        ...
+
+    async def redrive_poison(
+        self, tenant: str | None, notification_ids: Collection[str] | None
+    ) -> list[str]:
+        """Move messages back to the main queue (``None``: every one); the ids moved."""
         ...

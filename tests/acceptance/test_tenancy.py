@@ -76,6 +76,23 @@ def test_every_endpoint_is_isolated_crosswise(hub: HubProcesses, client: httpx.C
     assert right.json() == {"redriven": [theirs]}
 
 
+def test_a_sql_queue_has_no_dead_letter_queue_of_its_own(
+    hub: HubProcesses, client: httpx.Client
+) -> None:
+    tenant = f"qdl-{uuid.uuid4().hex[:6]}"
+    hub.create_tenant(tenant)
+    base = f"/admin/v1/tenants/{tenant}/queue-dead-letters"
+    assert client.get(base, headers=ADMIN).json() == []
+    assert client.post(f"{base}/redrive", headers=ADMIN).json() == {"redriven": []}
+    missing = client.post(f"{base}/some-id/redrive", headers=ADMIN)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["field"] == "notification_id"
+    assert (
+        client.get("/admin/v1/tenants/nobody/queue-dead-letters", headers=ADMIN).status_code == 404
+    )
+
+
 def test_keys_rotate_without_downtime_and_revocation_is_immediate(
     hub: HubProcesses, client: httpx.Client
 ) -> None:

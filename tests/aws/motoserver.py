@@ -76,6 +76,22 @@ class MotoAws:
         store = DynamoStore(session, tables.table_name(name), clock=clock)
         return Backend("aws", store, SqsQueue(session, url, clock=clock), store, clock)
 
+    def queue_with_dlq(
+        self, name: str, *, max_receive_count: int, **attributes: str
+    ) -> tuple[str, str]:
+        """A queue whose redrive policy moves a message to ``<name>-dlq`` after
+        ``max_receive_count`` receives: (queue URL, DLQ URL). The caller deletes both."""
+        sqs = self.boto3_client("sqs")
+        dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        policy = {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive_count)}
+        queue = sqs.create_queue(
+            QueueName=name, Attributes={**attributes, "RedrivePolicy": json.dumps(policy)}
+        )["QueueUrl"]
+        return str(queue), str(dlq)
+
     def cleanup(self) -> None:
         """Delete every table and queue made so far."""
         made, self._made = self._made, []

@@ -121,3 +121,11 @@ def test_the_api_handler_answers_problems_like_the_server(lambda_env: str) -> No
     response = aws_lambda.api_handler(api_gateway_event("GET", "/v1/notifications", "wrong"), None)
     assert response["statusCode"] == 401
     assert response["headers"]["content-type"] == "application/problem+json"
+
+
+def test_the_reconcile_handler_refuses_a_backend_that_enqueues_in_its_transaction(
+    lambda_env: str,
+) -> None:
+    # SQLite commits the notification and its queue entry together: nothing to repair.
+    with pytest.raises(TypeError, match="not a DynamoDB store"):
+        aws_lambda.reconcile_handler({"source": "aws.events"}, None)

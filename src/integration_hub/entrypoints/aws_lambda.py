@@ -1,4 +1,5 @@
-"""AWS Lambda entry points: the API behind API Gateway, and the SQS worker.
+"""AWS Lambda entry points: the API behind API Gateway, the SQS worker, and the
+reconciler on an EventBridge schedule.
 
 Both reuse one hub per Lambda container (built on the first invocation, on
 one event loop that later invocations reuse), configured like every other
@@ -9,6 +10,10 @@ The worker handler takes an SQS event (batch size up to 10) and answers with
 scheduled with backoff (its visibility was already changed to the backoff
 delay), a claim held by another worker, or an unexpected error. Everything
 else was finished (and deleted) by the dispatcher.
+
+The reconcile handler re-enqueues notifications left RECEIVED longer than
+``IHUB_RECONCILE_AFTER_SECONDS`` (an SQS send lost after the DynamoDB
+commit; ADR 0011); the stack invokes it every minute.
 """
 
 from __future__ import annotations
@@ -115,3 +120,17 @@ def worker_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     finally:
         _flush()
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+
+def reconcile_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Scheduled event -> re-enqueue what an SQS send lost; how many (DynamoDB only)."""
+    from integration_hub.adapters.aws.reconciler import reconcile
+
+    hub = _hub("lambda-reconcile")
+    try:
+        sent = _loop().run_until_complete(
+            reconcile(hub.store, hub.queue, older_than_seconds=hub.settings.reconcile_after_seconds)
+        )
+    finally:
+        _flush()
+    return {"reenqueued": sent}

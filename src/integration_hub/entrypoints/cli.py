@@ -11,7 +11,7 @@ from rich.table import Table
 
 from integration_hub.bootstrap import ConfigurationError, Hub
 from integration_hub.config import Settings
-from integration_hub.entrypoints import cli_tenants
+from integration_hub.entrypoints import cli_dlq, cli_tenants
 from integration_hub.entrypoints.api.schemas import NotificationView
 from integration_hub.entrypoints.cli_common import (
     Database,
@@ -22,17 +22,14 @@ from integration_hub.entrypoints.cli_common import (
     settings_for,
     with_hub,
 )
-from integration_hub.ports import DeadLetter
-from integration_hub.service import redrive as redrive_service
 
 app = typer.Typer(
     help="Integration Hub: multi-country, multi-tenant notifications.", no_args_is_help=True
 )
-dlq_app = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
 app.add_typer(cli_tenants.tenants_app, name="tenants")
 app.add_typer(cli_tenants.keys_app, name="keys")
 app.add_typer(cli_tenants.providers_app, name="providers")
-app.add_typer(dlq_app, name="dlq")
+app.add_typer(cli_dlq.dlq_app, name="dlq")
 
 
 def _run(settings: Settings, role: str, *, api: bool, worker: bool) -> None:
@@ -170,68 +167,6 @@ def outbox(
     with_hub(settings_for(database), run)
 
 
-@dlq_app.command("list")
-def dlq_list(
-    database: Database = None,
-    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
-) -> None:
-    """Dead letters, newest first."""
-
-    async def run(hub: Hub) -> list[DeadLetter]:
-        return await hub.store.list_dead_letters(tenant, limit=1000)
-
-    letters = with_hub(settings_for(database), run)
-    if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "id": d.notification_id,
-                        "tenant": d.tenant,
-                        "reason": d.reason,
-                        "dead_lettered_at": d.dead_lettered_at.isoformat(),
-                    }
-                    for d in letters
-                ]
-            )
-        )
-        return
-    table = Table("notification", "tenant", "dead-lettered", "reason")
-    for d in letters:
-        table.add_row(
-            d.notification_id, d.tenant, d.dead_lettered_at.isoformat(timespec="seconds"), d.reason
-        )
-    console.print(table)
-
-
-@dlq_app.command("redrive")
-def dlq_redrive(
-    notification_id: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
-    redrive_all: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
-    tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None,
-    database: Database = None,
-) -> None:
-    """Put dead letters back in the queue with a fresh attempt budget."""
-    if bool(notification_id) == redrive_all:
-        err.print("give either an ID or --all")
-        raise typer.Exit(2)
-
-    async def run(hub: Hub) -> list[str]:
-        if notification_id:
-            done = await redrive_service.redrive(hub.store, hub.queue, tenant, notification_id)
-            return [notification_id] if done else []
-        return await redrive_service.redrive_all(hub.store, hub.queue, tenant)
-
-    done = with_hub(settings_for(database), run)
-    if notification_id and not done:
-        err.print(f"no dead letter {notification_id}")
-        raise typer.Exit(1)
-    console.print(f"redriven: {len(done)}")
-    for nid in done:
-        console.print(f"  {nid}")
-
-
 def _is_postgres(settings: Settings) -> bool:
     return settings.database_url.split(":", 1)[0].lower() in ("postgres", "postgresql")
 
@@ -290,6 +225,40 @@ def purge(
     for name, count in counts.items():
         table.add_row(name, str(count))
     console.print(table)
+
+
+@app.command()
+def reconcile(
+    database: Database = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            metavar="SECONDS",
+            help="re-enqueue what is RECEIVED longer (default: IHUB_RECONCILE_AFTER_SECONDS)",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
+) -> None:
+    """DynamoDB: re-enqueue notifications an SQS send lost (the scheduled reconciler, once)."""
+    settings = settings_for(database)
+    if settings.database_url.split(":", 1)[0].lower() != "dynamodb":
+        # SQLite and PostgreSQL enqueue in the transaction that accepts.
+        err.print("only the DynamoDB backend needs a reconciler")
+        raise typer.Exit(2)
+    seconds = settings.reconcile_after_seconds if older_than is None else older_than
+
+    async def run(hub: Hub) -> int:
+        from integration_hub.adapters.aws.reconciler import reconcile as reconcile_now
+
+        return await reconcile_now(hub.store, hub.queue, older_than_seconds=seconds)
+
+    sent = with_hub(settings, run)
+    if as_json:
+        typer.echo(json.dumps({"reenqueued": sent}))
+        return
+    console.print(f"re-enqueued: {sent}")
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ from integration_hub.adapters.aws.session import AwsSession, is_client_error, tr
 # write one hot partition; the reconciler queries every shard.
 PENDING_SHARDS = 8
 GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
+# That index: the only one the reconciler reads (its IAM policy names it).
+RECEIVED_INDEX = "GSI4"
 
 
 def table_name(prefix: str) -> str:

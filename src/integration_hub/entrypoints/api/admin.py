@@ -15,6 +15,7 @@ from integration_hub.domain import errors
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.tenants import TenantStatus, parse_api_key
 from integration_hub.entrypoints.api.problems import Problem
+from integration_hub.entrypoints.api.schemas import PoisonView
 from integration_hub.entrypoints.tenant_admin import TenantAdmin, TenantLimits, key_view
 from integration_hub.service import redrive as redrive_service
 
@@ -216,3 +217,42 @@ async def redrive_one(admin: Admin, tenant_id: str, notification_id: str) -> Red
     if not await redrive_service.redrive(hub.store, hub.queue, tenant_id, notification_id):
         raise errors.NotFound(f"no dead letter {notification_id!r}", field="notification_id")
     return Redriven(redriven=[notification_id])
+
+
+@router.get("/tenants/{tenant_id}/queue-dead-letters", response_model=list[PoisonView])
+async def list_queue_dead_letters(admin: Admin, tenant_id: str) -> list[PoisonView]:
+    """The tenant's messages in the queue service's own DLQ (SQS), oldest first; not consumed.
+
+    Messages SQS gave up on after ``maxReceiveCount`` receives: the worker never
+    finished them. Always empty on a SQL queue, which has no such thing.
+    """
+    await admin.get(tenant_id)
+    dlq = admin.hub.queue_dead_letters
+    if dlq is None:
+        return []
+    now = admin.hub.clock.now()
+    return [PoisonView.of(m, now) for m in await dlq.list_poison(tenant_id, limit=1000)]
+
+
+@router.post("/tenants/{tenant_id}/queue-dead-letters/redrive", response_model=Redriven)
+async def redrive_queue_dead_letters(admin: Admin, tenant_id: str) -> Redriven:
+    """Every one of the tenant's SQS DLQ messages back in the main queue, as they were."""
+    await admin.get(tenant_id)
+    dlq = admin.hub.queue_dead_letters
+    return Redriven(redriven=[] if dlq is None else await dlq.redrive_poison(tenant_id, None))
+
+
+@router.post(
+    "/tenants/{tenant_id}/queue-dead-letters/{notification_id}/redrive", response_model=Redriven
+)
+async def redrive_queue_dead_letter(admin: Admin, tenant_id: str, notification_id: str) -> Redriven:
+    """One notification's SQS DLQ message(s) back in the main queue."""
+    await admin.get(tenant_id)
+    dlq = admin.hub.queue_dead_letters
+    moved = [] if dlq is None else await dlq.redrive_poison(tenant_id, [notification_id])
+    if not moved:
+        raise errors.NotFound(
+            f"no message for {notification_id!r} in the queue's dead-letter queue",
+            field="notification_id",
+        )
+    return Redriven(redriven=moved)

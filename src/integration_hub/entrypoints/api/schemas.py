@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from integration_hub.domain.models import Attempt, Notification, Outcome, Recipient
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
+from integration_hub.ports import PoisonMessage
 
 
 class AcceptedBody(BaseModel):
@@ -110,3 +111,26 @@ class NotificationPage(BaseModel):
 
     items: list[NotificationSummary]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at end")
+
+
+class PoisonView(BaseModel):
+    """A message the queue service gave up on (SQS's DLQ), as operators see it."""
+
+    id: str = Field(description="the notification id (the message body)")
+    tenant: str
+    message_id: str
+    receive_count: int = Field(description="receives so far, this listing's included")
+    sent_at: datetime
+    age_seconds: float
+
+    @classmethod
+    def of(cls, m: PoisonMessage, now: float) -> PoisonView:
+        """The view of a poison message, its age measured at ``now`` (epoch seconds)."""
+        return cls(
+            id=m.notification_id,
+            tenant=m.tenant,
+            message_id=m.message_id,
+            receive_count=m.receive_count,
+            sent_at=m.sent_at,
+            age_seconds=max(0.0, round(now - m.sent_at.timestamp(), 3)),
+        )

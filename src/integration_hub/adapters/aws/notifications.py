@@ -1,0 +1,167 @@
+"""Reading notifications, their dead letters, redrive and sandbox deliveries.
+
+Everything here lives in a notification's partition ``N#<id>`` (or a GSI
+over it): the notification, its dead letter (``DL``) and its deliveries
+(``OUTBOX#<seq>``), so that retention deletes one Query's worth of items.
+"""
+
+from __future__ import annotations
+
+from integration_hub.adapters import rows
+from integration_hub.adapters.aws import items, tables
+from integration_hub.adapters.aws.client import TableClient
+from integration_hub.adapters.aws.session import is_client_error
+from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard, seq_key
+from integration_hub.domain.delivery import OutboundMessage
+from integration_hub.domain.models import Notification
+from integration_hub.domain.routing import Channel
+from integration_hub.domain.status import Status, check_transition
+from integration_hub.ports import DeadLetter, OutboxEntry
+
+
+class NotificationItems(TableClient):
+    """Reads, the reconciler's index, dead letters, redrive and the Outbox port."""
+
+    async def get_notification(
+        self, tenant: str | None, notification_id: str
+    ) -> Notification | None:
+        """A notification with its attempts; ``tenant=None`` only for operators."""
+        found = await self._get(items.notification_key(notification_id))
+        if found is None or (tenant is not None and found["tenant"] != tenant):
+            return None
+        return items.notification(found)
+
+    async def list_notifications(
+        self,
+        tenant: str,
+        *,
+        status: Status | None = None,
+        country: str | None = None,
+        limit: int = 50,
+        before_id: str | None = None,
+    ) -> list[Notification]:
+        """The tenant's notifications, newest first, strictly older than ``before_id``."""
+        if status is not None:
+            index, partition = "GSI2", items.status_index(tenant, status)
+        elif country is not None:
+            index, partition = "GSI3", f"T#{tenant}#C#{country}"
+        else:
+            index, partition = "GSI1", f"T#{tenant}#N"
+        filters = {"country": country} if status is not None and country is not None else None
+        found = await self._all(
+            index, partition, below=before_id, newest_first=True, limit=limit, filters=filters
+        )
+        return [items.notification(f) for f in found]
+
+    async def list_received(self, *, older_than: float, limit: int = 1000) -> list[Notification]:
+        """RECEIVED notifications not claimed since ``older_than`` (epoch), for the reconciler."""
+        out: list[Notification] = []
+        for shard in range(tables.PENDING_SHARDS):
+            async for found in self._query(
+                tables.RECEIVED_INDEX,
+                f"PENDING#{shard}",
+                below=epoch_key(older_than),
+                limit=limit - len(out),
+            ):
+                out.append(items.notification(found))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def touch_received(self, notification: Notification) -> bool:
+        """Mark a RECEIVED notification as re-enqueued now, so the next run skips it."""
+        now = self.clock.now()
+        u = items.Update().set("GSI4SK", value=f"{epoch_key(now)}#{notification.id}")
+        condition = f"{u.name('status')} = {u.value(str(Status.RECEIVED))}"
+        try:
+            await self._update(items.notification_key(notification.id), u, condition)
+        except Exception as exc:
+            if is_client_error(exc, items.CONDITION_FAILED):
+                return False  # claimed in the meantime
+            raise
+        return True
+
+    async def list_dead_letters(self, tenant: str | None, *, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, newest first; ``tenant=None`` lists every tenant's."""
+        index, partition = ("GSI2", "DL") if tenant is None else ("GSI1", f"T#{tenant}#DL")
+        found = await self._all(index, partition, newest_first=True, limit=limit)
+        return [rows.dead_letter_from_row(items.Row(d)) for d in found]
+
+    async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
+        """FAILED -> RECEIVED with a fresh budget, removing the dead letter.
+
+        The SQS message is the caller's to send (False), as for ``accept``.
+        """
+        now = self.clock.now()
+        letter = await self._get(items.dead_letter_key(notification_id))
+        if letter is None or (tenant is not None and letter["tenant"] != tenant):
+            return None
+        found = await self._get(items.notification_key(notification_id))
+        if found is None:
+            return None
+        check_transition(Status(found["status"]), Status.RECEIVED)
+        u = items.Update().set("status", value=str(Status.RECEIVED)).set("attempts_used", value=0)
+        u.set("finished_at", value=None).set("updated_at", value=now)
+        u.set("GSI2PK", value=items.status_index(letter["tenant"], Status.RECEIVED))
+        u.set("GSI4PK", value=pending_shard(notification_id))
+        u.set("GSI4SK", value=f"{epoch_key(now)}#{notification_id}").bump()
+        unchanged = f"{u.name('version')} = {u.value(found['version'])}"
+        try:
+            await self._transact(
+                {
+                    "Update": u.request(
+                        self.table, items.notification_key(notification_id), unchanged
+                    )
+                },
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": item(items.dead_letter_key(notification_id)),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
+                },
+            )
+        except Exception as exc:
+            if is_client_error(exc, items.TRANSACTION_CANCELED):
+                return None  # redriven by someone else in the meantime
+            raise
+        return False
+
+    async def append(self, message: OutboundMessage, provider_message_id: str) -> None:
+        """Record one delivery, numbered by an atomic counter."""
+        now = self.clock.now()
+        counter = await self._update(
+            {"PK": "COUNTER#outbox", "SK": "COUNTER"},
+            items.Update().bump("seq"),
+            returns="UPDATED_NEW",
+        )
+        seq = int(counter["seq"])
+        recipient = message.recipient.email if message.channel is Channel.EMAIL else None
+        await self._put(
+            {
+                "PK": f"N#{message.notification_id}",
+                "SK": f"OUTBOX#{seq_key(seq)}",
+                "seq": seq,
+                "notification_id": message.notification_id,
+                "tenant": message.tenant,
+                "channel": str(message.channel),
+                "recipient": recipient or message.recipient.phone or "",
+                "subject": message.subject,
+                "body": message.body,
+                "attempt": message.attempt,
+                "provider_message_id": provider_message_id,
+                "delivered_at": now,
+                "GSI1PK": f"T#{message.tenant}#OUTBOX",
+                "GSI1SK": seq_key(seq),
+                "GSI2PK": "OUTBOX",
+                "GSI2SK": seq_key(seq),
+            }
+        )
+
+    async def list_outbox(
+        self, tenant: str | None = None, *, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Deliveries, newest first."""
+        index, partition = ("GSI2", "OUTBOX") if tenant is None else ("GSI1", f"T#{tenant}#OUTBOX")
+        found = await self._all(index, partition, newest_first=True, limit=limit)
+        return [rows.outbox_entry_from_row(items.Row(e)) for e in found]

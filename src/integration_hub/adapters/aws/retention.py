@@ -1,0 +1,61 @@
+"""Retention on the DynamoDB table: delete old finished notifications and keys."""
+
+from __future__ import annotations
+
+from integration_hub.adapters.aws import items
+from integration_hub.adapters.aws.client import TableClient
+from integration_hub.adapters.aws.session import is_client_error
+from integration_hub.adapters.aws.tables import item
+from integration_hub.domain.status import Status
+
+PURGE_COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
+
+
+class RetentionItems(TableClient):
+    """``purge``: a Scan for what finished before the cut-off."""
+
+    async def purge(self, older_than_seconds: float, *, page_size: int = 1000) -> dict[str, int]:
+        """Delete what finished more than ``older_than_seconds`` ago; items per kind.
+
+        A Scan: fine at the volumes a daily purge sees, and the table's TTL
+        already removes expired idempotency keys on its own (those are not
+        counted here). SQS messages are never counted: a finished
+        notification's message was acked, and SQS drops any other after the
+        queue's retention period.
+        """
+        now = self.clock.now()
+        counts = dict.fromkeys(PURGE_COUNTS, 0)
+        finished = "#sk = :n AND #finished < :cutoff AND #status IN (:done, :failed)"
+        values = {":n": "N", ":cutoff": now - older_than_seconds}
+        values |= {":done": str(Status.DONE), ":failed": str(Status.FAILED)}
+        async for found in self._scan(finished, values, page_size):
+            for part in await self._all(None, f"N#{found['id']}"):
+                await self._call(
+                    "delete_item",
+                    TableName=self.table,
+                    Key=item({"PK": part["PK"], "SK": part["SK"]}),
+                )
+                if part["SK"] == "N":
+                    counts["notifications"] += 1
+                    counts["attempts"] += len(part.get("attempts") or {})
+                elif part["SK"] == "DL":
+                    counts["dead_letters"] += 1
+                elif part["SK"].startswith("OUTBOX#"):
+                    counts["outbox"] += 1
+        async for found in self._scan(
+            "#sk = :idem AND expires_at <= :now", {":idem": "IDEM", ":now": now}, page_size
+        ):
+            try:
+                await self._call(
+                    "delete_item",
+                    TableName=self.table,
+                    Key=item({"PK": found["PK"], "SK": "IDEM"}),
+                    ConditionExpression="expires_at <= :now",
+                    ExpressionAttributeValues=item({":now": now}),
+                )
+            except Exception as exc:
+                if not is_client_error(exc, items.CONDITION_FAILED):
+                    raise
+                continue  # taken over meanwhile
+            counts["idempotency_keys"] += 1
+        return counts
