@@ -25,7 +25,7 @@ from integration_hub.ports import (
 )
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings
 from integration_hub.service.ingest import IngestPolicy, IngestService
-from integration_hub.service.tenants import TenantCache
+from integration_hub.service.tenants import ApiKeyCache, TenantCache
 
 if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
@@ -51,6 +51,7 @@ class Hub:
     ingest: IngestService
     dispatcher: Dispatcher
     tenants: TenantCache
+    keys: ApiKeyCache
     purge: Callable[[float], Awaitable[dict[str, int]]]
     # The queue service's own DLQ (SQS), apart from the store's dead letters.
     queue_dead_letters: QueueDeadLetters | None = None
@@ -292,6 +293,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         ingest,
         dispatcher,
         tenants,
+        ApiKeyCache(store, clock, settings.tenant_cache_seconds),
         purge,
         queue_dead_letters,
     )

@@ -46,7 +46,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=65536, ge=1024, description="request body limit")
     tenant_cache_seconds: float = Field(
-        default=2.0, ge=0, description="how long the worker caches tenant configuration"
+        default=2.0,
+        ge=0,
+        description="how long API and worker processes cache tenant configuration and API-key"
+        " records (a revoked key or disabled tenant is refused within this time)",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
     log_format: Literal["auto", "json", "console"] = Field(
@@ -54,6 +57,11 @@ class Settings(BaseSettings):
     )
     log_recipients: Literal["hash", "redact", "plain"] = Field(
         default="hash", description="recipient addresses in logs: hashed, replaced, or as is"
+    )
+    access_log: bool = Field(
+        default=True,
+        description="log one line per HTTP request (off when a proxy logs them: ~4 % of the"
+        " API's CPU under load)",
     )
 
     database_pool_size: int = Field(

@@ -10,7 +10,8 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from enum import IntEnum
+from typing import Any, Protocol, runtime_checkable
 
 from integration_hub.domain.delivery import DeliveryResult, OutboundMessage, ProviderCheck
 from integration_hub.domain.models import Attempt, Notification
@@ -71,6 +72,26 @@ class OutboxEntry:
     attempt: int
     provider_message_id: str
     delivered_at: datetime
+
+
+class Completion(IntEnum):
+    """What ``Store.complete_attempt`` did; falsy when nothing changed."""
+
+    LOST = 0
+    """Not the holder of the live claim: nothing was written."""
+    RECORDED = 1
+    """The outcome is recorded; the caller still acks or releases the queue message."""
+    SETTLED = 2
+    """The outcome is recorded and the queue message settled in the same transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One notification to claim for one attempt, under ``token``, within its budget."""
+
+    notification_id: str
+    token: str
+    max_attempts: int
 
 
 class Store(Protocol):
@@ -186,6 +207,16 @@ class Store(Protocol):
         """
         ...
 
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request, answers in the same order.
+
+        SQL backends claim a received batch in one transaction (one commit
+        instead of one per message); if any claim raises, none is made.
+        """
+        ...
+
     async def complete_attempt(
         self,
         notification_id: str,
@@ -194,14 +225,21 @@ class Store(Protocol):
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
+        settle: Settle | None = None,
+    ) -> Completion:
         """Record an attempt's outcome and move to ``status`` (PROCESSING for a retry).
 
         ``attempt.provider`` is the provider actually called (routing is read
         at dispatch time) and becomes the notification's provider.
 
-        Only the holder of the live claim succeeds; False otherwise, and nothing
+        Only the holder of the live claim succeeds; LOST otherwise, and nothing
         changes. FAILED with a reason also writes the dead letter.
+
+        A backend whose queue lives in the same database (SQL) also settles
+        ``settle``'s message in the same transaction and returns SETTLED: one
+        commit instead of two, and no window in which a finished notification
+        is still queued. A stale receipt settles nothing, as ``Queue.ack``
+        ignores it. Other backends return RECORDED and the caller settles it.
         """
         ...
 
@@ -223,6 +261,41 @@ class Store(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class FirstAccept:
+    """What ``NewKeyAccept.accept_new`` did."""
+
+    existing: IdempotencyRecord | None
+    """The record that holds the key (nothing was written), or None: accepted."""
+    enqueued: bool = False
+    """As for ``Store.accept``: the queue entry was written in the same transaction."""
+
+
+@runtime_checkable
+class NewKeyAccept(Protocol):
+    """A store that can accept a notification under a new Idempotency-Key in one step.
+
+    The common case (a key never seen) then costs one write transaction
+    instead of two (reserve, then accept). Optional: ingest falls back to the
+    two-phase path of ADR 0003 for stores without it, and for tenants with
+    rate limits or quotas, which must be counted between the two phases.
+    """
+
+    async def accept_new(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        fingerprint: str,
+        ttl_seconds: float,
+    ) -> FirstAccept:
+        """If the key is free (no record, or an expired or abandoned one), store its
+        completed record with ``response``, the RECEIVED notification and its queue
+        entry atomically; otherwise write nothing and return the record holding it.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class QueueMessage:
     """A received queue message, leased until its visibility timeout."""
 
@@ -234,6 +307,15 @@ class QueueMessage:
     # queues carry none and the dispatcher uses the notification's.
     traceparent: str | None = None
     tracestate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """How to settle a received message once its attempt's outcome is recorded."""
+
+    message: QueueMessage
+    release_delay: float | None = None
+    """None deletes the message (ack); seconds make it visible again then (a retry)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ installs the SDK when an entry point is told to export (README,
 Trace context crosses the queue as W3C ``traceparent``/``tracestate``
 strings stored with the notification (and, on SQS, as message attributes),
 so one trace covers a notification from the accepting request to its last
-attempt (ADR 0013). Span attributes name tenants, countries, channels,
+attempt (ADR 0014). Span attributes name tenants, countries, channels,
 providers and outcomes, never a recipient, a body or a credential.
 
 The same scopes bind the log context (request id, tenant, notification id,
@@ -144,10 +144,10 @@ def resumed(name: str, n: Notification | None) -> Iterator[Span]:
 class Dispatch:
     """The span and log context of one handled queue message.
 
-    The span can only start once the claim has read the notification (SQL
-    queues carry nothing but its id): ``claimed`` starts it, dated back to
-    when the message was picked up, as a child of the trace context the
-    message carried or, failing that, the one stored with the notification.
+    The span needs the claimed notification (SQL queues carry nothing but
+    its id): ``claimed`` starts it, dated back to when the scope began, as a
+    child of the trace context the message carried or, failing that, the
+    one stored with the notification.
     """
 
     def __init__(self, message: QueueMessage) -> None:

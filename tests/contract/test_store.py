@@ -11,6 +11,7 @@ from integration_hub.domain import errors
 from integration_hub.domain.models import Attempt, Outcome
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord
+from integration_hub.ports import ClaimRequest, Completion, NewKeyAccept, Settle
 from support import Backend, accept, notification, tenant
 
 
@@ -172,6 +173,82 @@ async def test_listing_is_newest_first_with_cursor_and_filters(backend: Backend)
     assert await backend.store.list_notifications("acme", status=Status.DONE) == []
 
 
+def one_step(backend: Backend) -> NewKeyAccept:
+    if not isinstance(backend.store, NewKeyAccept):
+        pytest.skip(f"{backend.name} accepts in two phases only (reserve, then accept)")
+    return backend.store
+
+
+async def test_accept_new_stores_key_notification_and_queue_entry_at_once(
+    backend: Backend,
+) -> None:
+    store = one_step(backend)
+    n = notification(clock=backend.clock, key="k-new")
+    first = await store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60)
+    assert first.existing is None
+    assert first.enqueued
+    stored = await backend.store.get_notification("acme", n.id)
+    assert stored is not None
+    assert stored.status is Status.RECEIVED
+    [msg] = await backend.queue.receive(10, visibility_timeout=30)
+    assert msg.notification_id == n.id
+    # The key is complete at once: a second request replays the response.
+    held = await backend.store.reserve_idempotency_key(
+        "acme", "k-new", "fp", reservation="r2", lock_seconds=10
+    )
+    assert held is not None
+    assert held.response == {"id": n.id}
+
+
+async def test_accept_new_writes_nothing_when_the_key_is_held(backend: Backend) -> None:
+    store = one_step(backend)
+    done = notification(clock=backend.clock, key="k-done")
+    await store.accept_new(done, {"id": done.id}, fingerprint="fp", ttl_seconds=60)
+    await backend.store.reserve_idempotency_key(
+        "acme", "k-busy", "fp2", reservation="r1", lock_seconds=10
+    )
+    again = notification(clock=backend.clock, key="k-done")
+    replay = await store.accept_new(again, {"id": again.id}, fingerprint="fp", ttl_seconds=60)
+    assert replay.existing is not None
+    assert replay.existing.response == {"id": done.id}
+    busy = notification(clock=backend.clock, key="k-busy")
+    held = await store.accept_new(busy, {"id": busy.id}, fingerprint="fp2", ttl_seconds=60)
+    assert held.existing is not None
+    assert held.existing.response is None  # in progress: the caller answers 409
+    for n in (again, busy):
+        assert await backend.store.get_notification("acme", n.id) is None
+    assert len(await backend.queue.receive(10, visibility_timeout=30)) == 1
+
+
+async def test_accept_new_takes_over_an_expired_or_abandoned_key(backend: Backend) -> None:
+    store = one_step(backend)
+    old = notification(clock=backend.clock, key="k-old")
+    await store.accept_new(old, {"id": old.id}, fingerprint="fp", ttl_seconds=60)
+    await backend.store.reserve_idempotency_key(
+        "acme", "k-dead", "fp", reservation="r1", lock_seconds=10
+    )
+    backend.clock.advance(61)
+    for key in ("k-old", "k-dead"):
+        n = notification(clock=backend.clock, key=key)
+        first = await store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60)
+        assert first.existing is None, key
+        assert await backend.store.get_notification("acme", n.id) is not None
+
+
+async def test_concurrent_accept_new_with_one_key_accepts_exactly_once(backend: Backend) -> None:
+    store = one_step(backend)
+    attempts = [notification(clock=backend.clock, key="k-race") for _ in range(10)]
+    results = await asyncio.gather(
+        *(store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60) for n in attempts)
+    )
+    winners = [n for n, r in zip(attempts, results, strict=True) if r.existing is None]
+    assert len(winners) == 1
+    assert all(
+        r.existing.response == {"id": winners[0].id} for r in results if r.existing is not None
+    )
+    assert len(await backend.store.list_notifications("acme")) == 1
+
+
 # -- claims ------------------------------------------------------------------------
 
 
@@ -271,6 +348,133 @@ async def test_concurrent_claims_give_exactly_one_holder(backend: Backend) -> No
     final = await backend.store.get_notification(None, n.id)
     assert final is not None
     assert final.attempt_count == 1
+
+
+async def test_a_completion_acks_its_queue_message_in_the_same_transaction(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [msg] = await backend.queue.receive(1, visibility_timeout=30)
+    await backend.store.claim(n.id, msg.receipt, lease_seconds=30, max_attempts=5)
+    done = await backend.store.complete_attempt(
+        n.id, msg.receipt, attempt(1), status=Status.DONE, settle=Settle(msg)
+    )
+    if backend.name == "aws":
+        # SQS cannot join a DynamoDB transaction: the caller acks.
+        assert done is Completion.RECORDED
+        return
+    assert done is Completion.SETTLED
+    backend.clock.advance(31)
+    assert await backend.queue.receive(10, visibility_timeout=30) == []
+    stats = await backend.queue.stats()
+    assert (stats.visible, stats.in_flight, stats.delayed) == (0, 0, 0)
+
+
+async def test_a_retry_reschedules_its_queue_message_in_the_same_transaction(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [msg] = await backend.queue.receive(1, visibility_timeout=30)
+    await backend.store.claim(n.id, msg.receipt, lease_seconds=30, max_attempts=5)
+    failed = attempt(1, Outcome.TRANSIENT, error_class="timeout", message="slow")
+    done = await backend.store.complete_attempt(
+        n.id, msg.receipt, failed, status=Status.PROCESSING, settle=Settle(msg, 50.0)
+    )
+    if backend.name == "aws":
+        assert done is Completion.RECORDED
+        return
+    assert done is Completion.SETTLED
+    assert (await backend.queue.stats()).delayed == 1
+    backend.clock.advance(49.5)
+    assert await backend.queue.receive(1, visibility_timeout=30) == []
+    backend.clock.advance(1)
+    [again] = await backend.queue.receive(1, visibility_timeout=30)
+    assert again.notification_id == n.id
+    assert again.receipt != msg.receipt
+
+
+async def test_a_stale_receipt_settles_nothing_but_the_outcome_is_recorded(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [first] = await backend.queue.receive(1, visibility_timeout=10)
+    await backend.store.claim(n.id, first.receipt, lease_seconds=60, max_attempts=5)
+    if backend.name != "aws":
+        # The queue lease ran out before the claim's: another worker holds
+        # the message now, under a new receipt.
+        backend.clock.advance(11)
+        [second] = await backend.queue.receive(1, visibility_timeout=30)
+        assert second.receipt != first.receipt
+    done = await backend.store.complete_attempt(
+        n.id, first.receipt, attempt(1), status=Status.DONE, settle=Settle(first)
+    )
+    assert done
+    finished = await backend.store.get_notification("acme", n.id)
+    assert finished is not None
+    assert finished.status is Status.DONE
+    if backend.name != "aws":
+        # The other worker's lease is untouched: its message is still in flight.
+        assert (await backend.queue.stats()).in_flight == 1
+        await backend.queue.ack(second)
+        assert (await backend.queue.stats()).in_flight == 0
+
+
+async def test_a_lost_claim_settles_nothing(backend: Backend) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [msg] = await backend.queue.receive(1, visibility_timeout=30)
+    await backend.store.claim(n.id, "someone-else", lease_seconds=30, max_attempts=5)
+    done = await backend.store.complete_attempt(
+        n.id, msg.receipt, attempt(1), status=Status.DONE, settle=Settle(msg)
+    )
+    assert done is Completion.LOST
+    if backend.name != "aws":
+        assert (await backend.queue.stats()).in_flight == 1
+
+
+async def test_claim_many_answers_each_request_in_order_like_claim(backend: Backend) -> None:
+    fresh, spent, held, done = (notification(clock=backend.clock) for _ in range(4))
+    for n in (fresh, spent, held, done):
+        await accept(backend, n)
+    # spent: an earlier attempt died mid-call; held: another worker's live claim.
+    await backend.store.claim(spent.id, "dead", lease_seconds=5, max_attempts=5)
+    await backend.store.claim(done.id, "w0", lease_seconds=30, max_attempts=5)
+    await backend.store.complete_attempt(done.id, "w0", attempt(1), status=Status.DONE)
+    backend.clock.advance(6)
+    await backend.store.claim(held.id, "other", lease_seconds=30, max_attempts=5)
+    got = await backend.store.claim_many(
+        [
+            ClaimRequest(fresh.id, "r1", 5),
+            ClaimRequest("no-such-id", "r2", 5),
+            ClaimRequest(spent.id, "r3", 1),
+            ClaimRequest(held.id, "r4", 5),
+            ClaimRequest(done.id, "r5", 5),
+        ],
+        lease_seconds=30,
+    )
+    assert len(got) == 5
+    first, missing, exhausted, other, finished = got
+    assert first is not None
+    assert (first.id, first.claimed_by, first.status) == (fresh.id, "r1", Status.PROCESSING)
+    assert missing is None
+    # The per-request budget applies: one attempt was already spent.
+    assert exhausted is not None
+    assert (exhausted.status, exhausted.claimed_by) == (Status.FAILED, None)
+    assert [d.notification_id for d in await backend.store.list_dead_letters("acme")] == [spent.id]
+    assert other is not None
+    assert other.claimed_by == "other"
+    assert finished is not None
+    assert (finished.status, finished.claimed_by) == (Status.DONE, None)
+    seen = await backend.store.get_notification("acme", fresh.id)
+    assert seen is not None
+    assert seen.attempt_count == 1
+
+
+async def test_claim_many_of_nothing_claims_nothing(backend: Backend) -> None:
+    assert await backend.store.claim_many([], lease_seconds=30) == []
 
 
 def test_complete_attempt_refuses_an_illegal_status() -> None:

@@ -67,6 +67,22 @@ async def test_twilio_delivers_and_returns_the_message_sid(
     assert request.headers["Authorization"] == f"Basic {expected}"
 
 
+async def test_twilio_body_is_one_urlencoded_form_with_any_characters_intact(
+    twilio: FakeTwilio, provider: TwilioProvider
+) -> None:
+    text = "Hola & adiós: 50% + 1 = ¿sí? 🎉 a=b;c\nline two"
+    result = await provider.send(sms("+15551234567", text))
+
+    assert isinstance(result, Delivered)
+    request = twilio.requests[0]
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.form["Body"] == text
+    assert twilio.messages[0]["body"] == text
+    # Pre-encoded: a plain form body, never multipart.
+    assert b"Content-Disposition" not in request.body
+    assert int(request.headers["Content-Length"]) == len(request.body)
+
+
 async def test_twilio_provider_satisfies_the_provider_port(provider: TwilioProvider) -> None:
     port: Provider = provider
     assert port.name == "twilio"

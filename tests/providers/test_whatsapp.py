@@ -75,6 +75,19 @@ async def test_whatsapp_text_message_is_delivered_with_the_wamid(
     }
 
 
+async def test_whatsapp_body_is_utf8_json_with_any_characters_intact(
+    meta: FakeWhatsApp, provider: WhatsAppProvider
+) -> None:
+    text = '¿Llegó? 🎉 "quoted" \\ back\nslash'
+    result = await provider.send(whatsapp("+5215512345678", text))
+
+    assert isinstance(result, Delivered)
+    request = meta.requests[0]
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.json["text"] == {"body": text}
+    assert int(request.headers["Content-Length"]) == len(request.body)
+
+
 async def test_whatsapp_provider_satisfies_the_provider_port(provider: WhatsAppProvider) -> None:
     port: Provider = provider
     assert port.name == "whatsapp_cloud"

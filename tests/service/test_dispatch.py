@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -23,7 +24,7 @@ from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import Provider
+from integration_hub.ports import ClaimRequest, Provider, Queue, QueueMessage, Settle, Store
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings, Result
 from integration_hub.service.tenants import TenantCache
 from support import Backend, ManualClock, accept, notification, tenant
@@ -216,3 +217,145 @@ async def test_an_unconfigured_provider_is_a_configuration_failure(backend: Back
     assert failed.provider == "smtp"
     assert failed.attempts[0].outcome is Outcome.CONFIGURATION
     assert failed.attempts[0].error_class == "provider_not_configured"
+
+
+class NoSettle:
+    """The SQLite store as a backend whose queue cannot join its transactions."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.settles: list[Settle | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def complete_attempt(self, *args: Any, settle: Settle | None = None, **kw: Any) -> Any:
+        self.settles.append(settle)
+        return await self.store.complete_attempt(*args, **kw)
+
+
+async def test_a_backend_that_cannot_settle_gets_its_message_acked_by_the_dispatcher(
+    backend: Backend,
+) -> None:
+    store = NoSettle(backend.store)
+    d = dispatcher(backend, Scripted("sandbox"))
+    d.store = cast(Store, store)
+    await accept(backend, notification(clock=backend.clock))
+    assert await step(backend, d) is Result.DONE
+    assert [s.release_delay for s in store.settles if s is not None] == [None]
+    backend.clock.advance(100)
+    stats = await backend.queue.stats()
+    assert (stats.visible, stats.in_flight, stats.delayed) == (0, 0, 0)
+
+
+async def test_a_backend_that_cannot_settle_gets_its_retry_released_by_the_dispatcher(
+    backend: Backend,
+) -> None:
+    store = NoSettle(backend.store)
+    provider = Scripted("sandbox", TransientFailure("rate_limited", "429", "429", retry_after=50))
+    d = dispatcher(backend, provider)
+    d.store = cast(Store, store)
+    await accept(backend, notification(clock=backend.clock))
+    assert await step(backend, d) is Result.RETRY
+    assert [s.release_delay for s in store.settles if s is not None] == [50]
+    assert (await backend.queue.stats()).delayed == 1
+    backend.clock.advance(50.1)
+    assert await step(backend, d) is Result.DONE
+
+
+class CountingQueue:
+    """The SQLite queue, counting the acks and releases the dispatcher makes itself."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+    async def ack(self, message: QueueMessage) -> None:
+        self.calls.append("ack")
+        await self.queue.ack(message)
+
+    async def release(self, message: QueueMessage, *, delay: float) -> None:
+        self.calls.append("release")
+        await self.queue.release(message, delay=delay)
+
+
+async def test_on_sqlite_the_outcome_settles_the_message_without_a_separate_ack(
+    backend: Backend,
+) -> None:
+    queue = CountingQueue(backend.queue)
+    provider = Scripted("sandbox", TransientFailure("timeout", "slow"))
+    d = dispatcher(backend, provider)
+    d.queue = cast(Queue, queue)
+    await accept(backend, notification(clock=backend.clock))
+    assert await step(backend, d) is Result.RETRY
+    backend.clock.advance(100)
+    assert await step(backend, d) is Result.DONE
+    assert queue.calls == []
+    backend.clock.advance(100)
+    stats = await backend.queue.stats()
+    assert (stats.visible, stats.in_flight, stats.delayed) == (0, 0, 0)
+
+
+class FlakyBatches:
+    """The SQLite store, counting batch claims and (if told) failing those of several."""
+
+    def __init__(self, store: Store, *, refuse: bool = True) -> None:
+        self.store = store
+        self.refuse = refuse
+        self.batches: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def claim_many(self, requests: Sequence[ClaimRequest], *, lease_seconds: float) -> Any:
+        self.batches.append(len(requests))
+        if self.refuse and len(requests) > 1:
+            raise RuntimeError("batch refused")
+        return await self.store.claim_many(requests, lease_seconds=lease_seconds)
+
+
+async def test_a_batch_is_claimed_in_one_store_call_with_each_tenants_budget(
+    backend: Backend,
+) -> None:
+    await backend.store.create_tenant(
+        Tenant(id="tight", name="Tight", created_at=tenant().created_at, max_attempts=1)
+    )
+    failure = TransientFailure("server_error", "503")
+    provider = Scripted("sandbox", failure, failure)
+    store = FlakyBatches(backend.store, refuse=False)
+    d = dispatcher(backend, provider, max_attempts=5)
+    d.store = cast(Store, store)
+    tight, acme = notification("tight", clock=backend.clock), notification(clock=backend.clock)
+    await accept(backend, tight)
+    await accept(backend, acme)
+    messages = await backend.queue.receive(10, visibility_timeout=30)
+    claims = await d.claim_batch(messages)
+    assert store.batches == [2]
+    assert [c.notification.claimed_by if c.notification else None for c in claims] == [
+        m.receipt for m in messages
+    ]
+    assert {c.policy.max_attempts for c in claims} == {1, 5}
+    results = {c.message.notification_id: await d.process(c) for c in claims}
+    # The same transient failure: the tight tenant's budget of one is spent.
+    assert results == {tight.id: Result.FAILED, acme.id: Result.RETRY}
+
+
+async def test_a_failed_batch_claim_falls_back_to_one_claim_per_message(
+    backend: Backend,
+) -> None:
+    store = FlakyBatches(backend.store)
+    d = dispatcher(backend, Scripted("sandbox"))
+    d.store = cast(Store, store)
+    ids = set()
+    for _ in range(3):
+        n = notification(clock=backend.clock)
+        ids.add(n.id)
+        await accept(backend, n)
+    messages = await backend.queue.receive(10, visibility_timeout=30)
+    claims = await d.claim_batch(messages)
+    assert store.batches == [3, 1, 1, 1]
+    assert {c.message.notification_id for c in claims} == ids
+    assert [await d.process(c) for c in claims] == [Result.DONE] * 3

@@ -266,7 +266,7 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="the id shown by 'ihub keys list'")],
     database: Database = None,
 ) -> None:
-    """Revoke a key: it stops working at once."""
+    """Revoke a key: API processes refuse it within IHUB_TENANT_CACHE_SECONDS."""
 
     async def run(hub: Hub) -> None:
         await TenantAdmin(hub).revoke_key(tenant_id, key_id)

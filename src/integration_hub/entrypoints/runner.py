@@ -16,14 +16,14 @@ from integration_hub.entrypoints.worker import Worker, install_stop_signals
 log = logging.getLogger(__name__)
 
 
-def api_server(hub: Hub, *, access_log: bool = True) -> uvicorn.Server:
-    """A uvicorn server for the hub's API (not started)."""
+def api_server(hub: Hub, *, access_log: bool | None = None) -> uvicorn.Server:
+    """A uvicorn server for the hub's API (not started); access log per IHUB_ACCESS_LOG."""
     config = uvicorn.Config(
         create_app(hub=hub),
         host=hub.settings.host,
         port=hub.settings.port,
         log_level=hub.settings.log_level.lower(),
-        access_log=access_log,
+        access_log=hub.settings.access_log if access_log is None else access_log,
         # No logging config of its own: its lines go through ours (entrypoints/logs.py).
         log_config=None,
         lifespan="on",

@@ -126,11 +126,16 @@ class TenantAdmin:
         """Every tenant."""
         return await self.hub.store.list_tenants()
 
+    async def _save(self, tenant: Tenant) -> None:
+        await self.hub.store.update_tenant(tenant)
+        # At once in this process; the others see it within the cache TTL.
+        self.hub.tenants.forget(tenant.id)
+
     async def set_status(self, tenant_id: str, status: TenantStatus) -> Tenant:
         """Enable or disable; a disabled tenant's keys are refused and its queue is failed."""
         tenant = await self.get(tenant_id)
         tenant.status = status
-        await self.hub.store.update_tenant(tenant)
+        await self._save(tenant)
         return tenant
 
     async def set_route(
@@ -141,7 +146,7 @@ class TenantAdmin:
         code = routing.normalize_country(country)
         tenant = await self.get(tenant_id)
         tenant.routes[code] = Route(channel, provider)
-        await self.hub.store.update_tenant(tenant)
+        await self._save(tenant)
         return code
 
     async def set_channel_provider(self, tenant_id: str, channel: Channel, provider: str) -> None:
@@ -152,7 +157,7 @@ class TenantAdmin:
             tenant.channel_providers.pop(channel, None)
         else:
             tenant.channel_providers[channel] = provider
-        await self.hub.store.update_tenant(tenant)
+        await self._save(tenant)
 
     async def set_limits(self, tenant_id: str, limits: TenantLimits) -> Tenant:
         """Apply the fields given in ``limits``; the others keep their value."""
@@ -168,7 +173,7 @@ class TenantAdmin:
                 "backoff_cap_seconds must be at least backoff_base_seconds",
                 field="backoff_cap_seconds",
             )
-        await self.hub.store.update_tenant(tenant)
+        await self._save(tenant)
         return tenant
 
     async def set_credentials(self, tenant_id: str, provider: str, config: dict[str, Any]) -> None:
@@ -192,7 +197,9 @@ class TenantAdmin:
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> None:
         """Revoke at once; NotFound unless it is one of the tenant's active keys."""
-        if not await self.hub.store.revoke_api_key(tenant_id, key_id):
+        revoked = await self.hub.store.revoke_api_key(tenant_id, key_id)
+        self.hub.keys.forget(key_id)  # at once here; elsewhere within the cache TTL
+        if not revoked:
             raise errors.NotFound(
                 f"tenant {tenant_id!r} has no active key {key_id!r}", field="key_id"
             )

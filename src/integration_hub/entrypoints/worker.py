@@ -10,8 +10,7 @@ from collections import Counter
 
 from integration_hub import tracing
 from integration_hub.bootstrap import Hub
-from integration_hub.ports import QueueMessage
-from integration_hub.service.dispatch import Result
+from integration_hub.service.dispatch import Claim, Result
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,9 @@ class Worker:
                         with contextlib.suppress(asyncio.CancelledError):
                             await waiting
                     continue
-                for message in messages:
-                    task = asyncio.create_task(self._handle(message))
+                # One claim transaction for the whole batch (SQL backends).
+                for claim in await self.hub.dispatcher.claim_batch(messages):
+                    task = asyncio.create_task(self._handle(claim))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
         finally:
@@ -110,12 +110,13 @@ class Worker:
         if pending:
             await asyncio.wait(pending)
 
-    async def _handle(self, message: QueueMessage) -> None:
+    async def _handle(self, claim: Claim) -> None:
         try:
-            result = await self.hub.dispatcher.handle(message)
+            result = await self.hub.dispatcher.process(claim)
         except Exception:
             # The message stays leased and comes back after the visibility
             # timeout; its receive count and attempt budget bound the retries.
+            message = claim.message
             with tracing.log_scope(notification_id=message.notification_id, tenant=message.tenant):
                 log.exception("dispatch of %s failed", message.notification_id)
             return

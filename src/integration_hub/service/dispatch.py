@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,7 +24,16 @@ from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL, Status
 from integration_hub.domain.tenants import Tenant, TenantStatus
-from integration_hub.ports import Clock, ProviderDirectory, Queue, QueueMessage, Store
+from integration_hub.ports import (
+    ClaimRequest,
+    Clock,
+    Completion,
+    ProviderDirectory,
+    Queue,
+    QueueMessage,
+    Settle,
+    Store,
+)
 from integration_hub.service.tenants import TenantCache
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,17 @@ class DispatchSettings:
 
     lease_seconds: float = 60.0
     provider_timeout_seconds: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A received message after its claim: what ``process`` continues from."""
+
+    message: QueueMessage
+    tenant: Tenant | None
+    policy: RetryPolicy
+    notification: Notification | None
+    """As the claim left it (``claimed_by`` is the receipt when it is ours); None if missing."""
 
 
 class Dispatcher:
@@ -95,25 +116,60 @@ class Dispatcher:
 
     async def handle(self, message: QueueMessage) -> Result:
         """Process one received message to its next state."""
-        with tracing.dispatching(message) as scope:
-            result = await self._handle(message, scope)
+        [claim] = await self._claim([message])
+        return await self.process(claim)
+
+    async def claim_batch(self, messages: Sequence[QueueMessage]) -> list[Claim]:
+        """Claim a received batch with one store call (one transaction on SQL).
+
+        If the batch fails, each message is claimed on its own so that one bad
+        message cannot hold back the others; a message whose claim still fails
+        is left out (logged) and comes back after its visibility timeout.
+        """
+        try:
+            return await self._claim(messages)
+        except Exception as exc:
+            if len(messages) == 1:
+                log.exception("claim of %s failed", messages[0].notification_id)
+                return []
+            log.warning("claiming a batch of %d failed (%s): one by one", len(messages), exc)
+        claims: list[Claim] = []
+        for message in messages:
+            try:
+                claims.extend(await self._claim([message]))
+            except Exception:
+                log.exception("claim of %s failed", message.notification_id)
+        return claims
+
+    async def _claim(self, messages: Sequence[QueueMessage]) -> list[Claim]:
+        tenants = {t: await self.tenants.get(t) for t in {m.tenant for m in messages}}
+        policies = [self._policy(tenants[m.tenant]) for m in messages]
+        found = await self.store.claim_many(
+            [
+                ClaimRequest(m.notification_id, m.receipt, p.max_attempts)
+                for m, p in zip(messages, policies, strict=True)
+            ],
+            lease_seconds=self.settings.lease_seconds,
+        )
+        return [
+            Claim(m, tenants[m.tenant], p, n)
+            for m, p, n in zip(messages, policies, found, strict=True)
+        ]
+
+    async def process(self, claim: Claim) -> Result:
+        """Take a claimed message to its next state: call the provider, record, settle."""
+        with tracing.dispatching(claim.message) as scope:
+            result = await self._process(claim, scope)
             scope.result = result
             # The log context says which notification, attempt, provider and
             # outcome. DONE is the common case and the attempt is recorded
-            # anyway: a JSON line costs a few percent of an attempt (ADR 0013).
+            # anyway: a JSON line costs a few percent of an attempt (ADR 0014).
             log.log(logging.DEBUG if result in QUIET else logging.INFO, "dispatched: %s", result)
             return result
 
-    async def _handle(self, message: QueueMessage, scope: tracing.Dispatch) -> Result:
-        tenant = await self.tenants.get(message.tenant)
-        policy = self._policy(tenant)
+    async def _process(self, claim: Claim, scope: tracing.Dispatch) -> Result:
+        message, tenant, policy, n = claim.message, claim.tenant, claim.policy, claim.notification
         token = message.receipt
-        n = await self.store.claim(
-            message.notification_id,
-            token,
-            lease_seconds=self.settings.lease_seconds,
-            max_attempts=policy.max_attempts,
-        )
         if n is None:
             await self.queue.ack(message)
             return Result.MISSING
@@ -173,13 +229,9 @@ class Dispatcher:
             )
             return await self._finish(message, n, attempt, Status.FAILED, reason, Result.FAILED)
         delay = policy.delay(n.attempts_used, retry_after=result.retry_after)
-        ok = await self.store.complete_attempt(
-            n.id, message.receipt, attempt, status=Status.PROCESSING
+        return await self._finish(
+            message, n, attempt, Status.PROCESSING, None, Result.RETRY, release_delay=delay
         )
-        if not ok:
-            return Result.LOST
-        await self.queue.release(message, delay=delay)
-        return Result.RETRY
 
     async def _finish(
         self,
@@ -189,14 +241,27 @@ class Dispatcher:
         status: Status,
         reason: str | None,
         result: Result,
+        *,
+        release_delay: float | None = None,
     ) -> Result:
-        ok = await self.store.complete_attempt(
-            n.id, message.receipt, attempt, status=status, dead_letter_reason=reason
+        # SQL backends settle the queue message in the completion's own
+        # transaction; the others (DynamoDB + SQS) leave it to us.
+        done = await self.store.complete_attempt(
+            n.id,
+            message.receipt,
+            attempt,
+            status=status,
+            dead_letter_reason=reason,
+            settle=Settle(message, release_delay),
         )
-        if not ok:
+        if not done:
             # Our lease expired and another worker claimed it: its outcome counts.
             return Result.LOST
-        await self.queue.ack(message)
+        if done is not Completion.SETTLED:
+            if release_delay is None:
+                await self.queue.ack(message)
+            else:
+                await self.queue.release(message, delay=release_delay)
         return result
 
     async def _call(self, n: Notification, provider_name: str) -> DeliveryResult:

@@ -18,7 +18,7 @@ from integration_hub.domain.models import (
     from_epoch,
 )
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import Clock, Queue, Store
+from integration_hub.ports import Clock, IdempotencyRecord, NewKeyAccept, Queue, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class IngestService:
         self.queue = queue
         self.clock = clock
         self.policy = policy or IngestPolicy()
+        # SQL stores accept under a new key in one transaction (NewKeyAccept).
+        self._one_step = store if isinstance(store, NewKeyAccept) else None
 
     async def _release(self, tenant: str, key: str, reservation: str) -> None:
         # Free the key so that the client's retry is not met by a 409 for the
@@ -67,6 +69,19 @@ class IngestService:
         route = tenant.route(code)
         check_recipient(route.channel, request.recipient)
         fp = fingerprint(code, request)
+        limited = tenant.rate_limit_per_second is not None or tenant.daily_quota is not None
+        if self._one_step is not None and not limited:
+            # The common case, a key never seen: one transaction instead of
+            # reserve + accept. Limits must be counted between the two phases.
+            notification, body = self._new(tenant, code, route, idempotency_key, request)
+            first = await self._one_step.accept_new(
+                notification, body, fingerprint=fp, ttl_seconds=self.policy.ttl_seconds
+            )
+            if first.existing is not None:
+                return self._answer(first.existing, fp)
+            if not first.enqueued:
+                await self.queue.enqueue(notification.id, tenant.id)
+            return Accepted(body, replayed=False)
         reservation = secrets.token_hex(8)
         existing = await self.store.reserve_idempotency_key(
             tenant.id,
@@ -76,15 +91,7 @@ class IngestService:
             lock_seconds=self.policy.lock_seconds,
         )
         if existing is not None:
-            if existing.fingerprint != fp:
-                raise errors.IdempotencyConflict(
-                    "this Idempotency-Key was already used with a different payload",
-                    field="Idempotency-Key",
-                )
-            if existing.response is None:
-                wait = max(1.0, existing.locked_until - self.clock.now())
-                raise errors.IdempotencyInProgress(field="Idempotency-Key", retry_after=wait)
-            return Accepted(existing.response, replayed=True)
+            return self._answer(existing, fp)
 
         if tenant.rate_limit_per_second is not None or tenant.daily_quota is not None:
             try:
@@ -101,8 +108,41 @@ class IngestService:
                     "this tenant is over its rate limit or daily quota", retry_after=refused_for
                 )
 
+        notification, body = self._new(tenant, code, route, idempotency_key, request)
+        try:
+            enqueued = await self.store.accept(
+                notification, body, reservation=reservation, ttl_seconds=self.policy.ttl_seconds
+            )
+        except BaseException:
+            await self._release(tenant.id, idempotency_key, reservation)
+            raise
+        if not enqueued:
+            await self.queue.enqueue(notification.id, tenant.id)
+        return Accepted(body, replayed=False)
+
+    def _answer(self, existing: IdempotencyRecord, fp: str) -> Accepted:
+        """The answer when the key is held: a replay, a conflict, or still in progress."""
+        if existing.fingerprint != fp:
+            raise errors.IdempotencyConflict(
+                "this Idempotency-Key was already used with a different payload",
+                field="Idempotency-Key",
+            )
+        if existing.response is None:
+            wait = max(1.0, existing.locked_until - self.clock.now())
+            raise errors.IdempotencyInProgress(field="Idempotency-Key", retry_after=wait)
+        return Accepted(existing.response, replayed=True)
+
+    def _new(
+        self,
+        tenant: Tenant,
+        code: str,
+        route: routing.Route,
+        idempotency_key: str,
+        request: NotificationRequest,
+    ) -> tuple[Notification, dict[str, Any]]:
+        """A RECEIVED notification and the 202 body that answers it."""
         now = from_epoch(self.clock.now())
-        trace = tracing.carrier()  # workers continue this trace (ADR 0013)
+        trace = tracing.carrier()  # workers continue this trace (ADR 0014)
         notification = Notification(
             id=new_id(),
             tenant=tenant.id,
@@ -124,13 +164,4 @@ class IngestService:
             "channel": str(route.channel),
             "created_at": now.isoformat(),
         }
-        try:
-            enqueued = await self.store.accept(
-                notification, body, reservation=reservation, ttl_seconds=self.policy.ttl_seconds
-            )
-        except BaseException:
-            await self._release(tenant.id, idempotency_key, reservation)
-            raise
-        if not enqueued:
-            await self.queue.enqueue(notification.id, tenant.id)
-        return Accepted(body, replayed=False)
+        return notification, body

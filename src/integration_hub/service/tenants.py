@@ -18,6 +18,8 @@ from integration_hub.domain.tenants import (
 )
 from integration_hub.ports import Clock, Store
 
+_MAX_CACHED_KEYS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class NewTenant:
@@ -49,19 +51,33 @@ async def issue_key(store: Store, clock: Clock, tenant_id: str) -> str:
     return key
 
 
-async def authenticate(store: Store, api_key: str | None, tenant_header: str) -> Tenant:
-    """The tenant an API key acts for; it must be the one named in X-Tenant."""
+async def authenticate(
+    store: Store,
+    api_key: str | None,
+    tenant_header: str,
+    *,
+    keys: ApiKeyCache | None = None,
+    tenants: TenantCache | None = None,
+) -> Tenant:
+    """The tenant an API key acts for; it must be the one named in X-Tenant.
+
+    With ``keys`` and ``tenants`` the key record and the tenant come from
+    those short-lived caches instead of the store; the presented key is
+    hashed and compared in constant time on every call either way.
+    """
     if not api_key:
         raise errors.Unauthenticated(
             "missing API key: send 'Authorization: Bearer <key>'", field="Authorization"
         )
     key_id = parse_api_key(api_key)
-    record = await store.get_api_key(key_id) if key_id else None
+    record = None
+    if key_id:
+        record = await (keys.get(key_id) if keys else store.get_api_key(key_id))
     if record is None or record.revoked_at is not None or not key_matches(api_key, record):
         raise errors.Unauthenticated("unknown or revoked API key", field="Authorization")
     if record.tenant != tenant_header:
         raise errors.Forbidden(field="X-Tenant")
-    tenant = await store.get_tenant(record.tenant)
+    tenant = await (tenants.get(record.tenant) if tenants else store.get_tenant(record.tenant))
     if tenant is None or tenant.status is not TenantStatus.ACTIVE:
         raise errors.Forbidden("this tenant is disabled", field="X-Tenant")
     return tenant
@@ -86,3 +102,53 @@ class TenantCache:
         if tenant is not None:  # an unknown id is not cached: it may be created next
             self._entries[tenant_id] = (now + self.ttl, tenant)
         return tenant
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop a cached tenant: this process changed it and must see the change at once."""
+        self._entries.pop(tenant_id, None)
+
+
+class ApiKeyCache:
+    """API-key records by key id, cached for a few seconds on the API's hot path.
+
+    Authenticating cost two store reads per request (the key, then its
+    tenant): thread hand-offs that dominated ingest. Only the stored record
+    (key id, tenant, hash, revocation time) is cached, never the presented
+    key; the caller still hashes what it is given and compares in constant
+    time. So a revoked key keeps working for at most ``ttl_seconds`` in other
+    processes, and stops at once in the process that revoked it (``forget``).
+    Unknown key ids are not cached: a new key works at once.
+    """
+
+    def __init__(self, store: Store, clock: Clock, ttl_seconds: float = 2.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.ttl = ttl_seconds
+        self._entries: dict[str, tuple[float, ApiKeyRecord]] = {}
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        """The key's record, at most ``ttl_seconds`` old."""
+        now = self.clock.now()
+        hit = self._entries.get(key_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        record = await self.store.get_api_key(key_id)
+        if record is None:
+            self._entries.pop(key_id, None)
+        elif self.ttl > 0:
+            if len(self._entries) >= _MAX_CACHED_KEYS:
+                self._evict(now)
+            self._entries[key_id] = (now + self.ttl, record)
+        return record
+
+    def forget(self, key_id: str) -> None:
+        """Drop a cached key record (it was just revoked here)."""
+        self._entries.pop(key_id, None)
+
+    def _evict(self, now: float) -> None:
+        # Bounded memory whatever the number of keys presented: expired
+        # entries go first, then (all fresh) the whole cache.
+        for key_id in [k for k, (expires, _) in self._entries.items() if expires <= now]:
+            del self._entries[key_id]
+        if len(self._entries) >= _MAX_CACHED_KEYS:
+            self._entries.clear()

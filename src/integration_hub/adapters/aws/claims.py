@@ -7,7 +7,8 @@ dead letter under the same condition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from integration_hub.adapters.aws import items
@@ -17,10 +18,11 @@ from integration_hub.adapters.aws.tables import epoch_key, item, plain
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
+from integration_hub.ports import ClaimRequest, Completion, Settle
 
 
 class ClaimItems(TableClient):
-    """``claim`` and ``complete_attempt`` (ADR 0004 on DynamoDB)."""
+    """``claim``, ``claim_many`` and ``complete_attempt`` (ADR 0004 on DynamoDB)."""
 
     async def claim(
         self,
@@ -75,6 +77,24 @@ class ClaimItems(TableClient):
                     raise
         raise Unavailable("notification is too contended right now")
 
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request, concurrently: DynamoDB has no batch to save a commit on."""
+        return list(
+            await asyncio.gather(
+                *(
+                    self.claim(
+                        r.notification_id,
+                        r.token,
+                        lease_seconds=lease_seconds,
+                        max_attempts=r.max_attempts,
+                    )
+                    for r in requests
+                )
+            )
+        )
+
     def _fail(
         self,
         u: items.Update,
@@ -117,8 +137,13 @@ class ClaimItems(TableClient):
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
-        """Record an attempt's outcome and move to ``status``; only the claim holder may."""
+        settle: Settle | None = None,
+    ) -> Completion:
+        """Record an attempt's outcome and move to ``status``; only the claim holder may.
+
+        The SQS message cannot join a DynamoDB transaction: ``settle`` is left
+        to the caller (RECORDED).
+        """
         check_transition(Status.PROCESSING, status)
         now = self.clock.now()
         u = items.Update()
@@ -143,15 +168,15 @@ class ClaimItems(TableClient):
             if status is Status.FAILED:
                 found = await self._get(key)
                 if found is None:
-                    return False
+                    return Completion.LOST
                 reason = dead_letter_reason or attempt.message or "failed"
                 await self._transact(
                     *self._fail(u, found, reason, now, condition=ours, provider=attempt.provider)
                 )
-                return True
+                return Completion.RECORDED
             tenant = await self._tenant_of(notification_id)
             if tenant is None:
-                return False
+                return Completion.LOST
             u.set("status", value=str(status)).set("provider", value=attempt.provider)
             u.set("last_error", value=attempt.message if attempt.error_class else None)
             u.set("finished_at", value=now if status is Status.DONE else None)
@@ -160,9 +185,9 @@ class ClaimItems(TableClient):
             await self._update(key, u, ours)
         except Exception as exc:
             if is_client_error(exc, items.CONDITION_FAILED, items.TRANSACTION_CANCELED):
-                return False
+                return Completion.LOST
             raise
-        return True
+        return Completion.RECORDED
 
     async def _tenant_of(self, notification_id: str) -> str | None:
         found = await self._call(

@@ -10,17 +10,25 @@ abandoned record.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.postgres.database import CHANNEL, Connection, PostgresDatabase
-from integration_hub.adapters.postgres.queue import ENQUEUE_FRESH
+from integration_hub.adapters.postgres.queue import ACK, ENQUEUE_FRESH, RELEASE
 from integration_hub.domain import quota
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import DeadLetter, IdempotencyRecord
+from integration_hub.ports import (
+    ClaimRequest,
+    Completion,
+    DeadLetter,
+    FirstAccept,
+    IdempotencyRecord,
+    Settle,
+)
 
 # Ours if there was no record, or if the one there expired or was abandoned
 # (in progress with a lapsed lock). Otherwise the conflicting row stays as it
@@ -36,6 +44,23 @@ ON CONFLICT (tenant, key) DO UPDATE SET
     locked_until = excluded.locked_until,
     expires_at = excluded.expires_at,
     response = NULL
+WHERE k.expires_at <= $5 OR (k.response IS NULL AND k.locked_until <= $5)
+RETURNING 1
+"""
+
+# The same takeover rule as RESERVE, but the record is complete at once:
+# the notification is written in the same transaction (accept_new).
+RESERVE_COMPLETE = """
+INSERT INTO idempotency_keys AS k
+    (tenant, key, fingerprint, reservation, created_at, locked_until, expires_at, response)
+VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+ON CONFLICT (tenant, key) DO UPDATE SET
+    fingerprint = excluded.fingerprint,
+    reservation = excluded.reservation,
+    created_at = excluded.created_at,
+    locked_until = excluded.locked_until,
+    expires_at = excluded.expires_at,
+    response = excluded.response
 WHERE k.expires_at <= $5 OR (k.response IS NULL AND k.locked_until <= $5)
 RETURNING 1
 """
@@ -123,6 +148,37 @@ UPDATE notifications SET status = 'RECEIVED', attempts_used = 0, finished_at = N
     updated_at = $1
 WHERE id = $2
 """
+
+
+def _record(tenant: str, key: str, row: Any) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        tenant=tenant,
+        key=key,
+        fingerprint=row["fingerprint"],
+        created_at=row["created_at"],
+        locked_until=row["locked_until"],
+        response=json.loads(row["response"]) if row["response"] else None,
+    )
+
+
+async def _insert_received(conn: Connection, n: Notification, now: float) -> None:
+    """A new RECEIVED notification and its queue entry (with the NOTIFY)."""
+    await conn.execute(
+        INSERT_NOTIFICATION,
+        n.id,
+        n.tenant,
+        n.country,
+        str(n.channel),
+        n.provider,
+        str(n.status),
+        n.request.model_dump_json(exclude_none=True),
+        n.idempotency_key,
+        rows.to_epoch(n.created_at),
+        rows.to_epoch(n.updated_at),
+        n.traceparent,
+        n.tracestate,
+    )
+    await conn.execute(ENQUEUE_FRESH, n.id, n.tenant, now, now, CHANNEL)
 
 
 class PostgresStore:
@@ -257,14 +313,7 @@ class PostgresStore:
                 return None
             # The conflict clause locked the holder's row: it is still there.
             row = await conn.fetchrow(HELD, tenant, key)
-        return IdempotencyRecord(
-            tenant=tenant,
-            key=key,
-            fingerprint=row["fingerprint"],
-            created_at=row["created_at"],
-            locked_until=row["locked_until"],
-            response=json.loads(row["response"]) if row["response"] else None,
-        )
+        return _record(tenant, key, row)
 
     async def release_idempotency_key(self, tenant: str, key: str, *, reservation: str) -> None:
         """Drop an in-progress reservation after a failed accept."""
@@ -301,24 +350,38 @@ class PostgresStore:
             if done is None:
                 # Our reservation lapsed and another request took the key over.
                 raise IdempotencyInProgress()
-            await conn.execute(
-                INSERT_NOTIFICATION,
-                n.id,
-                n.tenant,
-                n.country,
-                str(n.channel),
-                n.provider,
-                str(n.status),
-                n.request.model_dump_json(exclude_none=True),
-                n.idempotency_key,
-                rows.to_epoch(n.created_at),
-                rows.to_epoch(n.updated_at),
-                n.traceparent,
-                n.tracestate,
-            )
-            await conn.execute(ENQUEUE_FRESH, n.id, n.tenant, now, now, CHANNEL)
+            await _insert_received(conn, n, now)
         self.db.notify_enqueued()
         return True
+
+    async def accept_new(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        fingerprint: str,
+        ttl_seconds: float,
+    ) -> FirstAccept:
+        """Reserve, complete and persist in one transaction when the key is free."""
+        now = self._now
+        n = notification
+        async with self.db.transaction() as conn:
+            ours = await conn.fetchval(
+                RESERVE_COMPLETE,
+                n.tenant,
+                n.idempotency_key,
+                fingerprint,
+                n.id,  # never released: the record is complete from the start
+                now,
+                now + ttl_seconds,
+                json.dumps(response),
+            )
+            if ours is None:
+                row = await conn.fetchrow(HELD, n.tenant, n.idempotency_key)
+                return FirstAccept(_record(n.tenant, n.idempotency_key, row))
+            await _insert_received(conn, n, now)
+        self.db.notify_enqueued()
+        return FirstAccept(None, enqueued=True)
 
     # -- reads --------------------------------------------------------------
 
@@ -371,29 +434,51 @@ class PostgresStore:
         max_attempts: int,
     ) -> Notification | None:
         """Take a notification for one attempt (see the Store port)."""
+        request = ClaimRequest(notification_id, token, max_attempts)
+        [found] = await self.claim_many([request], lease_seconds=lease_seconds)
+        return found
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request in one transaction, answers in order.
+
+        Rows are locked in id order, so two workers claiming overlapping
+        batches (a redelivery) wait for each other instead of deadlocking.
+        """
         now = self._now
+        found: dict[int, Notification | None] = {}
+        order = sorted(range(len(requests)), key=lambda i: requests[i].notification_id)
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(CLAIM_LOCK, notification_id)
-            if row is None:
-                return None
-            current = Status(row["status"])
-            held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
-            if current in TERMINAL or (current is Status.PROCESSING and held):
-                return rows.notification_from_row(row)
-            check_transition(current, Status.PROCESSING)
-            if row["attempts_used"] >= max_attempts:
-                # Earlier attempts died mid-call (crashes) and spent the budget.
-                reason = (
-                    f"attempt budget of {max_attempts} exhausted without a recorded outcome"
-                    " (the worker stopped during the provider call)"
-                )
-                fresh = await self._fail(conn, notification_id, row["tenant"], reason, now)
-            else:
-                number = row["attempt_count"] + 1
-                fresh = await conn.fetchrow(
-                    CLAIM, token, now + lease_seconds, number, now, notification_id
-                )
-                await conn.execute(START_ATTEMPT, notification_id, number, row["provider"], now)
+            for i in order:
+                found[i] = await self._claim(conn, requests[i], lease_seconds, now)
+        return [found[i] for i in range(len(requests))]
+
+    async def _claim(
+        self, conn: Connection, request: ClaimRequest, lease_seconds: float, now: float
+    ) -> Notification | None:
+        notification_id, max_attempts = request.notification_id, request.max_attempts
+        row = await conn.fetchrow(CLAIM_LOCK, notification_id)
+        if row is None:
+            return None
+        current = Status(row["status"])
+        held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
+        if current in TERMINAL or (current is Status.PROCESSING and held):
+            return rows.notification_from_row(row)
+        check_transition(current, Status.PROCESSING)
+        if row["attempts_used"] >= max_attempts:
+            # Earlier attempts died mid-call (crashes) and spent the budget.
+            reason = (
+                f"attempt budget of {max_attempts} exhausted without a recorded outcome"
+                " (the worker stopped during the provider call)"
+            )
+            fresh = await self._fail(conn, notification_id, row["tenant"], reason, now)
+        else:
+            number = row["attempt_count"] + 1
+            fresh = await conn.fetchrow(
+                CLAIM, request.token, now + lease_seconds, number, now, notification_id
+            )
+            await conn.execute(START_ATTEMPT, notification_id, number, row["provider"], now)
         return rows.notification_from_row(fresh)
 
     @staticmethod
@@ -418,14 +503,18 @@ class PostgresStore:
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
-        """Record an attempt's outcome and move to ``status``; only the claim holder may."""
+        settle: Settle | None = None,
+    ) -> Completion:
+        """Record an attempt's outcome and move to ``status``; only the claim holder may.
+
+        ``settle``'s queue message is acked or released in the same transaction.
+        """
         check_transition(Status.PROCESSING, status)
         now = self._now
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(HOLDER_LOCK, notification_id, token)
             if row is None:
-                return False
+                return Completion.LOST
             await conn.execute(
                 FINISH_ATTEMPT,
                 now,
@@ -448,17 +537,28 @@ class PostgresStore:
                     now,
                     provider=attempt.provider,
                 )
-                return True
-            await conn.execute(
-                FINISH,
-                str(status),
-                attempt.provider,
-                attempt.message if attempt.error_class else None,
-                now if status is Status.DONE else None,
-                now,
-                notification_id,
-            )
-        return True
+            else:
+                await conn.execute(
+                    FINISH,
+                    str(status),
+                    attempt.provider,
+                    attempt.message if attempt.error_class else None,
+                    now if status is Status.DONE else None,
+                    now,
+                    notification_id,
+                )
+            if settle is None:
+                return Completion.RECORDED
+            # The receipt condition makes a stale receipt settle nothing, as in
+            # PostgresQueue.ack and release.
+            message = settle.message
+            if settle.release_delay is None:
+                await conn.execute(ACK, message.notification_id, message.receipt)
+            else:
+                await conn.execute(
+                    RELEASE, now + settle.release_delay, message.notification_id, message.receipt
+                )
+        return Completion.SETTLED
 
     # -- dead letters ---------------------------------------------------------
 

@@ -15,11 +15,14 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from integration_hub.adapters.providers.http import (
+    FORM,
+    JSON,
     ErrorCodes,
     HttpOptions,
     HttpProvider,
     HttpReply,
     classify_error,
+    form_body,
     int_code,
 )
 from integration_hub.domain.delivery import (
@@ -141,6 +144,13 @@ class TwilioProvider(HttpProvider):
         account = quote(settings.account_sid, safe="")
         self._url = f"{base}/2010-04-01/Accounts/{account}/Messages.json"
         self._account_url = f"{base}/2010-04-01/Accounts/{account}.json"
+        # Built once: the settings of an instance never change (the registry
+        # builds a new instance when a tenant's settings do).
+        self._send_headers = {
+            "Accept": JSON,
+            "Authorization": settings.authorization(),
+            "Content-Type": FORM,
+        }
 
     def __repr__(self) -> str:
         return f"TwilioProvider(account_sid={self.settings.account_sid!r})"
@@ -167,10 +177,7 @@ class TwilioProvider(HttpProvider):
         if not message.recipient.phone:
             return PermanentFailure("invalid_recipient", "twilio: the recipient has no phone")
         reply = await self._request(
-            "POST",
-            self._url,
-            data=self.form(message),
-            headers={"Accept": "application/json", "Authorization": self.settings.authorization()},
+            "POST", self._url, headers=self._send_headers, body=form_body(self.form(message))
         )
         if not isinstance(reply, HttpReply):
             return reply

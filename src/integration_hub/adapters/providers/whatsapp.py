@@ -15,12 +15,14 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from integration_hub.adapters.providers.http import (
+    JSON,
     ErrorCodes,
     HttpOptions,
     HttpProvider,
     HttpReply,
     classify_error,
     int_code,
+    json_body,
 )
 from integration_hub.domain.delivery import (
     Delivered,
@@ -144,8 +146,8 @@ class WhatsAppProvider(HttpProvider):
         reply = await self._request(
             "POST",
             self._url,
-            headers={"Authorization": f"Bearer {token}"},
-            json_body=payload,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": JSON},
+            body=json_body(payload),
         )
         if not isinstance(reply, HttpReply):
             return reply

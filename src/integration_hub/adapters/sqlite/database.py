@@ -2,7 +2,8 @@
 
 Writes go through a single writer thread with ``BEGIN IMMEDIATE`` (a deferred
 transaction that later writes gets SQLITE_BUSY at once, ignoring the busy
-timeout); reads use a small pool of reader threads, which WAL lets run beside
+timeout), which commits the writes queued at the same moment together (group
+commit, ``writer.py``); reads use a small pool of reader threads, which WAL lets run beside
 the writer. The event loop never touches a connection.
 """
 
@@ -17,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
+from integration_hub.adapters.sqlite.watch import CommitWatcher
+from integration_hub.adapters.sqlite.writer import GroupWriter
 from integration_hub.domain.errors import Unavailable
 from integration_hub.ports import Clock, SystemClock
 
@@ -51,8 +54,11 @@ class SqliteDatabase:
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self._busy_timeout_ms = busy_timeout_ms
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="ihub-sqlite-writer")
+        self.writer = GroupWriter(self._connection)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="ihub-sqlite-reader")
+        # Its own thread, hence its own connection: PRAGMA data_version is
+        # only comparable between two reads on the same connection.
+        self.commits = CommitWatcher(self._connection, interval=0.015)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -77,28 +83,19 @@ class SqliteDatabase:
                 self._connections.append(conn)
         return conn
 
-    def _run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return fn(self._connection())
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one write transaction on the writer thread."""
-        loop = asyncio.get_running_loop()
+        """Run ``fn`` in a write transaction on the writer thread.
+
+        The transaction may be shared with other writes queued at the same
+        time (each in its own SAVEPOINT): ``fn`` must not COMMIT or ROLLBACK.
+        If it raises, its own writes are undone and the exception is ours.
+        """
         try:
-            return await loop.run_in_executor(self._writer, self._run_write, fn)
+            result: T = await asyncio.wrap_future(self.writer.submit(fn))
+            return result
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
@@ -142,8 +139,7 @@ class SqliteDatabase:
                     if "duplicate column name" not in str(exc):
                         raise
 
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._run_read, apply)
+        await asyncio.wrap_future(self.writer.submit(apply, transactional=False))
         self._migrated = True
 
     def on_enqueue(self, listener: Callable[[], None]) -> None:
@@ -157,8 +153,9 @@ class SqliteDatabase:
 
     def close(self) -> None:
         """Finish pending work and close every connection."""
-        self._writer.shutdown(wait=True)
+        self.writer.close()
         self._readers.shutdown(wait=True)
+        self.commits.close()
         with self._lock:
             for conn in self._connections:
                 conn.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import sqlite3
 from collections.abc import Sequence
@@ -13,6 +12,11 @@ from integration_hub.adapters.sqlite.database import SqliteDatabase
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import OutboxEntry, QueueMessage, QueueStats
+
+
+def _next_available(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT MIN(available_at) AS t FROM queue").fetchone()
+    return None if row["t"] is None else float(row["t"])
 
 
 class SqliteQueue:
@@ -99,25 +103,42 @@ class SqliteQueue:
     async def wait_for_messages(self, max_wait: float) -> None:
         """Return when a message may be available, or after ``max_wait`` seconds.
 
-        In-process enqueues wake us at once; other processes are seen by the
-        caller's next poll, and a delayed message shortens the wait.
+        In-process enqueues wake us at once. Commits by other processes (an
+        ``ihub api`` beside this worker) are noticed by the database's
+        ``CommitWatcher`` (``PRAGMA data_version`` polled every 15 ms on its
+        own thread): a change triggers one cheap read of the soonest
+        available message, and we return only if one is due, so idle
+        workers never wake each other. A delayed message shortens the wait.
         """
-        now = self.db.clock.now()
-
-        def next_available(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute("SELECT MIN(available_at) AS t FROM queue").fetchone()
-            return None if row["t"] is None else float(row["t"])
-
-        soonest = await self.db.read(next_available)
-        if soonest is not None:
-            max_wait = max(0.0, min(max_wait, soonest - now))
-        if max_wait == 0.0:
-            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
+        # Baseline first, then look: a commit after the look is a change.
         self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), max_wait)
+        mark = await self.db.commits.mark()
+        while True:
+            soonest = await self.db.read(_next_available)
+            now = self.db.clock.now()
+            if soonest is not None:
+                if soonest <= now:
+                    return
+                deadline = min(deadline, loop.time() + (soonest - now))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            woken = asyncio.ensure_future(self._wakeup.wait())
+            committed = asyncio.ensure_future(self.db.commits.changed_since(mark))
+            try:
+                done, _ = await asyncio.wait(
+                    {woken, committed}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for task in (woken, committed):
+                    task.cancel()
+            if not done or woken in done:
+                return  # the deadline, or an in-process enqueue
+            mark = committed.result()  # someone committed: look again
 
     async def stats(self) -> QueueStats:
         """Current depth."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from integration_hub.adapters import rows
@@ -13,7 +14,14 @@ from integration_hub.domain.errors import IdempotencyInProgress, NotFound, Tenan
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
-from integration_hub.ports import DeadLetter, IdempotencyRecord
+from integration_hub.ports import (
+    ClaimRequest,
+    Completion,
+    DeadLetter,
+    FirstAccept,
+    IdempotencyRecord,
+    Settle,
+)
 
 _ENQUEUE = (
     "INSERT INTO queue (notification_id, tenant, available_at, enqueued_at, receive_count)"
@@ -21,6 +29,70 @@ _ENQUEUE = (
     " ON CONFLICT (notification_id) DO UPDATE SET available_at = excluded.available_at,"
     " receipt = NULL, receive_count = 0"
 )
+
+
+def _key_holder(
+    conn: sqlite3.Connection, tenant: str, key: str, now: float
+) -> IdempotencyRecord | None:
+    """The record holding an Idempotency-Key, unless it expired or was abandoned."""
+    row = conn.execute(
+        "SELECT * FROM idempotency_keys WHERE tenant = ? AND key = ?", (tenant, key)
+    ).fetchone()
+    if row is None:
+        return None
+    expired = row["expires_at"] <= now
+    abandoned = row["response"] is None and row["locked_until"] <= now
+    if expired or abandoned:
+        return None
+    return IdempotencyRecord(
+        tenant=tenant,
+        key=key,
+        fingerprint=row["fingerprint"],
+        created_at=row["created_at"],
+        locked_until=row["locked_until"],
+        response=json.loads(row["response"]) if row["response"] else None,
+    )
+
+
+def _insert_received(conn: sqlite3.Connection, n: Notification, now: float) -> None:
+    """A new RECEIVED notification and its queue entry."""
+    conn.execute(
+        "INSERT INTO notifications (id, tenant, country, channel, provider, status,"
+        " request, idempotency_key, created_at, updated_at, traceparent, tracestate)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            n.id,
+            n.tenant,
+            n.country,
+            str(n.channel),
+            n.provider,
+            str(n.status),
+            n.request.model_dump_json(exclude_none=True),
+            n.idempotency_key,
+            rows.to_epoch(n.created_at),
+            rows.to_epoch(n.updated_at),
+            n.traceparent,
+            n.tracestate,
+        ),
+    )
+    conn.execute(_ENQUEUE, (n.id, n.tenant, now, now))
+
+
+def _settle(conn: sqlite3.Connection, settle: Settle, now: float) -> None:
+    # The receipt condition makes a stale receipt (the message was received
+    # again since) settle nothing, exactly like SqliteQueue.ack and release.
+    message = settle.message
+    if settle.release_delay is None:
+        conn.execute(
+            "DELETE FROM queue WHERE notification_id = ? AND receipt = ?",
+            (message.notification_id, message.receipt),
+        )
+    else:
+        conn.execute(
+            "UPDATE queue SET available_at = ?, receipt = NULL"
+            " WHERE notification_id = ? AND receipt = ?",
+            (now + settle.release_delay, message.notification_id, message.receipt),
+        )
 
 
 class SqliteStore:
@@ -167,21 +239,9 @@ class SqliteStore:
         now = self._now
 
         def run(conn: sqlite3.Connection) -> IdempotencyRecord | None:
-            row = conn.execute(
-                "SELECT * FROM idempotency_keys WHERE tenant = ? AND key = ?", (tenant, key)
-            ).fetchone()
-            if row is not None:
-                expired = row["expires_at"] <= now
-                abandoned = row["response"] is None and row["locked_until"] <= now
-                if not (expired or abandoned):
-                    return IdempotencyRecord(
-                        tenant=tenant,
-                        key=key,
-                        fingerprint=row["fingerprint"],
-                        created_at=row["created_at"],
-                        locked_until=row["locked_until"],
-                        response=json.loads(row["response"]) if row["response"] else None,
-                    )
+            held = _key_holder(conn, tenant, key, now)
+            if held is not None:
+                return held
             conn.execute(
                 "INSERT OR REPLACE INTO idempotency_keys (tenant, key, fingerprint, reservation,"
                 " created_at, locked_until, expires_at, response)"
@@ -240,31 +300,51 @@ class SqliteStore:
             if done != 1:
                 # Our reservation lapsed and another request took the key over.
                 raise IdempotencyInProgress()
-            conn.execute(
-                "INSERT INTO notifications (id, tenant, country, channel, provider, status,"
-                " request, idempotency_key, created_at, updated_at, traceparent, tracestate)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    n.id,
-                    n.tenant,
-                    n.country,
-                    str(n.channel),
-                    n.provider,
-                    str(n.status),
-                    n.request.model_dump_json(exclude_none=True),
-                    n.idempotency_key,
-                    rows.to_epoch(n.created_at),
-                    rows.to_epoch(n.updated_at),
-                    n.traceparent,
-                    n.tracestate,
-                ),
-            )
-            conn.execute(_ENQUEUE, (n.id, n.tenant, now, now))
+            _insert_received(conn, n, now)
             return True
 
         enqueued = await self.db.write(run)
         self.db.notify_enqueued()
         return enqueued
+
+    async def accept_new(
+        self,
+        notification: Notification,
+        response: dict[str, Any],
+        *,
+        fingerprint: str,
+        ttl_seconds: float,
+    ) -> FirstAccept:
+        """Reserve, complete and persist in one transaction when the key is free."""
+        now = self._now
+        n = notification
+
+        def run(conn: sqlite3.Connection) -> FirstAccept:
+            held = _key_holder(conn, n.tenant, n.idempotency_key, now)
+            if held is not None:
+                return FirstAccept(held)
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (tenant, key, fingerprint, reservation,"
+                " created_at, locked_until, expires_at, response)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    n.tenant,
+                    n.idempotency_key,
+                    fingerprint,
+                    n.id,  # never released: the record is complete from the start
+                    now,
+                    now,
+                    now + ttl_seconds,
+                    json.dumps(response),
+                ),
+            )
+            _insert_received(conn, n, now)
+            return FirstAccept(None, enqueued=True)
+
+        accepted = await self.db.write(run)
+        if accepted.existing is None:
+            self.db.notify_enqueued()
+        return accepted
 
     # -- reads --------------------------------------------------------------
 
@@ -334,45 +414,59 @@ class SqliteStore:
         max_attempts: int,
     ) -> Notification | None:
         """Take a notification for one attempt (see the Store port)."""
+        request = ClaimRequest(notification_id, token, max_attempts)
+        [found] = await self.claim_many([request], lease_seconds=lease_seconds)
+        return found
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        """``claim`` each request in one write transaction, answers in order."""
         now = self._now
 
-        def run(conn: sqlite3.Connection) -> Notification | None:
-            row = conn.execute(
-                "SELECT * FROM notifications WHERE id = ?", (notification_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            current = Status(row["status"])
-            held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
-            if current in TERMINAL or (current is Status.PROCESSING and held):
-                return rows.notification_from_row(row)
-            check_transition(current, Status.PROCESSING)
-            if row["attempts_used"] >= max_attempts:
-                # Earlier attempts died mid-call (crashes) and spent the budget.
-                reason = (
-                    f"attempt budget of {max_attempts} exhausted without a recorded outcome"
-                    " (the worker stopped during the provider call)"
-                )
-                self._fail(conn, notification_id, row["tenant"], reason, now)
-            else:
-                number = row["attempt_count"] + 1
-                conn.execute(
-                    "UPDATE notifications SET status = 'PROCESSING', claim_token = ?,"
-                    " claim_expires_at = ?, attempts_used = attempts_used + 1,"
-                    " attempt_count = ?, updated_at = ? WHERE id = ?",
-                    (token, now + lease_seconds, number, now, notification_id),
-                )
-                conn.execute(
-                    "INSERT INTO attempts (notification_id, number, provider, started_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (notification_id, number, row["provider"], now),
-                )
-            fresh = conn.execute(
-                "SELECT * FROM notifications WHERE id = ?", (notification_id,)
-            ).fetchone()
-            return rows.notification_from_row(fresh)
+        def run(conn: sqlite3.Connection) -> list[Notification | None]:
+            return [self._claim(conn, r, lease_seconds, now) for r in requests]
 
         return await self.db.write(run)
+
+    def _claim(
+        self, conn: sqlite3.Connection, request: ClaimRequest, lease_seconds: float, now: float
+    ) -> Notification | None:
+        notification_id, max_attempts = request.notification_id, request.max_attempts
+        row = conn.execute(
+            "SELECT * FROM notifications WHERE id = ?", (notification_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        current = Status(row["status"])
+        held = row["claim_token"] is not None and (row["claim_expires_at"] or 0) > now
+        if current in TERMINAL or (current is Status.PROCESSING and held):
+            return rows.notification_from_row(row)
+        check_transition(current, Status.PROCESSING)
+        if row["attempts_used"] >= max_attempts:
+            # Earlier attempts died mid-call (crashes) and spent the budget.
+            reason = (
+                f"attempt budget of {max_attempts} exhausted without a recorded outcome"
+                " (the worker stopped during the provider call)"
+            )
+            self._fail(conn, notification_id, row["tenant"], reason, now)
+        else:
+            number = row["attempt_count"] + 1
+            conn.execute(
+                "UPDATE notifications SET status = 'PROCESSING', claim_token = ?,"
+                " claim_expires_at = ?, attempts_used = attempts_used + 1,"
+                " attempt_count = ?, updated_at = ? WHERE id = ?",
+                (request.token, now + lease_seconds, number, now, notification_id),
+            )
+            conn.execute(
+                "INSERT INTO attempts (notification_id, number, provider, started_at)"
+                " VALUES (?, ?, ?, ?)",
+                (notification_id, number, row["provider"], now),
+            )
+        fresh = conn.execute(
+            "SELECT * FROM notifications WHERE id = ?", (notification_id,)
+        ).fetchone()
+        return rows.notification_from_row(fresh)
 
     @staticmethod
     def _fail(
@@ -404,62 +498,83 @@ class SqliteStore:
         *,
         status: Status,
         dead_letter_reason: str | None = None,
-    ) -> bool:
-        """Record an attempt's outcome and move to ``status``; only the claim holder may."""
+        settle: Settle | None = None,
+    ) -> Completion:
+        """Record an attempt's outcome and move to ``status``; only the claim holder may.
+
+        ``settle``'s queue message is acked or released in the same transaction.
+        """
         check_transition(Status.PROCESSING, status)
         now = self._now
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: sqlite3.Connection) -> Completion:
             row = conn.execute(
                 "SELECT tenant FROM notifications WHERE id = ? AND claim_token = ?"
                 " AND status = 'PROCESSING'",
                 (notification_id, token),
             ).fetchone()
             if row is None:
-                return False
-            conn.execute(
-                "UPDATE attempts SET finished_at = ?, provider = ?, outcome = ?, error_class = ?,"
-                " error_code = ?, message = ?, latency_ms = ?, provider_message_id = ?"
-                " WHERE notification_id = ? AND number = ?",
-                (
-                    now,
-                    attempt.provider,
-                    str(attempt.outcome),
-                    attempt.error_class,
-                    attempt.error_code,
-                    attempt.message,
-                    attempt.latency_ms,
-                    attempt.provider_message_id,
-                    notification_id,
-                    attempt.number,
-                ),
+                return Completion.LOST
+            self._record(
+                conn, notification_id, row["tenant"], attempt, status, dead_letter_reason, now
             )
-            if status is Status.FAILED:
-                self._fail(
-                    conn,
-                    notification_id,
-                    row["tenant"],
-                    dead_letter_reason or attempt.message or "failed",
-                    now,
-                    provider=attempt.provider,
-                )
-                return True
-            conn.execute(
-                "UPDATE notifications SET status = ?, provider = ?, claim_token = NULL,"
-                " claim_expires_at = NULL, last_error = ?, finished_at = ?, updated_at = ?"
-                " WHERE id = ?",
-                (
-                    str(status),
-                    attempt.provider,
-                    attempt.message if attempt.error_class else None,
-                    now if status is Status.DONE else None,
-                    now,
-                    notification_id,
-                ),
-            )
-            return True
+            if settle is None:
+                return Completion.RECORDED
+            _settle(conn, settle, now)
+            return Completion.SETTLED
 
         return await self.db.write(run)
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        notification_id: str,
+        tenant: str,
+        attempt: Attempt,
+        status: Status,
+        dead_letter_reason: str | None,
+        now: float,
+    ) -> None:
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, provider = ?, outcome = ?, error_class = ?,"
+            " error_code = ?, message = ?, latency_ms = ?, provider_message_id = ?"
+            " WHERE notification_id = ? AND number = ?",
+            (
+                now,
+                attempt.provider,
+                str(attempt.outcome),
+                attempt.error_class,
+                attempt.error_code,
+                attempt.message,
+                attempt.latency_ms,
+                attempt.provider_message_id,
+                notification_id,
+                attempt.number,
+            ),
+        )
+        if status is Status.FAILED:
+            self._fail(
+                conn,
+                notification_id,
+                tenant,
+                dead_letter_reason or attempt.message or "failed",
+                now,
+                provider=attempt.provider,
+            )
+            return
+        conn.execute(
+            "UPDATE notifications SET status = ?, provider = ?, claim_token = NULL,"
+            " claim_expires_at = NULL, last_error = ?, finished_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (
+                str(status),
+                attempt.provider,
+                attempt.message if attempt.error_class else None,
+                now if status is Status.DONE else None,
+                now,
+                notification_id,
+            ),
+        )
 
     # -- dead letters ---------------------------------------------------------
 

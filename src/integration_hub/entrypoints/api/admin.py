@@ -182,7 +182,7 @@ async def list_keys(admin: Admin, tenant_id: str) -> list[dict[str, Any]]:
 
 @router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204)
 async def revoke_key(admin: Admin, tenant_id: str, key_id: str) -> Response:
-    """Revoke a key; it stops working at once."""
+    """Revoke a key: refused at once here, within IHUB_TENANT_CACHE_SECONDS elsewhere."""
     await admin.revoke_key(tenant_id, key_id)
     return Response(status_code=204)
 

@@ -66,7 +66,8 @@ async def caller(
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             key = value.strip()
-    tenant = await authenticate(hub(request).store, key, x_tenant.strip())
+    h = hub(request)
+    tenant = await authenticate(h.store, key, x_tenant.strip(), keys=h.keys, tenants=h.tenants)
     tracing.note(tenant=tenant.id)
     return tenant
 
