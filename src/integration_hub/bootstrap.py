@@ -29,6 +29,7 @@ from integration_hub.service.tenants import ApiKeyCache, TenantCache
 
 if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
+    from integration_hub.adapters.metrics import MetricsExporter
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ class Hub:
     purge: Callable[[float], Awaitable[dict[str, int]]]
     # The queue service's own DLQ (SQS), apart from the store's dead letters.
     queue_dead_letters: QueueDeadLetters | None = None
+    metrics: MetricsExporter | None = None
+    # What /readyz asks besides store and queue: None when the schema is
+    # current, else why not (PostgreSQL: a migration this release needs is missing).
+    schema_check: Callable[[], Awaitable[str | None]] | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
@@ -62,6 +67,8 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        if self.metrics is not None:
+            self.metrics.close()
         await self.providers.close()
         await self.credentials.close()
         await self.store.close()
@@ -125,6 +132,22 @@ async def _postgres_backend(settings: Settings, clock: Clock) -> Backend:
         await db.close()
         raise
     return PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
+
+
+def _postgres_schema_check(store: Store) -> Callable[[], Awaitable[str | None]]:
+    from integration_hub.adapters.postgres.database import migrations
+    from integration_hub.adapters.postgres.store import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    db, needed = store.db, migrations()[-1].version
+
+    async def check() -> str | None:
+        version = await db.schema_version()
+        if version < needed:
+            return f"the schema is at version {version}, this release needs {needed}: ihub migrate"
+        return None
+
+    return check
 
 
 async def _aws_backend(settings: Settings, clock: Clock) -> Backend:
@@ -212,9 +235,32 @@ def keyring(settings: Settings) -> KeyRing:
     return LocalKeyRing.from_file(key_file)
 
 
+def check_metrics_directory() -> None:
+    """Refuse a PROMETHEUS_MULTIPROC_DIR that is not a directory, before opening anything."""
+    from integration_hub.adapters.metrics.export import multiprocess_dir
+
+    shared = multiprocess_dir()
+    if shared is not None and not Path(shared).is_dir():
+        # prometheus-client would fail later, on a file name in that directory.
+        raise ConfigurationError(
+            f"PROMETHEUS_MULTIPROC_DIR names {shared}, which is not a directory:"
+            " create it (empty) before starting the hub's processes"
+        )
+
+
+def metrics_exporter(settings: Settings, store: Store, queue: Queue) -> MetricsExporter:
+    """The process's Prometheus metrics, with the store's state read at scrape time."""
+    from integration_hub.adapters.metrics import HubMetrics, MetricsExporter, TenantLabelPolicy
+    from integration_hub.adapters.metrics.export import StateGauges
+
+    tenant_label = TenantLabelPolicy.parse(settings.metrics_tenant_label).guard()
+    return MetricsExporter(HubMetrics(tenant_label), StateGauges(store, queue))
+
+
 async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     """Open the backend named by ``settings.database_url`` and wire the services."""
     clock = clock or SystemClock()
+    check_metrics_directory()
     scheme = settings.database_url.split(":", 1)[0].lower()
     if scheme == "sqlite":
         store, queue, outbox, credentials = await _sqlite_backend(settings, clock)
@@ -240,6 +286,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     }
     providers = ProviderRegistry(sealed, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds)
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
+    exporter = metrics_exporter(settings, store, queue)
     ingest = IngestService(
         store,
         queue,
@@ -248,6 +295,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             ttl_seconds=settings.idempotency_ttl_seconds,
             lock_seconds=settings.idempotency_lock_seconds,
         ),
+        metrics=exporter.metrics,
     )
     dispatcher = Dispatcher(
         store,
@@ -260,6 +308,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             lease_seconds=settings.visibility_timeout_seconds,
             provider_timeout_seconds=settings.provider_timeout_seconds,
         ),
+        metrics=exporter.metrics,
     )
     queue_dead_letters: QueueDeadLetters | None = None
     if scheme == "sqlite":
@@ -279,6 +328,8 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
 
         purge_backend = pg_retention.purge
 
+    schema_check = _postgres_schema_check(store) if scheme in ("postgres", "postgresql") else None
+
     async def purge(older_than_seconds: float) -> dict[str, int]:
         return await purge_backend(store, older_than_seconds=older_than_seconds)
 
@@ -296,4 +347,6 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         ApiKeyCache(store, clock, settings.tenant_cache_seconds),
         purge,
         queue_dead_letters,
+        metrics=exporter,
+        schema_check=schema_check,
     )

@@ -111,6 +111,23 @@ class Settings(BaseSettings):
         description="DynamoDB: re-enqueue notifications left RECEIVED this long (reconciler)",
     )
 
+    metrics_tenant_label: str = Field(
+        default="top:100",
+        pattern=r"^(?i:on|off|top:[1-9][0-9]*)$",
+        description="tenant label on metrics: on, off (one series for all) or top:N"
+        " (the first N tenants, the rest as other)",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token /metrics requires (open when unset; never a tenant key)",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="also serve /metrics on this port (on IHUB_HOST), e.g. for `ihub worker`",
+    )
+
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Self:
         # A claim whose lease ends before the provider call does is taken over

@@ -247,6 +247,10 @@ class Store(Protocol):
         """Dead letters, newest first; ``tenant=None`` lists every tenant's."""
         ...
 
+    async def count_dead_letters(self) -> int:
+        """How many dead letters there are, every tenant's (the DLQ depth)."""
+        ...
+
     async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
         """FAILED -> RECEIVED with a fresh budget, removing the dead letter.
 
@@ -501,3 +505,39 @@ class QueueDeadLetters(Protocol):
     ) -> list[str]:
         """Move messages back to the main queue (``None``: every one); the ids moved."""
         ...
+
+
+class Metrics(Protocol):
+    """What the service layer reports for operators to count (see adapters/metrics).
+
+    Calls are synchronous and cheap; an implementation must never raise.
+    """
+
+    def accepted(self, n: Notification) -> None:
+        """A new notification was persisted and queued (not an idempotent replay)."""
+        ...
+
+    def attempted(
+        self, n: Notification, provider: str, result: DeliveryResult, seconds: float
+    ) -> None:
+        """One call to ``provider`` ended with ``result`` after ``seconds``."""
+        ...
+
+    def finished(self, n: Notification, provider: str, status: Status, at: float) -> None:
+        """The notification reached DONE or FAILED at ``at`` (epoch seconds)."""
+        ...
+
+
+class NoMetrics:
+    """Counts nothing: the default for services built without metrics."""
+
+    def accepted(self, n: Notification) -> None:
+        """Nothing."""
+
+    def attempted(
+        self, n: Notification, provider: str, result: DeliveryResult, seconds: float
+    ) -> None:
+        """Nothing."""
+
+    def finished(self, n: Notification, provider: str, status: Status, at: float) -> None:
+        """Nothing."""

@@ -9,7 +9,7 @@ installs the SDK when an entry point is told to export (README,
 Trace context crosses the queue as W3C ``traceparent``/``tracestate``
 strings stored with the notification (and, on SQS, as message attributes),
 so one trace covers a notification from the accepting request to its last
-attempt (ADR 0014). Span attributes name tenants, countries, channels,
+attempt (ADR 0015). Span attributes name tenants, countries, channels,
 providers and outcomes, never a recipient, a body or a credential.
 
 The same scopes bind the log context (request id, tenant, notification id,

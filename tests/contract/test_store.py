@@ -503,6 +503,7 @@ async def test_a_permanent_failure_is_dead_lettered_and_can_be_redriven(backend:
     assert failed.last_error == "permanent: no such user"
     assert [d.notification_id for d in await backend.store.list_dead_letters(None)] == [n.id]
     assert await backend.store.list_dead_letters("globex") == []
+    assert await backend.store.count_dead_letters() == 1
     # Another tenant cannot redrive it; the owner can, once.
     assert await backend.store.redrive("globex", n.id) is None
     enqueued = await backend.store.redrive("acme", n.id)
@@ -516,6 +517,7 @@ async def test_a_permanent_failure_is_dead_lettered_and_can_be_redriven(backend:
     assert back.attempts_used == 0
     assert back.attempt_count == 1  # history is kept
     assert await backend.store.list_dead_letters(None) == []
+    assert await backend.store.count_dead_letters() == 0
     again = await backend.queue.receive(1, visibility_timeout=30)
     assert [m.notification_id for m in again] == [n.id]
 

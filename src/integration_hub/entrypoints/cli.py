@@ -261,6 +261,39 @@ def reconcile(
     console.print(f"re-enqueued: {sent}")
 
 
+@app.command()
+def top(
+    url: Annotated[
+        list[str] | None,
+        typer.Option(help="a /metrics URL; repeat for an API and its workers (default: the API)"),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="IHUB_METRICS_TOKEN", help="the metrics bearer token")
+    ] = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="seconds between scrapes")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --once: JSON on stdout")] = False,
+) -> None:
+    """Throughput, queue, dead letters and provider errors of a running hub, live."""
+    from integration_hub.entrypoints import top as top_view
+
+    settings = Settings()
+    urls = url or [top_view.default_url(settings.host, settings.port)]
+    try:
+        shown = top_view.run(
+            urls,
+            token,
+            interval=interval,
+            once=once or as_json,
+            console=None if as_json else console,
+        )
+    except top_view.ScrapeError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(top_view.as_dict(shown)))
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -10,6 +10,7 @@ import uvicorn
 
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
+from integration_hub.entrypoints import metrics
 from integration_hub.entrypoints.api import create_app
 from integration_hub.entrypoints.worker import Worker, install_stop_signals
 
@@ -51,7 +52,10 @@ async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     tasks: list[asyncio.Task[None]] = []
+    listener = None
     try:
+        if settings.metrics_port:
+            listener = await metrics.start_listener(hub)
         if worker:
             tasks.append(asyncio.create_task(Worker(hub).run(stop)))
         if api:
@@ -68,4 +72,6 @@ async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
             tasks.append(asyncio.create_task(run_api()))
         await asyncio.gather(*tasks)
     finally:
+        if listener is not None:
+            await listener.cleanup()
         await hub.close()

@@ -92,9 +92,16 @@ class Worker:
                     task = asyncio.create_task(self._handle(claim))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
+                    if self.hub.metrics is not None:
+                        self.hub.metrics.metrics.in_flight.inc()
+                        task.add_done_callback(self._count_done)
         finally:
             stopping.cancel()
             await self._drain()
+
+    def _count_done(self, _: asyncio.Task[None]) -> None:
+        if self.hub.metrics is not None:
+            self.hub.metrics.metrics.in_flight.dec()
 
     async def _sleep_unless(self, stopping: asyncio.Task[bool], seconds: float) -> None:
         await asyncio.wait({stopping}, timeout=seconds)

@@ -18,7 +18,15 @@ from integration_hub.domain.models import (
     from_epoch,
 )
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import Clock, IdempotencyRecord, NewKeyAccept, Queue, Store
+from integration_hub.ports import (
+    Clock,
+    IdempotencyRecord,
+    Metrics,
+    NewKeyAccept,
+    NoMetrics,
+    Queue,
+    Store,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +49,19 @@ class IngestService:
     """Turns a validated request into a durable, queued notification."""
 
     def __init__(
-        self, store: Store, queue: Queue, clock: Clock, policy: IngestPolicy | None = None
+        self,
+        store: Store,
+        queue: Queue,
+        clock: Clock,
+        policy: IngestPolicy | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.clock = clock
         self.policy = policy or IngestPolicy()
+        self.metrics = metrics or NoMetrics()
         # SQL stores accept under a new key in one transaction (NewKeyAccept).
         self._one_step = store if isinstance(store, NewKeyAccept) else None
 
@@ -81,6 +96,7 @@ class IngestService:
                 return self._answer(first.existing, fp)
             if not first.enqueued:
                 await self.queue.enqueue(notification.id, tenant.id)
+            self.metrics.accepted(notification)
             return Accepted(body, replayed=False)
         reservation = secrets.token_hex(8)
         existing = await self.store.reserve_idempotency_key(
@@ -118,6 +134,7 @@ class IngestService:
             raise
         if not enqueued:
             await self.queue.enqueue(notification.id, tenant.id)
+        self.metrics.accepted(notification)
         return Accepted(body, replayed=False)
 
     def _answer(self, existing: IdempotencyRecord, fp: str) -> Accepted:
@@ -142,7 +159,7 @@ class IngestService:
     ) -> tuple[Notification, dict[str, Any]]:
         """A RECEIVED notification and the 202 body that answers it."""
         now = from_epoch(self.clock.now())
-        trace = tracing.carrier()  # workers continue this trace (ADR 0014)
+        trace = tracing.carrier()  # workers continue this trace (ADR 0015)
         notification = Notification(
             id=new_id(),
             tenant=tenant.id,

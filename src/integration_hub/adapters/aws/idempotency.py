@@ -139,7 +139,7 @@ class IdempotencyItems(TableClient):
             "GSI3SK": n.id,
             "GSI4PK": pending_shard(n.id),
             "GSI4SK": f"{epoch_key(now)}#{n.id}",
-            "traceparent": n.traceparent,  # ADR 0014; None is left out of the item
+            "traceparent": n.traceparent,  # ADR 0015; None is left out of the item
             "tracestate": n.tracestate,
         }
         try:

@@ -7,6 +7,8 @@ over it): the notification, its dead letter (``DL``) and its deliveries
 
 from __future__ import annotations
 
+from typing import Any
+
 from integration_hub.adapters import rows
 from integration_hub.adapters.aws import items, tables
 from integration_hub.adapters.aws.client import TableClient
@@ -86,6 +88,23 @@ class NotificationItems(TableClient):
         index, partition = ("GSI2", "DL") if tenant is None else ("GSI1", f"T#{tenant}#DL")
         found = await self._all(index, partition, newest_first=True, limit=limit)
         return [rows.dead_letter_from_row(items.Row(d)) for d in found]
+
+    async def count_dead_letters(self) -> int:
+        """How many dead letters there are: a COUNT query of the DL partition of GSI2."""
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "GSI2",
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": item({":pk": "DL"}),
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            found = await self._call("query", **params)
+            total += int(found.get("Count", 0))
+            if "LastEvaluatedKey" not in found:
+                return total
+            params["ExclusiveStartKey"] = found["LastEvaluatedKey"]
 
     async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
         """FAILED -> RECEIVED with a fresh budget, removing the dead letter.

@@ -79,7 +79,7 @@ class SqsQueue:
     async def enqueue(self, notification_id: str, tenant: str, *, delay: float = 0.0) -> None:
         """SendMessage with DelaySeconds; beyond 15 minutes the rest is a ``not_before``."""
         attributes: dict[str, Any] = {"tenant": {"DataType": "String", "StringValue": tenant}}
-        # The enqueuing span's W3C context, so the attempt joins its trace (ADR 0014).
+        # The enqueuing span's W3C context, so the attempt joins its trace (ADR 0015).
         for name, value in tracing.carrier().items():
             attributes[name] = {"DataType": "String", "StringValue": value}
         if delay > MAX_DELAY:

@@ -571,6 +571,11 @@ class PostgresStore:
                 found = await conn.fetch(TENANT_DEAD_LETTERS, tenant, limit)
         return [rows.dead_letter_from_row(r) for r in found]
 
+    async def count_dead_letters(self) -> int:
+        """How many dead letters there are, every tenant's (the DLQ depth)."""
+        async with self.db.connection() as conn:
+            return int(await conn.fetchval("SELECT COUNT(*) FROM dead_letters"))
+
     async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
         """FAILED -> RECEIVED with a fresh budget, removing the dead letter."""
         now = self._now

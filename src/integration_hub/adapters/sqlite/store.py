@@ -597,6 +597,14 @@ class SqliteStore:
 
         return await self.db.read(run)
 
+    async def count_dead_letters(self) -> int:
+        """How many dead letters there are, every tenant's (the DLQ depth)."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+
+        return await self.db.read(run)
+
     async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
         """FAILED -> RECEIVED with a fresh budget, removing the dead letter."""
         now = self._now

@@ -13,6 +13,7 @@ from integration_hub import __version__
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.domain import errors
+from integration_hub.entrypoints import metrics
 from integration_hub.entrypoints.api import admin, openapi, problems, routes
 from integration_hub.entrypoints.api.context import FASTAPI_TELEMETRY, RequestContext
 
@@ -123,16 +124,24 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     @app.get(
         "/readyz",
         tags=["health"],
-        responses={503: {"description": "the store or the queue is unreachable"}},
+        responses={
+            503: {"description": "the store or the queue is unreachable, or migrations are missing"}
+        },
     )
     async def readyz(request: Request) -> dict[str, Any]:
-        """Store and queue answer: safe to route traffic here."""
+        """Store and queue answer and the schema is current: safe to route traffic here."""
         hub: Hub = request.app.state.hub
         try:
             await hub.store.get_tenant("readyz-probe")
             depth = await hub.queue.stats()
+            behind = await hub.schema_check() if hub.schema_check else None
         except errors.HubError as exc:
             raise errors.Unavailable(f"not ready: {exc.message}", retry_after=1.0) from None
+        except Exception as exc:  # e.g. a table gone: not ready, never a 500
+            detail = f"not ready: the store failed ({type(exc).__name__})"
+            raise errors.Unavailable(detail, retry_after=1.0) from None
+        if behind is not None:
+            raise errors.Unavailable(f"not ready: {behind}", retry_after=5.0)
         return {
             "status": "ready",
             "queue_visible": depth.visible,
@@ -140,5 +149,6 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         }
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    metrics.install(app, settings)  # after BodyLimit: its timer sees refused bodies too
     app.add_middleware(RequestContext)  # outermost: even a 413 has a request id
     return app

@@ -3,7 +3,7 @@
 The request's SERVER span is FastAPI's own (its native OpenTelemetry
 support, on only when a tracer provider is installed; ``create_app`` keeps
 it to that one span): this middleware runs inside it and tags it with the
-request id, so a request id leads to its trace and back (ADR 0014).
+request id, so a request id leads to its trace and back (ADR 0015).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- W3C trace context of the accepting request (ADR 0014). SQLite has no
+-- W3C trace context of the accepting request (ADR 0015). SQLite has no
 -- ADD COLUMN IF NOT EXISTS: the migration runner skips a script whose
 -- column another process already added.
 ALTER TABLE notifications ADD COLUMN traceparent TEXT;

@@ -1,0 +1,136 @@
+"""The metrics one hub process counts: the ``Metrics`` port plus HTTP and worker hooks."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from integration_hub.adapters.metrics import labels
+from integration_hub.domain.delivery import Delivered, DeliveryResult
+from integration_hub.domain.models import Notification
+from integration_hub.domain.status import Status
+
+log = logging.getLogger(__name__)
+
+# Provider calls: a sandbox answers in under a millisecond, a slow SMTP relay
+# in seconds, and the call is cut at IHUB_PROVIDER_TIMEOUT_SECONDS (20 s).
+PROVIDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
+# Accept to finish includes queueing and retry backoff: up to many minutes.
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# API requests: an accepted notification is one or two store transactions.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+class HubMetrics:
+    """Counters, histograms and the in-flight gauge of one process.
+
+    Implements the ``Metrics`` port. In prometheus-client's multiprocess mode
+    (PROMETHEUS_MULTIPROC_DIR set) the values go to files in that directory
+    and ``MetricsExporter`` adds every process's up; otherwise they live in
+    ``registry``.
+    """
+
+    def __init__(
+        self, tenant_label: labels.TenantLabel, registry: CollectorRegistry | None = None
+    ) -> None:
+        # The *_created series (a counter's start time) double the series
+        # count and no dashboard or alert of ours reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
+        self.registry = registry or CollectorRegistry()
+        self._tenant = tenant_label
+        self._provider = labels.BoundedLabel(labels.PROVIDER_LIMIT)
+        self._error_class = labels.BoundedLabel(labels.ERROR_CLASS_LIMIT)
+        self._country = labels.BoundedLabel(labels.COUNTRY_LIMIT)
+        r = self.registry
+        self.accepted_total = Counter(
+            "ihub_notifications_accepted",
+            "Notifications accepted by the API (idempotent replays not counted)",
+            ["tenant", "country", "channel", "provider"],
+            registry=r,
+        )
+        self.finished_total = Counter(
+            "ihub_notifications_finished",
+            "Notifications that reached DONE (outcome=done) or FAILED (outcome=failed)",
+            ["tenant", "country", "channel", "provider", "outcome"],
+            registry=r,
+        )
+        self.attempts_total = Counter(
+            "ihub_attempts",
+            "Provider calls by outcome (delivered, transient, permanent, configuration)"
+            " and error class",
+            ["tenant", "channel", "provider", "outcome", "error_class"],
+            registry=r,
+        )
+        self.provider_seconds = Histogram(
+            "ihub_provider_call_duration_seconds",
+            "Duration of one provider call",
+            ["channel", "provider", "outcome"],
+            buckets=PROVIDER_BUCKETS,
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "ihub_notification_duration_seconds",
+            "From acceptance to DONE or FAILED, queueing and retries included",
+            ["channel", "outcome"],
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "ihub_http_request_duration_seconds",
+            "API requests by method, route template and status code",
+            ["method", "route", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "ihub_attempts_in_flight",
+            "Messages a worker is handling right now (claim, provider call, finish)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+
+    # -- the Metrics port ---------------------------------------------------------
+
+    def accepted(self, n: Notification) -> None:
+        """A new notification was persisted and queued."""
+        self.accepted_total.labels(
+            self._tenant(n.tenant),
+            self._country(n.country),
+            str(n.channel),
+            self._provider(n.provider),
+        ).inc()
+
+    def attempted(
+        self, n: Notification, provider: str, result: DeliveryResult, seconds: float
+    ) -> None:
+        """One provider call ended."""
+        name = self._provider(provider)
+        outcome = str(result.outcome)
+        error = "none" if isinstance(result, Delivered) else self._error_class(result.error_class)
+        self.attempts_total.labels(
+            self._tenant(n.tenant), str(n.channel), name, outcome, error
+        ).inc()
+        self.provider_seconds.labels(str(n.channel), name, outcome).observe(max(0.0, seconds))
+
+    def finished(self, n: Notification, provider: str, status: Status, at: float) -> None:
+        """The notification reached DONE or FAILED."""
+        outcome = "done" if status is Status.DONE else "failed"
+        self.finished_total.labels(
+            self._tenant(n.tenant),
+            self._country(n.country),
+            str(n.channel),
+            self._provider(provider),
+            outcome,
+        ).inc()
+        elapsed = max(0.0, at - n.created_at.timestamp())
+        self.delivery_seconds.labels(str(n.channel), outcome).observe(elapsed)
+
+    # -- entry-point hooks ----------------------------------------------------------
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One API request; ``route`` is the matched template, never the raw path."""
+        verb = method if method in HTTP_METHODS else "other"
+        self.http_seconds.labels(verb, route, str(status)).observe(max(0.0, seconds))
