@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         " records (a revoked key or disabled tenant is refused within this time)",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="log lines as JSON, or for a console; auto: JSON unless a TTY"
+    )
+    log_recipients: Literal["hash", "redact", "plain"] = Field(
+        default="hash", description="recipient addresses in logs: hashed, replaced, or as is"
+    )
     access_log: bool = Field(
         default=True,
         description="log one line per HTTP request (off when a proxy logs them: ~4 % of the"

@@ -317,6 +317,10 @@ class QueueMessage:
     tenant: str
     receipt: str
     receive_count: int
+    # W3C trace context the message carried (SQS message attributes); SQL
+    # queues carry none and the dispatcher uses the notification's.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

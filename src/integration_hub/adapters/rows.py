@@ -113,7 +113,14 @@ def notification_from_row(
         finished_at=to_dt(row["finished_at"]),
         claimed_by=row["claim_token"],
         attempts=attempts or [],
+        traceparent=_optional(row, "traceparent"),
+        tracestate=_optional(row, "tracestate"),
     )
+
+
+def _optional(row: Mapping[str, Any], column: str) -> Any:
+    # Queries that name their columns may leave the trace context out.
+    return row[column] if column in row.keys() else None  # noqa: SIM118 - sqlite3.Row has no __contains__ of names
 
 
 def attempt_from_row(row: Mapping[str, Any]) -> Attempt:

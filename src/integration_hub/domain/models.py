@@ -189,3 +189,7 @@ class Notification:
     finished_at: datetime | None = None
     claimed_by: str | None = None  # the lease token of the worker holding it
     attempts: list[Attempt] = field(default_factory=list)
+    # W3C trace context of the accepting request, so that attempts in other
+    # processes join its trace (ADR 0015).
+    traceparent: str | None = None
+    tracestate: str | None = None

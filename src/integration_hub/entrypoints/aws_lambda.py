@@ -23,8 +23,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from integration_hub import tracing
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
+from integration_hub.entrypoints.observability import Observability, setup
 from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Dispatcher, Result
 
@@ -44,12 +46,21 @@ def _loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _hub() -> Hub:
+def _hub(role: str = "lambda") -> Hub:
     hub: Hub | None = _state.get("hub")
     if hub is None:
-        hub = _loop().run_until_complete(build_hub(Settings()))
+        settings = Settings()
+        _state["observability"] = setup(settings, role)
+        hub = _loop().run_until_complete(build_hub(settings))
         _state["hub"] = hub
     return hub
+
+
+def _flush() -> None:
+    # A Lambda is frozen between invocations: batched spans must leave now.
+    observability: Observability | None = _state.get("observability")
+    if observability is not None:
+        observability.flush()
 
 
 def api_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -60,25 +71,23 @@ def api_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
         from integration_hub.entrypoints.api import create_app
 
-        hub = _hub()
+        hub = _hub("lambda-api")
         app = create_app(hub=hub)
         app.state.hub = hub  # the lifespan that would set it is off: the hub outlives requests
         handler = Mangum(app, lifespan="off")
         _state["api"] = handler
-    response: dict[str, Any] = handler(dict(event), context)
+    try:
+        response: dict[str, Any] = handler(dict(event), context)
+    finally:
+        _flush()
     return response
 
 
 def message_of(record: Mapping[str, Any]) -> QueueMessage:
-    """An SQS event record as the queue message the dispatcher expects."""
-    attributes = record.get("messageAttributes") or {}
-    tenant = attributes.get("tenant", {}).get("stringValue", "")
-    return QueueMessage(
-        notification_id=str(record["body"]),
-        tenant=str(tenant),
-        receipt=str(record["receiptHandle"]),
-        receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)),
-    )
+    """An SQS event record as the queue message the dispatcher expects (with its trace)."""
+    from integration_hub.adapters.aws.sqs import message_from_lambda_record
+
+    return message_from_lambda_record(record)
 
 
 async def dispatch_records(
@@ -92,7 +101,8 @@ async def dispatch_records(
         except Exception:
             # Reported as failed: SQS redelivers it, and its redrive policy
             # moves it to the DLQ once maxReceiveCount is reached.
-            log.exception("dispatch of SQS message %s failed", record.get("messageId"))
+            with tracing.log_scope(notification_id=record.get("body")):
+                log.exception("dispatch of SQS message %s failed", record.get("messageId"))
             return str(record["messageId"])
         return str(record["messageId"]) if result in COME_BACK else None
 
@@ -102,10 +112,13 @@ async def dispatch_records(
 
 def worker_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """SQS event -> one attempt per message; partial batch response."""
-    hub = _hub()
-    failed = _loop().run_until_complete(
-        dispatch_records(hub.dispatcher, event.get("Records") or [])
-    )
+    hub = _hub("lambda-worker")
+    try:
+        failed = _loop().run_until_complete(
+            dispatch_records(hub.dispatcher, event.get("Records") or [])
+        )
+    finally:
+        _flush()
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
 
 
@@ -113,8 +126,11 @@ def reconcile_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Scheduled event -> re-enqueue what an SQS send lost; how many (DynamoDB only)."""
     from integration_hub.adapters.aws.reconciler import reconcile
 
-    hub = _hub()
-    sent = _loop().run_until_complete(
-        reconcile(hub.store, hub.queue, older_than_seconds=hub.settings.reconcile_after_seconds)
-    )
+    hub = _hub("lambda-reconcile")
+    try:
+        sent = _loop().run_until_complete(
+            reconcile(hub.store, hub.queue, older_than_seconds=hub.settings.reconcile_after_seconds)
+        )
+    finally:
+        _flush()
     return {"reenqueued": sent}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Annotated
 
 import typer
@@ -33,31 +32,29 @@ app.add_typer(cli_tenants.providers_app, name="providers")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def _run(settings: Settings, role: str, *, api: bool, worker: bool) -> None:
+    from integration_hub.entrypoints.observability import setup
+    from integration_hub.entrypoints.runner import serve as run_serve
+
+    observability = setup(settings, role)
+    try:
+        asyncio.run(run_serve(settings, api=api, worker=worker))
+    finally:
+        observability.shutdown()
 
 
 @app.command()
 def serve(database: Database = None, host: Host = None, port: Port = None) -> None:
     """Run the API and a worker in one process (the embedded deployment)."""
-    from integration_hub.entrypoints.runner import serve as run_serve
-
     settings = settings_for(database, host=host, port=port)
-    _logging(settings)
-    asyncio.run(run_serve(settings, api=True, worker=True))
+    _run(settings, "serve", api=True, worker=True)
 
 
 @app.command()
 def api(database: Database = None, host: Host = None, port: Port = None) -> None:
     """Run the API only."""
-    from integration_hub.entrypoints.runner import serve as run_serve
-
     settings = settings_for(database, host=host, port=port)
-    _logging(settings)
-    asyncio.run(run_serve(settings, api=True, worker=False))
+    _run(settings, "api", api=True, worker=False)
 
 
 @app.command()
@@ -66,11 +63,8 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="attempts in flight")] = None,
 ) -> None:
     """Run a worker only."""
-    from integration_hub.entrypoints.runner import serve as run_serve
-
     settings = settings_for(database, worker_concurrency=concurrency)
-    _logging(settings)
-    asyncio.run(run_serve(settings, api=False, worker=True))
+    _run(settings, "worker", api=False, worker=True)
 
 
 @app.command()
@@ -106,6 +100,8 @@ def status(
         )
         if n.last_error:
             console.print(f"last error: {n.last_error}")
+        if n.traceparent:  # 00-<trace id>-<span id>-<flags>: the trace to open (runbook)
+            console.print(f"trace id: {n.traceparent.split('-')[1]}")
         table = Table("#", "started", "provider", "outcome", "error", "latency ms")
         for a in n.attempts:
             error = f"{a.error_class or ''} {a.error_code or ''} {a.message or ''}".strip()

@@ -25,6 +25,8 @@ def api_server(hub: Hub, *, access_log: bool | None = None) -> uvicorn.Server:
         port=hub.settings.port,
         log_level=hub.settings.log_level.lower(),
         access_log=hub.settings.access_log if access_log is None else access_log,
+        # No logging config of its own: its lines go through ours (entrypoints/logs.py).
+        log_config=None,
         lifespan="on",
     )
     return uvicorn.Server(config)

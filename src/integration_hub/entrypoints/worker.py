@@ -8,6 +8,7 @@ import logging
 import signal
 from collections import Counter
 
+from integration_hub import tracing
 from integration_hub.bootstrap import Hub
 from integration_hub.service.dispatch import Claim, Result
 
@@ -123,8 +124,10 @@ class Worker:
             # The message stays leased and comes back after the visibility
             # timeout, until its receive count reaches the attempt budget:
             # then it is dead-lettered, so that a poison message ends FAILED.
-            log.exception("dispatch of %s failed", claim.message.notification_id)
-            await self.hub.dispatcher.give_up_quietly(claim.message, exc)
+            message = claim.message
+            with tracing.log_scope(notification_id=message.notification_id, tenant=message.tenant):
+                log.exception("dispatch of %s failed", message.notification_id)
+            await self.hub.dispatcher.give_up_quietly(message, exc)
             return
         self.results[result] += 1
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from integration_hub import tracing
 from integration_hub.domain import routing
 from integration_hub.domain.delivery import (
     Delivered,
@@ -51,6 +52,10 @@ class Result(StrEnum):
     HELD = "held"  # another worker holds a live claim
     LOST = "lost"  # our claim was taken over while we worked
     MISSING = "missing"  # no such notification
+
+
+# Results logged at DEBUG; the rest (retry, failed, held, lost) at INFO.
+QUIET = frozenset({Result.DONE, Result.DUPLICATE, Result.MISSING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +171,22 @@ class Dispatcher:
 
     async def process(self, claim: Claim) -> Result:
         """Take a claimed message to its next state: call the provider, record, settle."""
+        with tracing.dispatching(claim.message) as scope:
+            result = await self._process(claim, scope)
+            scope.result = result
+            # The log context says which notification, attempt, provider and
+            # outcome. DONE is the common case and the attempt is recorded
+            # anyway: a JSON line costs a few percent of an attempt (ADR 0015).
+            log.log(logging.DEBUG if result in QUIET else logging.INFO, "dispatched: %s", result)
+            return result
+
+    async def _process(self, claim: Claim, scope: tracing.Dispatch) -> Result:
         message, tenant, policy, n = claim.message, claim.tenant, claim.policy, claim.notification
         token = message.receipt
         if n is None:
             await self.queue.ack(message)
             return Result.MISSING
+        scope.claimed(n)
         if n.claimed_by != token:
             if n.status in TERMINAL:
                 await self.queue.ack(message)
@@ -206,7 +222,9 @@ class Dispatcher:
     ) -> Result:
         started = self.clock.now()
         t0 = time.perf_counter()
-        result = await self._call(n, provider_name)
+        with tracing.provider_call(n, provider_name) as call:
+            result = await self._call(n, provider_name)
+            call.outcome(result)
         latency_ms = (time.perf_counter() - t0) * 1000
         self.metrics.attempted(n, provider_name, result, latency_ms / 1000)
         attempt = Attempt(

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from integration_hub import tracing
 from integration_hub.domain import errors, routing
 from integration_hub.domain.ids import new_id
 from integration_hub.domain.models import (
@@ -158,6 +159,7 @@ class IngestService:
     ) -> tuple[Notification, dict[str, Any]]:
         """A RECEIVED notification and the 202 body that answers it."""
         now = from_epoch(self.clock.now())
+        trace = tracing.carrier()  # workers continue this trace (ADR 0015)
         notification = Notification(
             id=new_id(),
             tenant=tenant.id,
@@ -168,6 +170,8 @@ class IngestService:
             idempotency_key=idempotency_key,
             created_at=now,
             updated_at=now,
+            traceparent=trace.get("traceparent"),
+            tracestate=trace.get("tracestate"),
         )
         body = {
             "id": notification.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from integration_hub import tracing
 from integration_hub.ports import Queue, Store
 
 
@@ -11,12 +12,11 @@ async def redrive(store: Store, queue: Queue, tenant: str | None, notification_i
     if result is None:
         return False
     if result is False:
-        # The store could not enqueue in its own transaction: do it now.
-        letter_tenant = tenant
-        if letter_tenant is None:
-            n = await store.get_notification(None, notification_id)
-            letter_tenant = n.tenant if n else ""
-        await queue.enqueue(notification_id, letter_tenant)
+        # The store could not enqueue in its own transaction: do it now, in
+        # the notification's own trace (its message carries that context).
+        n = await store.get_notification(tenant, notification_id)
+        with tracing.resumed("ihub.redrive", n):
+            await queue.enqueue(notification_id, n.tenant if n else tenant or "")
     return True
 
 

@@ -116,7 +116,7 @@ class IdempotencyItems(TableClient):
             f" AND attribute_not_exists({key.name('response')})"
         )
         created = rows.to_epoch(n.created_at)
-        values = items.notification_key(n.id) | {
+        values: dict[str, Any] = items.notification_key(n.id) | {
             "id": n.id,
             "tenant": n.tenant,
             "country": n.country,
@@ -139,6 +139,8 @@ class IdempotencyItems(TableClient):
             "GSI3SK": n.id,
             "GSI4PK": pending_shard(n.id),
             "GSI4SK": f"{epoch_key(now)}#{n.id}",
+            "traceparent": n.traceparent,  # ADR 0015; None is left out of the item
+            "tracestate": n.tracestate,
         }
         try:
             await self._transact(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from integration_hub import tracing
 from integration_hub.adapters.aws.dynamodb import DynamoStore
 from integration_hub.ports import Queue, Store
 
@@ -32,7 +33,8 @@ async def reconcile(
     )
     sent = 0
     for n in stale:
-        await queue.enqueue(n.id, n.tenant)
+        with tracing.resumed("ihub.reconcile", n):
+            await queue.enqueue(n.id, n.tenant)
         sent += 1
         # Claimed meanwhile (False) is fine: the extra message is a harmless duplicate.
         await store.touch_received(n)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from integration_hub import tracing
 from integration_hub.adapters.aws.session import AwsSession, is_client_error, translated
 from integration_hub.ports import Clock, QueueMessage, QueueStats
 
@@ -35,14 +36,21 @@ def _seconds(value: float, cap: int) -> int:
     return max(0, min(cap, math.ceil(value)))
 
 
+def _attribute(attributes: Mapping[str, Any], name: str, value_key: str) -> str | None:
+    value = (attributes.get(name) or {}).get(value_key)
+    return str(value) if value else None
+
+
 def message_from_lambda_record(record: Mapping[str, Any]) -> QueueMessage:
-    """A message from an SQS event record as Lambda delivers it."""
-    tenant = record.get("messageAttributes", {}).get("tenant", {}).get("stringValue", "")
+    """A message from an SQS event record as Lambda delivers it (attributes in camelCase)."""
+    attributes = record.get("messageAttributes") or {}
     return QueueMessage(
-        notification_id=record["body"],
-        tenant=tenant,
-        receipt=record["receiptHandle"],
-        receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+        notification_id=str(record["body"]),
+        tenant=_attribute(attributes, "tenant", "stringValue") or "",
+        receipt=str(record["receiptHandle"]),
+        receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)),
+        traceparent=_attribute(attributes, "traceparent", "stringValue"),
+        tracestate=_attribute(attributes, "tracestate", "stringValue"),
     )
 
 
@@ -71,6 +79,9 @@ class SqsQueue:
     async def enqueue(self, notification_id: str, tenant: str, *, delay: float = 0.0) -> None:
         """SendMessage with DelaySeconds; beyond 15 minutes the rest is a ``not_before``."""
         attributes: dict[str, Any] = {"tenant": {"DataType": "String", "StringValue": tenant}}
+        # The enqueuing span's W3C context, so the attempt joins its trace (ADR 0015).
+        for name, value in tracing.carrier().items():
+            attributes[name] = {"DataType": "String", "StringValue": value}
         if delay > MAX_DELAY:
             not_before = self.clock.now() + delay
             attributes["not_before"] = {"DataType": "Number", "StringValue": repr(not_before)}
@@ -107,6 +118,8 @@ class SqsQueue:
                     tenant=attributes.get("tenant", {}).get("StringValue", ""),
                     receipt=raw["ReceiptHandle"],
                     receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                    traceparent=_attribute(attributes, "traceparent", "StringValue"),
+                    tracestate=_attribute(attributes, "tracestate", "StringValue"),
                 )
             )
         return out

@@ -75,8 +75,8 @@ RETURNING 1
 
 INSERT_NOTIFICATION = """
 INSERT INTO notifications (id, tenant, country, channel, provider, status,
-    request, idempotency_key, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    request, idempotency_key, created_at, updated_at, traceparent, tracestate)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 
 LIST = "SELECT * FROM notifications WHERE tenant = $1"
@@ -179,6 +179,8 @@ async def _insert_received(conn: Connection, n: Notification, now: float) -> Non
         n.idempotency_key,
         rows.to_epoch(n.created_at),
         rows.to_epoch(n.updated_at),
+        n.traceparent,
+        n.tracestate,
     )
     await conn.execute(ENQUEUE_FRESH, n.id, n.tenant, now, now, CHANNEL)
 

@@ -127,9 +127,17 @@ class SqliteDatabase:
 
         def apply(conn: sqlite3.Connection) -> None:
             for script in scripts:
-                conn.executescript(
-                    "BEGIN IMMEDIATE;\n" + script.read_text(encoding="utf-8") + "\nCOMMIT;"
-                )
+                try:
+                    conn.executescript(
+                        "BEGIN IMMEDIATE;\n" + script.read_text(encoding="utf-8") + "\nCOMMIT;"
+                    )
+                except sqlite3.OperationalError as exc:
+                    # ADD COLUMN cannot say IF NOT EXISTS: a column already
+                    # there means this script ran (here or in another process).
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if "duplicate column name" not in str(exc):
+                        raise
 
         await asyncio.wrap_future(self.writer.submit(apply, transactional=False))
         self._migrated = True

@@ -58,8 +58,8 @@ def _insert_received(conn: sqlite3.Connection, n: Notification, now: float) -> N
     """A new RECEIVED notification and its queue entry."""
     conn.execute(
         "INSERT INTO notifications (id, tenant, country, channel, provider, status,"
-        " request, idempotency_key, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " request, idempotency_key, created_at, updated_at, traceparent, tracestate)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             n.id,
             n.tenant,
@@ -71,6 +71,8 @@ def _insert_received(conn: sqlite3.Connection, n: Notification, now: float) -> N
             n.idempotency_key,
             rows.to_epoch(n.created_at),
             rows.to_epoch(n.updated_at),
+            n.traceparent,
+            n.tracestate,
         ),
     )
     conn.execute(_ENQUEUE, (n.id, n.tenant, now, now))

@@ -15,6 +15,7 @@ from integration_hub.config import Settings
 from integration_hub.domain import errors
 from integration_hub.entrypoints import metrics
 from integration_hub.entrypoints.api import admin, openapi, problems, routes, shedding
+from integration_hub.entrypoints.api.context import FASTAPI_TELEMETRY, RequestContext
 
 
 class BodyLimit:
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         version=__version__,
         summary="Multi-country, multi-tenant notification integration hub",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     problems.install(app)
     app.include_router(routes.router)
@@ -149,5 +151,6 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside BodyLimit: an overloaded API refuses before reading the body.
     app.add_middleware(shedding.InFlightLimit, limit=settings.max_in_flight_requests)
-    metrics.install(app, settings)  # outermost: its timer sees shed and refused requests too
+    metrics.install(app, settings)  # its timer sees shed and refused requests too
+    app.add_middleware(RequestContext)  # outermost: even a 413 or a 503 has a request id
     return app

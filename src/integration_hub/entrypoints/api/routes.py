@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from integration_hub import tracing
 from integration_hub.bootstrap import Hub
 from integration_hub.domain import errors
 from integration_hub.domain.models import NotificationRequest
@@ -23,6 +25,7 @@ from integration_hub.entrypoints.api.schemas import (
 )
 from integration_hub.service.tenants import authenticate
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 router = APIRouter(prefix="/v1")
@@ -64,7 +67,9 @@ async def caller(
         if scheme.lower() == "bearer":
             key = value.strip()
     h = hub(request)
-    return await authenticate(h.store, key, x_tenant.strip(), keys=h.keys, tenants=h.tenants)
+    tenant = await authenticate(h.store, key, x_tenant.strip(), keys=h.keys, tenants=h.tenants)
+    tracing.note(tenant=tenant.id)
+    return tenant
 
 
 async def country_header(
@@ -142,7 +147,15 @@ async def submit(
     payload: NotificationRequest,
 ) -> AcceptedBody:
     """Validate, store as RECEIVED, enqueue and answer at once; the channel comes from routing."""
-    accepted = await hub(request).ingest.submit(tenant, country, key, payload)
+    with tracing.span("ihub.accept", tenant=tenant.id):
+        accepted = await hub(request).ingest.submit(tenant, country, key, payload)
+        tracing.note(
+            notification_id=accepted.body["id"],
+            country=accepted.body["country"],
+            replayed=accepted.replayed,
+        )
+        # DEBUG: uvicorn's access line carries the same context at INFO.
+        log.debug("notification accepted%s", " (replayed)" if accepted.replayed else "")
     response.headers["Location"] = f"/v1/notifications/{accepted.body['id']}"
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
