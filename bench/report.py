@@ -116,8 +116,9 @@ def ingest_section(res: dict[str, Any]) -> list[str]:
         )
     out += [
         "",
-        "With the listening socket bound as `bench/nodelay.py` binds it (TCP_NODELAY on every"
-        " connection; the proposed fix, measured in the same run):",
+        "Control, measured in the same run: both servers bound by `bench/nodelay.py`, which"
+        " sets TCP_NODELAY itself (the fix of the ~40 ms Nagle stall an earlier run found;"
+        " `runner.bind` ships it now, so the gain column should read about 1×):",
         "",
         "| clients | hub req/s | no-op req/s | hub / no-op | hub gain vs shipped"
         " | hub p50 / p99 / p99.9 ms | no-op p50 / p99 / p99.9 ms |",
@@ -378,8 +379,8 @@ def render(out: dict[str, Any], images: list[str], image_dir: str, quick: bool) 
         lines += [
             "A seed of 500 notifications goes through the real path; bulk copies of its rows"
             " fill the file (90 % DONE with attempts and idempotency keys, 10 % RECEIVED and"
-            " queued). The API runs with TCP_NODELAY (`bench/nodelay.py`) here so that the"
-            " ~40 ms stall of the shipped bind does not hide the database; GETs pick random"
+            " queued). The API runs under `bench/nodelay.py` (TCP_NODELAY set explicitly, as"
+            " `runner.bind` now does too); GETs pick random"
             " DONE ids from the whole file. The worker runs"
             f" {s['scale_rss_seconds']:.0f} s on its own copy of the backlog.",
             "",

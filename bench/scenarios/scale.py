@@ -6,8 +6,8 @@ of the seed rows (``sqlite3``, new time-ordered ids and keys, older
 timestamps) then fill the file to the wanted size: 90 % DONE with their
 attempt and idempotency rows, 10 % RECEIVED with a queue entry (the backlog).
 Measured at each size: ingest throughput and ``GET /v1/notifications/{id}``
-latency (the API bound as ``bench.nodelay`` binds it, so that the constant
-~40 ms Nagle stall of the shipped bind does not hide the database), the file
+latency (the API bound as ``bench.nodelay`` binds it: TCP_NODELAY set
+explicitly, so that a regression of the bind cannot hide the database), the file
 size per million notifications, and the worker's memory while it works
 through the backlog.
 """
