@@ -194,3 +194,25 @@ async def test_a_tenant_gets_one_data_key_even_when_two_race(
     assert not await credentials.replace_data_key("acme", b"not it", b"new")
     assert await credentials.replace_data_key("acme", stored[0], b"rotated")
     assert await credentials.list_data_keys() == [("acme", b"rotated")]
+
+
+async def test_a_connection_the_pool_took_back_mid_use_is_unavailable_not_a_crash(
+    postgres_url: str,
+) -> None:
+    # Seen under a database outage: the pool had already released the broken
+    # connection, so even asking it is_closed() raised, and the API answered 500.
+    db = await opened(postgres_url)
+
+    async def use_after_the_pool_took_it_back() -> None:
+        async with db.connection() as conn:
+            assert db._pool is not None
+            await db._pool.release(conn)
+            await conn.execute("SELECT 1")
+
+    try:
+        with pytest.raises(Unavailable):
+            await use_after_the_pool_took_it_back()
+        async with db.connection() as conn:  # the pool still serves
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()

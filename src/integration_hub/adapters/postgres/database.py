@@ -146,8 +146,15 @@ class PostgresDatabase:
             # refuses new work ("another operation is in progress"). Drop it.
             conn.terminate()
             return True
+        if not isinstance(exc, asyncpg.InterfaceError):
+            return False
         # A rollback on a connection that just died reports "connection is closed".
-        return isinstance(exc, asyncpg.InterfaceError) and conn.is_closed()
+        try:
+            return bool(conn.is_closed())
+        except asyncpg.InterfaceError:
+            # The pool has already taken back the connection that broke under
+            # us ("released back to the pool"): it is gone, like the server.
+            return True
 
     # -- lifecycle ------------------------------------------------------------
 
