@@ -388,39 +388,47 @@ class HubStack(Stack):
                 evaluation_periods=5,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
-            cloudwatch.Alarm(
-                self,
+            self._errors_alarm(
                 "WorkerErrors",
-                alarm_description="Worker invocations failed as a whole (crash, timeout):"
+                self.worker_function,
+                "Worker invocations failed as a whole (crash, timeout):"
                 " the batch comes back after the visibility timeout (docs/aws-deploy.md)",
-                metric=self.worker_function.metric_errors(period=Duration.minutes(5)),
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
-            cloudwatch.Alarm(
-                self,
+            self._errors_alarm(
                 "ReconcilerErrors",
-                alarm_description="The reconciler failed: notifications whose SQS send was"
+                self.reconciler_function,
+                "The reconciler failed: notifications whose SQS send was"
                 " lost wait until it runs again (docs/aws-deploy.md)",
-                metric=self.reconciler_function.metric_errors(period=Duration.minutes(5)),
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=3,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
-            cloudwatch.Alarm(
-                self,
+            self._errors_alarm(
                 "ApiErrors",
-                alarm_description="API invocations failed (clients saw 5xx from API Gateway)",
-                metric=self.api_function.metric_errors(period=Duration.minutes(5)),
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                self.api_function,
+                "API invocations failed (clients saw 5xx from API Gateway)",
                 evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
         for alarm in alarms:
             alarm.add_alarm_action(action)
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
+
+    def _errors_alarm(
+        self,
+        alarm_id: str,
+        function: lambda_.IFunction,
+        description: str,
+        *,
+        evaluation_periods: int,
+    ) -> cloudwatch.Alarm:
+        """An alarm on any failed invocation of ``function`` in five-minute periods."""
+        return cloudwatch.Alarm(
+            self,
+            alarm_id,
+            alarm_description=description,
+            metric=function.metric_errors(period=Duration.minutes(5)),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=evaluation_periods,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
