@@ -146,6 +146,29 @@ def set_connections_allowed(url: str, allowed: bool) -> None:
         )
 
 
+def terminate_backends(url: str, *, spare: str = "ihub-reliability-checker") -> int:
+    """End every session of one database but those named ``spare`` (new ones are
+    still allowed); how many."""
+    name = database_name(url)
+    assert name.startswith(PREFIX), name
+
+    async def run() -> int:
+        conn = await asyncpg.connect(server_url())
+        try:
+            ended = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()"
+                " AND application_name IS DISTINCT FROM $2",
+                name,
+                spare,
+            )
+        finally:
+            await conn.close()
+        return sum(1 for r in ended if r[0])
+
+    return run_sync(run())
+
+
 async def truncate_all(conn: Any) -> None:
     """Empty every table of the current schema except the migration history."""
     tables = await conn.fetch(

@@ -15,6 +15,7 @@ from integration_hub.ports import (
     Clock,
     KeyRing,
     Outbox,
+    OutcomeJournal,
     Provider,
     ProviderDirectory,
     Queue,
@@ -261,6 +262,34 @@ def metrics_exporter(settings: Settings, store: Store, queue: Queue) -> MetricsE
     return MetricsExporter(HubMetrics(tenant_label), StateGauges(store, queue))
 
 
+def journal_directory(settings: Settings) -> Path:
+    """Where this machine's workers keep their outcome journal."""
+    if settings.worker_journal_dir:
+        return Path(settings.worker_journal_dir)
+    if settings.database_url.lower().startswith("sqlite:"):
+        from integration_hub.adapters.sqlite.database import path_from_url
+
+        database = path_from_url(settings.database_url)
+        return database.with_name(database.name + ".outcomes")
+    return Path("ihub-outcomes")
+
+
+def open_journal(settings: Settings) -> OutcomeJournal | None:
+    """A worker's outcome journal (taking over what stopped workers left), unless off."""
+    if not settings.worker_journal:
+        return None
+    from integration_hub.adapters.journal import FileJournal
+
+    directory = journal_directory(settings)
+    try:
+        return FileJournal.open(directory)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot open the outcome journal in {directory}: {exc.strerror or exc}"
+            " (IHUB_WORKER_JOURNAL_DIR, or IHUB_WORKER_JOURNAL=false to run without it)"
+        ) from None
+
+
 async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     """Open the backend named by ``settings.database_url`` and wire the services."""
     clock = clock or SystemClock()
@@ -285,9 +314,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     sealed = EncryptedCredentials(credentials, credentials, lambda: keyring(settings))
     from integration_hub.adapters.providers.sandbox import SandboxProvider
 
-    sandbox: dict[Channel, Provider] = {
-        channel: SandboxProvider(outbox, channel) for channel in Channel
-    }
+    sandbox: dict[Channel, Provider] = {channel: SandboxProvider(channel) for channel in Channel}
     providers = ProviderRegistry(sealed, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds)
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     exporter = metrics_exporter(settings, store, queue)

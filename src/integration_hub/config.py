@@ -136,6 +136,18 @@ class Settings(BaseSettings):
         description="also serve /metrics on this port (on IHUB_HOST), e.g. for `ihub worker`",
     )
 
+    # -- The worker's outcome journal (docs/reliability.md, the duplicate-delivery window)
+    worker_journal: bool = Field(
+        default=True,
+        description="workers write each delivered outcome to a local fsynced journal before"
+        " recording it, and replay it at start: a killed worker's delivery is not sent again",
+    )
+    worker_journal_dir: str | None = Field(
+        default=None,
+        description="the journal's directory (local disk, kept across restarts); default:"
+        " <database>.outcomes beside a SQLite file, else ./ihub-outcomes",
+    )
+
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Self:
         # A claim whose lease ends before the provider call does is taken over

@@ -7,7 +7,7 @@ and the entry points know which adapter is in use.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -226,6 +226,7 @@ class Store(Protocol):
         status: Status,
         dead_letter_reason: str | None = None,
         settle: Settle | None = None,
+        outbox: OutboundMessage | None = None,
     ) -> Completion:
         """Record an attempt's outcome and move to ``status`` (PROCESSING for a retry).
 
@@ -240,6 +241,10 @@ class Store(Protocol):
         commit instead of two, and no window in which a finished notification
         is still queued. A stale receipt settles nothing, as ``Queue.ack``
         ignores it. Other backends return RECORDED and the caller settles it.
+
+        ``outbox`` is a sandbox delivery (``Delivered.outbox``) to write with
+        the outcome: SQL backends write it in the same transaction, and only
+        when the claim is still ours, so it is delivered exactly once.
         """
         ...
 
@@ -330,6 +335,45 @@ class Settle:
     message: QueueMessage
     release_delay: float | None = None
     """None deletes the message (ack); seconds make it visible again then (a retry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOutcome:
+    """A provider's answer that is not yet recorded in the store: what
+    ``Store.complete_attempt`` is to be called with, under the claim's receipt."""
+
+    message: QueueMessage
+    attempt: Attempt
+    status: Status
+    dead_letter_reason: str | None = None
+    release_delay: float | None = None
+
+
+class OutcomeJournal(Protocol):
+    """A worker's local, durable record of provider answers not yet in the store.
+
+    The dispatcher journals an answer that says "delivered" while it
+    records it, and forgets it once recorded; a worker that starts replays
+    what a killed one left (``pending``) before it claims anything, so a
+    message the provider accepted is not sent again by a re-claim.
+    """
+
+    def pending(self) -> list[tuple[int, PendingOutcome]]:
+        """What earlier workers left unrecorded, with the sequence numbers to forget."""
+        ...
+
+    def write(self, outcome: PendingOutcome) -> tuple[int, Awaitable[None]]:
+        """Start making ``outcome`` durable: its sequence number, and an awaitable
+        done once it is fsynced (or once it was forgotten before it had to be)."""
+        ...
+
+    def forget(self, seq: int) -> None:
+        """The outcome is recorded (or can never be): no need to replay it."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release the journal."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,7 +305,10 @@ def test_no_credential_is_in_the_database_or_the_logs(
 ) -> None:
     send(client, hub, "realco", "ES")  # the worker has decrypted and used them
     if hub.database_url.startswith("sqlite"):
-        stored = b"".join(p.read_bytes() for p in hub.workdir.glob("hub.db*"))
+        # The database, its WAL, and the workers' outcome journals beside it.
+        files = [p for p in hub.workdir.glob("hub.db*") if p.is_file()]
+        files += hub.workdir.glob("hub.db.outcomes/*")
+        stored = b"".join(p.read_bytes() for p in files)
     else:
         dump = subprocess.run(
             ["pg_dump", "--data-only", hub.database_url],

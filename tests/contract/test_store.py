@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from integration_hub.domain import errors
-from integration_hub.domain.models import Attempt, Outcome
+from integration_hub.domain.delivery import OutboundMessage
+from integration_hub.domain.models import Attempt, Notification, Outcome
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord
 from integration_hub.ports import ClaimRequest, Completion, NewKeyAccept, Settle
@@ -289,6 +290,49 @@ async def test_a_live_claim_is_not_taken_but_an_expired_one_is(backend: Backend)
     assert done.status is Status.DONE
     assert done.finished_at is not None
     assert [a.outcome for a in done.attempts] == [Outcome.ABANDONED, Outcome.DELIVERED]
+
+
+def outbound(n: Notification, number: int) -> OutboundMessage:
+    """What the sandbox was asked to deliver for ``n``'s attempt ``number``."""
+    return OutboundMessage(
+        notification_id=n.id,
+        tenant=n.tenant,
+        country=n.country,
+        channel=n.channel,
+        recipient=n.request.recipient,
+        subject=n.request.subject,
+        body=n.request.body,
+        metadata={},
+        attempt=number,
+    )
+
+
+async def test_a_sandbox_delivery_is_written_with_its_outcome_only_by_the_claim_holder(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    await backend.store.claim(n.id, "t1", lease_seconds=30, max_attempts=5)
+    backend.clock.advance(31)
+    await backend.store.claim(n.id, "t2", lease_seconds=30, max_attempts=5)
+    late = attempt(1, provider_message_id="sandbox-1")
+    lost = await backend.store.complete_attempt(
+        n.id, "t1", late, status=Status.DONE, outbox=outbound(n, 1)
+    )
+    assert lost is Completion.LOST
+    # The worker that lost its claim delivered nothing: the outbox is the record's.
+    assert await backend.outbox.list_outbox("acme") == []
+    ours = attempt(2, provider_message_id="sandbox-2")
+    assert await backend.store.complete_attempt(
+        n.id, "t2", ours, status=Status.DONE, outbox=outbound(n, 2)
+    )
+    [entry] = await backend.outbox.list_outbox("acme")
+    assert (entry.notification_id, entry.attempt, entry.provider_message_id) == (
+        n.id,
+        2,
+        "sandbox-2",
+    )
+    assert entry.recipient == n.request.recipient.email
 
 
 async def test_a_finished_notification_is_not_claimed_again(backend: Backend) -> None:

@@ -157,9 +157,18 @@ def count_status(database_url: str, status: str) -> int:
 
 
 def wait_drained(
-    database_url: str, sent: list[Sent], *, within: float = 90.0, sandbox_outbox: bool = True
+    database_url: str,
+    sent: list[Sent],
+    *,
+    within: float = 90.0,
+    sandbox_outbox: bool = True,
+    interval: float = 0.25,
 ) -> Facts:
-    """Read the facts until every acknowledged one is DONE or FAILED (or ``within`` passes)."""
+    """Read the facts until every acknowledged one is DONE or FAILED (or ``within`` passes).
+
+    Reading thousands of rows holds this process's GIL: a provider fake served
+    from a thread of it wants a longer ``interval``.
+    """
     ids = [s.id for s in sent]
     deadline = time.monotonic() + within
     while True:
@@ -175,4 +184,4 @@ def wait_drained(
         pending = [i for i in ids if i not in facts.rows or facts.rows[i].status not in TERMINAL]
         if not pending or time.monotonic() > deadline:
             return facts
-        time.sleep(0.25)
+        time.sleep(interval)

@@ -44,6 +44,7 @@ from typing import Any
 import pg
 
 TERMINAL = frozenset({"DONE", "FAILED"})
+CHECKER = "ihub-reliability-checker"  # application_name of the checker's PostgreSQL sessions
 # Attempts after which the provider may have received the message although
 # the hub never learned it: the documented crash window (docs/reliability.md).
 # A timeout or a connection lost after the request was sent leaves the
@@ -259,7 +260,10 @@ def read_facts(database_url: str, *, sandbox_outbox: bool = True) -> Facts:
         import asyncpg  # type: ignore[import-untyped]
 
         async def fetch() -> list[list[Any]]:
-            conn = await asyncpg.connect(database_url)
+            # Named, so that scenarios that kill the hub's sessions spare the checker's.
+            conn = await asyncpg.connect(
+                database_url, server_settings={"application_name": CHECKER}
+            )
             try:
                 return [[tuple(r) for r in await conn.fetch(q)] for q in queries]
             finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from integration_hub.adapters.journal import FileJournal
 from integration_hub.adapters.sqlite.database import SqliteDatabase
 from integration_hub.adapters.sqlite.queue import SqliteOutbox, SqliteQueue
 from integration_hub.adapters.sqlite.store import SqliteStore
@@ -18,13 +20,22 @@ from integration_hub.domain.delivery import (
     PermanentFailure,
     TransientFailure,
 )
-from integration_hub.domain.errors import ProviderNotConfigured
-from integration_hub.domain.models import Outcome
+from integration_hub.domain.errors import ProviderNotConfigured, Unavailable
+from integration_hub.domain.models import Attempt, Outcome, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import Tenant
-from integration_hub.ports import ClaimRequest, Provider, Queue, QueueMessage, Settle, Store
+from integration_hub.ports import (
+    ClaimRequest,
+    Completion,
+    PendingOutcome,
+    Provider,
+    Queue,
+    QueueMessage,
+    Settle,
+    Store,
+)
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings, Result
 from integration_hub.service.tenants import TenantCache
 from support import Backend, ManualClock, accept, notification, tenant
@@ -434,3 +445,124 @@ async def test_an_outage_longer_than_the_lease_leaves_the_attempt_to_the_next_cl
     await accept(backend, notification(clock=backend.clock))
     with pytest.raises(Unavailable):
         await step(backend, d)
+
+
+# -- the outcome journal: a delivered answer survives the worker -----------------
+
+
+def delivered(number: int) -> Attempt:
+    return Attempt(
+        number=number,
+        provider="sandbox",
+        started_at=from_epoch(0),
+        outcome=Outcome.DELIVERED,
+        latency_ms=1.0,
+        provider_message_id=f"sandbox-{number}",
+    )
+
+
+async def test_a_journaled_delivery_is_recorded_at_start_and_never_sent_again(
+    backend: Backend, tmp_path: Path
+) -> None:
+    provider = Scripted("sandbox")
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    [message] = await backend.queue.receive(1, visibility_timeout=30)
+    [claim] = await dispatcher(backend, provider).claim_batch([message])
+    assert claim.notification is not None
+    assert claim.notification.claimed_by == message.receipt
+    # The worker heard "delivered", journaled it and died before recording it.
+    journal_dir = tmp_path / "outcomes"
+    dead = FileJournal.open(journal_dir)
+    _, synced = dead.write(PendingOutcome(message, delivered(1), Status.DONE))
+    await synced
+    await dead.close()
+    backend.clock.advance(31)  # the lease has run out: a claim would send again
+
+    d = dispatcher(backend, provider)
+    d.journal = FileJournal.open(journal_dir)
+    assert await d.replay_journal(asyncio.Event()) == 1
+    assert await backend.queue.receive(1, visibility_timeout=30) == []
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert done.status is Status.DONE
+    assert [a.provider_message_id for a in done.attempts] == ["sandbox-1"]
+    assert provider.calls == []
+    await d.journal.close()
+    assert FileJournal.open(journal_dir).pending() == []
+
+
+def files(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+class Outage:
+    """The store, with ``complete_attempt`` unavailable for the first ``times`` calls."""
+
+    def __init__(self, store: Store, times: int) -> None:
+        self.store = store
+        self.times = times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def complete_attempt(self, *args: Any, **kwargs: Any) -> Completion:
+        if self.times > 0:
+            self.times -= 1
+            raise Unavailable("database unavailable")
+        return cast(Completion, await self.store.complete_attempt(*args, **kwargs))
+
+
+async def test_with_a_journal_a_delivery_is_recorded_past_the_lease_and_not_claimed_again(
+    backend: Backend, tmp_path: Path
+) -> None:
+    provider = Scripted("sandbox")
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    down = Outage(backend.store, times=5)  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of retries
+    d = Dispatcher(
+        cast(Store, down),
+        backend.queue,
+        Directory(provider),
+        backend.clock,
+        RetryPolicy(max_attempts=3, base_seconds=10, cap_seconds=100),
+        TenantCache(backend.store, backend.clock, ttl_seconds=0),
+        DispatchSettings(lease_seconds=0.5, provider_timeout_seconds=0.2),
+    )
+    journal_dir = tmp_path / "outcomes"
+    d.journal = FileJournal.open(journal_dir)
+    [message] = await backend.queue.receive(1, visibility_timeout=30)
+    running = asyncio.create_task(d.handle(message))
+    await asyncio.sleep(0.05)
+    assert len(provider.calls) == 1
+    # The lease has run out while it records: a redelivery is not claimed (sent) again.
+    await asyncio.sleep(0.6)
+    backend.clock.advance(31)
+    twin = QueueMessage(message.notification_id, message.tenant, "another-receipt", 2)
+    assert await d.claim_batch([twin]) == []
+    assert await running is Result.DONE
+    assert len(provider.calls) == 1
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert done.status is Status.DONE
+    await d.journal.close()
+    assert files(journal_dir) == [], "the recorded outcome is still journaled"
+
+
+async def test_without_a_journal_the_record_gives_up_when_the_lease_ends(
+    backend: Backend,
+) -> None:
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    d = Dispatcher(
+        cast(Store, Outage(backend.store, times=5)),
+        backend.queue,
+        Directory(Scripted("sandbox")),
+        backend.clock,
+        RetryPolicy(max_attempts=3, base_seconds=10, cap_seconds=100),
+        TenantCache(backend.store, backend.clock, ttl_seconds=0),
+        DispatchSettings(lease_seconds=0.5, provider_timeout_seconds=0.2),
+    )
+    [message] = await backend.queue.receive(1, visibility_timeout=30)
+    with pytest.raises(Unavailable):
+        await d.handle(message)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import (
     Attempt,
     Notification,
@@ -135,6 +136,37 @@ def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
         error_code=row["error_code"],
         message=row["message"],
         provider_message_id=row["provider_message_id"],
+    )
+
+
+OUTBOX_COLUMNS = (
+    "notification_id",
+    "tenant",
+    "channel",
+    "recipient",
+    "subject",
+    "body",
+    "attempt",
+    "provider_message_id",
+    "delivered_at",
+)
+
+
+def outbox_values(
+    message: OutboundMessage, provider_message_id: str, now: float
+) -> tuple[Any, ...]:
+    """The columns of one sandbox delivery, in ``OUTBOX_COLUMNS`` order."""
+    recipient = message.recipient.email if message.channel is Channel.EMAIL else None
+    return (
+        message.notification_id,
+        message.tenant,
+        str(message.channel),
+        recipient or message.recipient.phone or "",
+        message.subject,
+        message.body,
+        message.attempt,
+        provider_message_id,
+        now,
     )
 
 

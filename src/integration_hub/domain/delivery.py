@@ -26,10 +26,16 @@ class OutboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """The provider accepted the message."""
+    """The provider accepted the message.
+
+    ``outbox`` is set by the sandbox, which delivers into the hub's own
+    database: the store writes that delivery in the same transaction as the
+    outcome, so a worker that dies between the two cannot deliver it twice.
+    """
 
     provider_message_id: str
     outcome: Outcome = Outcome.DELIVERED
+    outbox: OutboundMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)

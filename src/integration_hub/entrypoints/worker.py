@@ -9,7 +9,7 @@ import signal
 from collections import Counter
 
 from integration_hub import tracing
-from integration_hub.bootstrap import Hub
+from integration_hub.bootstrap import Hub, open_journal
 from integration_hub.service.dispatch import Claim, Result
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,27 @@ class Worker:
                 log.info("retention purge: %s", counts)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then finish what is in flight."""
-        retention = asyncio.create_task(self._retention(stop))
+        """Work until ``stop`` is set, then finish what is in flight.
+
+        First the outcomes a killed worker left in the journal are recorded:
+        a claim before that would send them again.
+        """
+        dispatcher = self.hub.dispatcher
+        journal = open_journal(self.hub.settings)
+        dispatcher.journal = journal
         try:
-            await self._work(stop)
+            await dispatcher.replay_journal(stop)
+            retention = asyncio.create_task(self._retention(stop))
+            try:
+                await self._work(stop)
+            finally:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
         finally:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+            dispatcher.journal = None
+            if journal is not None:
+                await journal.close()
 
     async def _work(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())

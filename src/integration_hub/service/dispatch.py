@@ -31,6 +31,8 @@ from integration_hub.ports import (
     Completion,
     Metrics,
     NoMetrics,
+    OutcomeJournal,
+    PendingOutcome,
     ProviderDirectory,
     Queue,
     QueueMessage,
@@ -40,6 +42,12 @@ from integration_hub.ports import (
 from integration_hub.service.tenants import TenantCache
 
 log = logging.getLogger(__name__)
+
+
+def _log_journal_failure(synced: asyncio.Future[None]) -> None:
+    if not synced.cancelled() and (exc := synced.exception()) is not None:
+        # A full or failing disk: the record goes on, without the journal's protection.
+        log.error("outcome journal write failed: %s", exc)
 
 
 class Result(StrEnum):
@@ -102,6 +110,11 @@ class Dispatcher:
         self.tenants = tenants
         self.settings = settings or DispatchSettings()
         self.metrics = metrics or NoMetrics()
+        # Set by the worker process (``Worker.run``); None in the API and on Lambda.
+        self.journal: OutcomeJournal | None = None
+        # Notifications whose delivered outcome is journaled but not yet recorded:
+        # a redelivery of one is not claimed (a claim would send it again).
+        self._unrecorded: set[str] = set()
 
     def _policy(self, tenant: Tenant | None) -> RetryPolicy:
         if tenant is None:
@@ -135,6 +148,14 @@ class Dispatcher:
         is left out (logged) and comes back after its visibility timeout, until
         its receive count reaches the budget: then it is dead-lettered (poison).
         """
+        unrecorded = [m for m in messages if m.notification_id in self._unrecorded]
+        if unrecorded:
+            # Still recording its outcome through an outage: left leased, it comes
+            # back after its visibility timeout, by when the outcome is recorded.
+            log.info("not claiming %d redelivered, still being recorded", len(unrecorded))
+            messages = [m for m in messages if m.notification_id not in self._unrecorded]
+            if not messages:
+                return []
         try:
             return await self._claim(messages)
         except Exception as exc:
@@ -236,9 +257,18 @@ class Dispatcher:
         )
         if isinstance(result, Delivered):
             attempt.provider_message_id = result.provider_message_id
-            return await self._finish(
-                message, n, attempt, Status.DONE, None, Result.DONE, lease_ends
-            )
+            if result.outbox is not None:  # the sandbox: delivered by the record itself
+                return await self._finish(
+                    message,
+                    n,
+                    attempt,
+                    Status.DONE,
+                    None,
+                    Result.DONE,
+                    lease_ends,
+                    outbox=result.outbox,
+                )
+            return await self._finish_delivered(message, n, attempt, lease_ends)
         attempt.error_class = result.error_class
         attempt.error_code = result.code
         attempt.message = result.message
@@ -270,10 +300,14 @@ class Dispatcher:
         result: Result,
         lease_ends: float,
         release_delay: float | None = None,
+        *,
+        outbox: OutboundMessage | None = None,
     ) -> Result:
         # SQL backends settle the queue message in the completion's own
         # transaction; the others (DynamoDB + SQS) leave it to us.
-        done = await self._record(n, message, attempt, status, reason, lease_ends, release_delay)
+        done = await self._record(
+            n, message, attempt, status, reason, lease_ends, release_delay, outbox
+        )
         if not done:
             # Our lease expired and another worker claimed it: its outcome counts.
             return Result.LOST
@@ -286,6 +320,41 @@ class Dispatcher:
             self.metrics.finished(n, attempt.provider, status, self.clock.now())
         return result
 
+    async def _finish_delivered(
+        self, message: QueueMessage, n: Notification, attempt: Attempt, lease_ends: float
+    ) -> Result:
+        """DONE, with the provider's answer journaled meanwhile (when there is a journal).
+
+        A worker killed between the provider's "accepted" and the record
+        used to leave the claim to a re-claim after the lease, which sent the
+        message again. The journal survives the kill; the next worker records
+        it before claiming anything (``replay_journal``). Journal and store
+        are written at once: the answer is safe as soon as either has it.
+        """
+        journal = self.journal
+        if journal is None:
+            return await self._finish(
+                message, n, attempt, Status.DONE, None, Result.DONE, lease_ends
+            )
+        seq, durable = journal.write(PendingOutcome(message, attempt, Status.DONE))
+        synced = asyncio.ensure_future(durable)
+        synced.add_done_callback(_log_journal_failure)
+        self._unrecorded.add(n.id)
+        try:
+            result = await self._finish(
+                message, n, attempt, Status.DONE, None, Result.DONE, lease_ends
+            )
+        except Exception:
+            # Not an outage (those are waited out with a journal): the record
+            # cannot be made, and replaying it at every start would not help.
+            journal.forget(seq)
+            raise
+        finally:
+            # Cancelled at shutdown, the outcome stays journaled for the next start.
+            self._unrecorded.discard(n.id)
+        journal.forget(seq)
+        return result
+
     async def _record(
         self,
         n: Notification,
@@ -295,11 +364,16 @@ class Dispatcher:
         reason: str | None,
         lease_ends: float,
         release_delay: float | None,
+        outbox: OutboundMessage | None,
     ) -> Completion | bool:
         # The provider has answered: giving up on a short outage here would
         # leave the attempt abandoned, and the re-claim after the lease would
         # call the provider again (a second delivery). So retry the record
-        # for as long as our lease lasts; past it, another worker may own it.
+        # for as long as our lease lasts. With a journal, a delivered outcome
+        # is retried past the lease too, without releasing the claim: only
+        # our receipt can record it (LOST if another worker took it over), and
+        # this process does not claim it again meanwhile (``_unrecorded``).
+        patient = self.journal is not None and n.id in self._unrecorded
         delay = 0.1
         while True:
             try:
@@ -310,13 +384,78 @@ class Dispatcher:
                     status=status,
                     dead_letter_reason=reason,
                     settle=Settle(message, release_delay),
+                    outbox=outbox,
                 )
             except Unavailable:
-                if time.monotonic() + delay >= lease_ends:
+                if not patient and time.monotonic() + delay >= lease_ends:
                     raise
                 log.warning("recording attempt %d of %s: store unavailable", attempt.number, n.id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def replay_journal(self, stop: asyncio.Event) -> int:
+        """Record the outcomes stopped workers left journaled; call before any claim.
+
+        An outage is waited out (nothing can be claimed without the store
+        either) until ``stop``; what is left then stays journaled for the
+        next start. Returns how many outcomes were settled.
+        """
+        journal = self.journal
+        if journal is None:
+            return 0
+        settled = 0
+        for seq, outcome in journal.pending():
+            if not await self._replay(outcome, stop):
+                break
+            journal.forget(seq)
+            settled += 1
+        if settled:
+            log.info("outcome journal: recorded %d outcomes of stopped workers", settled)
+        return settled
+
+    async def _replay(self, outcome: PendingOutcome, stop: asyncio.Event) -> bool:
+        """Record one journaled outcome; False if stopped before it could be."""
+        message = outcome.message
+        delay = 0.1
+        while True:
+            try:
+                done = await self.store.complete_attempt(
+                    message.notification_id,
+                    message.receipt,
+                    outcome.attempt,
+                    status=outcome.status,
+                    dead_letter_reason=outcome.dead_letter_reason,
+                    settle=Settle(message, outcome.release_delay),
+                )
+                break
+            except Unavailable:
+                if stop.is_set():
+                    return False
+                log.warning(
+                    "replaying the outcome of %s: store unavailable", message.notification_id
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 2.0)
+            except Exception:
+                # Not an outage: it would fail at every start. The notification's
+                # claim runs out and it is claimed (and sent) again.
+                log.exception("replaying the outcome of %s failed", message.notification_id)
+                return True
+        if done is Completion.RECORDED:
+            # DynamoDB + SQS: the queue is settled apart. An expired receipt
+            # leaves the message to come back and be acked as a duplicate.
+            with contextlib.suppress(Exception):
+                if outcome.release_delay is None:
+                    await self.queue.ack(message)
+                else:
+                    await self.queue.release(message, delay=outcome.release_delay)
+        log.info(
+            "replayed the journaled outcome of %s: %s",
+            message.notification_id,
+            "recorded" if done else "already settled or taken over",
+        )
+        return True
 
     async def give_up(self, message: QueueMessage, error: Exception) -> bool:
         """Dead-letter a message whose handling keeps raising, once it used the budget.

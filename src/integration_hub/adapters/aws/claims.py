@@ -14,8 +14,10 @@ from typing import Any
 
 from integration_hub.adapters.aws import items
 from integration_hub.adapters.aws.client import TableClient
+from integration_hub.adapters.aws.notifications import outbox_put
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, plain
+from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
@@ -160,11 +162,13 @@ class ClaimItems(TableClient):
         status: Status,
         dead_letter_reason: str | None = None,
         settle: Settle | None = None,
+        outbox: OutboundMessage | None = None,
     ) -> Completion:
         """Record an attempt's outcome and move to ``status``; only the claim holder may.
 
         The SQS message cannot join a DynamoDB transaction: ``settle`` is left
-        to the caller (RECORDED).
+        to the caller (RECORDED). The sandbox's ``outbox`` delivery is put in
+        the same transaction as the outcome.
         """
         check_transition(Status.PROCESSING, status)
         now = self.clock.now()
@@ -186,6 +190,10 @@ class ClaimItems(TableClient):
             f" AND {u.name('claim_token')} = {u.value(token)}"
         )
         key = items.notification_key(notification_id)
+        delivery: tuple[dict[str, Any], ...] = ()
+        if outbox is not None:
+            pmid = attempt.provider_message_id or ""
+            delivery = ({"Put": await outbox_put(self, outbox, pmid, now)},)
         try:
             if status is Status.FAILED:
                 found = await self._get(key)
@@ -193,7 +201,8 @@ class ClaimItems(TableClient):
                     return Completion.LOST
                 reason = dead_letter_reason or attempt.message or "failed"
                 await self._transact(
-                    *self._fail(u, found, reason, now, condition=ours, provider=attempt.provider)
+                    *self._fail(u, found, reason, now, condition=ours, provider=attempt.provider),
+                    *delivery,
                 )
                 return Completion.RECORDED
             tenant = await self._tenant_of(notification_id)
@@ -204,7 +213,10 @@ class ClaimItems(TableClient):
             u.set("finished_at", value=now if status is Status.DONE else None)
             u.set("updated_at", value=now).set("GSI2PK", value=items.status_index(tenant, status))
             u.remove("claim_token").remove("claim_expires_at").bump()
-            await self._update(key, u, ours)
+            if delivery:
+                await self._transact({"Update": u.request(self.table, key, ours)}, *delivery)
+            else:
+                await self._update(key, u, ours)
         except Exception as exc:
             if is_client_error(exc, items.CONDITION_FAILED, items.TRANSACTION_CANCELED):
                 return Completion.LOST

@@ -16,7 +16,6 @@ from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard, seq_key
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Notification
-from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status, check_transition
 from integration_hub.ports import DeadLetter, OutboxEntry
 
@@ -148,34 +147,8 @@ class NotificationItems(TableClient):
 
     async def append(self, message: OutboundMessage, provider_message_id: str) -> None:
         """Record one delivery, numbered by an atomic counter."""
-        now = self.clock.now()
-        counter = await self._update(
-            {"PK": "COUNTER#outbox", "SK": "COUNTER"},
-            items.Update().bump("seq"),
-            returns="UPDATED_NEW",
-        )
-        seq = int(counter["seq"])
-        recipient = message.recipient.email if message.channel is Channel.EMAIL else None
-        await self._put(
-            {
-                "PK": f"N#{message.notification_id}",
-                "SK": f"OUTBOX#{seq_key(seq)}",
-                "seq": seq,
-                "notification_id": message.notification_id,
-                "tenant": message.tenant,
-                "channel": str(message.channel),
-                "recipient": recipient or message.recipient.phone or "",
-                "subject": message.subject,
-                "body": message.body,
-                "attempt": message.attempt,
-                "provider_message_id": provider_message_id,
-                "delivered_at": now,
-                "GSI1PK": f"T#{message.tenant}#OUTBOX",
-                "GSI1SK": seq_key(seq),
-                "GSI2PK": "OUTBOX",
-                "GSI2SK": seq_key(seq),
-            }
-        )
+        put = await outbox_put(self, message, provider_message_id, self.clock.now())
+        await self._call("put_item", **put)
 
     async def list_outbox(
         self, tenant: str | None = None, *, limit: int = 100
@@ -184,3 +157,33 @@ class NotificationItems(TableClient):
         index, partition = ("GSI2", "OUTBOX") if tenant is None else ("GSI1", f"T#{tenant}#OUTBOX")
         found = await self._all(index, partition, newest_first=True, limit=limit)
         return [rows.outbox_entry_from_row(items.Row(e)) for e in found]
+
+
+async def outbox_put(
+    client: TableClient, message: OutboundMessage, provider_message_id: str, now: float
+) -> dict[str, Any]:
+    """The ``Put`` of one sandbox delivery (for ``put_item`` or a transaction).
+
+    Its number comes from an atomic counter, taken first: a delivery whose
+    transaction is then cancelled leaves a gap in the numbers, nothing else.
+    """
+    counter = await client._update(
+        {"PK": "COUNTER#outbox", "SK": "COUNTER"},
+        items.Update().bump("seq"),
+        returns="UPDATED_NEW",
+    )
+    seq = int(counter["seq"])
+    values = dict(
+        zip(rows.OUTBOX_COLUMNS, rows.outbox_values(message, provider_message_id, now), strict=True)
+    )
+    entry = {
+        "PK": f"N#{message.notification_id}",
+        "SK": f"OUTBOX#{seq_key(seq)}",
+        "seq": seq,
+        **values,
+        "GSI1PK": f"T#{message.tenant}#OUTBOX",
+        "GSI1SK": seq_key(seq),
+        "GSI2PK": "OUTBOX",
+        "GSI2SK": seq_key(seq),
+    }
+    return {"TableName": client.table, "Item": item(entry)}

@@ -18,7 +18,6 @@ from integration_hub.adapters import rows
 from integration_hub.adapters.postgres.database import CHANNEL, PostgresDatabase
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import Unavailable
-from integration_hub.domain.routing import Channel
 from integration_hub.ports import OutboxEntry, QueueMessage, QueueStats
 
 # A new message, or one redriven: its receive count starts again.
@@ -189,22 +188,9 @@ class PostgresOutbox:
 
     async def append(self, message: OutboundMessage, provider_message_id: str) -> None:
         """Record one delivery."""
-        now = self.db.clock.now()
-        recipient = message.recipient.email if message.channel is Channel.EMAIL else None
-        address = recipient or message.recipient.phone or ""
+        values = rows.outbox_values(message, provider_message_id, self.db.clock.now())
         async with self.db.connection() as conn:
-            await conn.execute(
-                APPEND,
-                message.notification_id,
-                message.tenant,
-                str(message.channel),
-                address,
-                message.subject,
-                message.body,
-                message.attempt,
-                provider_message_id,
-                now,
-            )
+            await conn.execute(APPEND, *values)
 
     async def list_outbox(
         self, tenant: str | None = None, *, limit: int = 100

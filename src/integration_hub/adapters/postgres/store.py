@@ -15,8 +15,9 @@ from typing import Any
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.postgres.database import CHANNEL, Connection, PostgresDatabase
-from integration_hub.adapters.postgres.queue import ACK, ENQUEUE_FRESH, RELEASE
+from integration_hub.adapters.postgres.queue import ACK, APPEND, ENQUEUE_FRESH, RELEASE
 from integration_hub.domain import quota
+from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
@@ -520,10 +521,12 @@ class PostgresStore:
         status: Status,
         dead_letter_reason: str | None = None,
         settle: Settle | None = None,
+        outbox: OutboundMessage | None = None,
     ) -> Completion:
         """Record an attempt's outcome and move to ``status``; only the claim holder may.
 
-        ``settle``'s queue message is acked or released in the same transaction.
+        ``settle``'s queue message is acked or released, and ``outbox``'s
+        sandbox delivery written, in the same transaction.
         """
         check_transition(Status.PROCESSING, status)
         now = self._now
@@ -563,6 +566,9 @@ class PostgresStore:
                     now,
                     notification_id,
                 )
+            if outbox is not None:
+                pmid = attempt.provider_message_id or ""
+                await conn.execute(APPEND, *rows.outbox_values(outbox, pmid, now))
             if settle is None:
                 return Completion.RECORDED
             # The receipt condition makes a stale receipt settle nothing, as in

@@ -25,18 +25,22 @@ from integration_hub.domain.delivery import (
     TransientFailure,
 )
 from integration_hub.domain.routing import Channel
-from integration_hub.ports import Outbox
 
 MAX_DELAY_SECONDS = 60.0
 
 
 class SandboxProvider:
-    """Delivers into the outbox of the hub's own database."""
+    """Delivers into the outbox of the hub's own database.
+
+    It writes nothing itself: its ``Delivered`` carries the message, and the
+    store writes the outbox row in the transaction that records the outcome
+    (``Store.complete_attempt``), so a worker killed between "delivered" and
+    "recorded" has delivered nothing, and the re-claim delivers it once.
+    """
 
     name = "sandbox"
 
-    def __init__(self, outbox: Outbox, channel: Channel) -> None:
-        self.outbox = outbox
+    def __init__(self, channel: Channel) -> None:
         self.channel = channel
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
@@ -66,8 +70,7 @@ class SandboxProvider:
                 configuration=fail == "configuration",
             )
         provider_message_id = f"sandbox-{message.notification_id}-{message.attempt}"
-        await self.outbox.append(message, provider_message_id)
-        return Delivered(provider_message_id)
+        return Delivered(provider_message_id, outbox=message)
 
     async def check(self) -> ProviderCheck:
         """Always ready: it delivers into the hub's own database."""

@@ -10,8 +10,19 @@ from collections.abc import Sequence
 from integration_hub.adapters import rows
 from integration_hub.adapters.sqlite.database import SqliteDatabase
 from integration_hub.domain.delivery import OutboundMessage
-from integration_hub.domain.routing import Channel
 from integration_hub.ports import OutboxEntry, QueueMessage, QueueStats
+
+
+def insert_outbox(
+    conn: sqlite3.Connection, message: OutboundMessage, provider_message_id: str, now: float
+) -> None:
+    """Write one sandbox delivery (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO outbox (notification_id, tenant, channel, recipient, subject,"
+        " body, attempt, provider_message_id, delivered_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows.outbox_values(message, provider_message_id, now),
+    )
 
 
 def _next_available(conn: sqlite3.Connection) -> float | None:
@@ -172,28 +183,7 @@ class SqliteOutbox:
     async def append(self, message: OutboundMessage, provider_message_id: str) -> None:
         """Record one delivery."""
         now = self.db.clock.now()
-        recipient = message.recipient.email if message.channel is Channel.EMAIL else None
-        address = recipient or message.recipient.phone or ""
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO outbox (notification_id, tenant, channel, recipient, subject,"
-                " body, attempt, provider_message_id, delivered_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.notification_id,
-                    message.tenant,
-                    str(message.channel),
-                    address,
-                    message.subject,
-                    message.body,
-                    message.attempt,
-                    provider_message_id,
-                    now,
-                ),
-            )
-
-        await self.db.write(run)
+        await self.db.write(lambda conn: insert_outbox(conn, message, provider_message_id, now))
 
     async def list_outbox(
         self, tenant: str | None = None, *, limit: int = 100

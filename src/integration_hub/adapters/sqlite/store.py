@@ -9,7 +9,9 @@ from typing import Any
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.sqlite.database import SqliteDatabase
+from integration_hub.adapters.sqlite.queue import insert_outbox
 from integration_hub.domain import quota
+from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.status import TERMINAL, Status, check_transition
@@ -518,10 +520,12 @@ class SqliteStore:
         status: Status,
         dead_letter_reason: str | None = None,
         settle: Settle | None = None,
+        outbox: OutboundMessage | None = None,
     ) -> Completion:
         """Record an attempt's outcome and move to ``status``; only the claim holder may.
 
-        ``settle``'s queue message is acked or released in the same transaction.
+        ``settle``'s queue message is acked or released, and ``outbox``'s
+        sandbox delivery written, in the same transaction.
         """
         check_transition(Status.PROCESSING, status)
         now = self._now
@@ -537,6 +541,8 @@ class SqliteStore:
             self._record(
                 conn, notification_id, row["tenant"], attempt, status, dead_letter_reason, now
             )
+            if outbox is not None:
+                insert_outbox(conn, outbox, attempt.provider_message_id or "", now)
             if settle is None:
                 return Completion.RECORDED
             _settle(conn, settle, now)
