@@ -18,6 +18,7 @@ from integration_hub.adapters.providers.ses import SesProvider, SesSettings, cla
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
 from .messages import mail
@@ -78,7 +79,9 @@ def settings_for(url: str, sender: str, **overrides: object) -> SesSettings:
 
 @pytest.fixture
 async def provider(moto_url: str, sender: str) -> AsyncIterator[SesProvider]:
-    adapter = SesProvider(settings_for(moto_url, sender, reply_to=("help@hub.example.com",)))
+    adapter = SesProvider(
+        settings_for(moto_url, sender, reply_to=("help@hub.example.com",)), outbound=LOCAL_OUTBOUND
+    )
     yield adapter
     await adapter.close()
 
@@ -142,7 +145,9 @@ async def test_ses_unverified_sender_is_a_configuration_failure(moto_url: str) -
     # as configuration, not as a plain permanent failure: the identity (or the
     # sandbox) is the account's setup, every message from it fails the same
     # way, and only an operator can fix it by verifying the identity.
-    adapter = SesProvider(settings_for(moto_url, "stranger@unverified.example.net"))
+    adapter = SesProvider(
+        settings_for(moto_url, "stranger@unverified.example.net"), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(mail())
     finally:
@@ -160,7 +165,9 @@ async def test_ses_unverified_sender_is_a_configuration_failure(moto_url: str) -
 
 
 async def test_ses_unreachable_endpoint_is_transient(sender: str) -> None:
-    adapter = SesProvider(settings_for(f"http://127.0.0.1:{unused_port()}", sender))
+    adapter = SesProvider(
+        settings_for(f"http://127.0.0.1:{unused_port()}", sender), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(mail())
     finally:
@@ -243,7 +250,9 @@ async def test_ses_check_finds_the_verified_sender(provider: SesProvider, sender
 
 
 async def test_ses_check_refuses_an_unknown_sender(moto_url: str) -> None:
-    adapter = SesProvider(settings_for(moto_url, "nobody@unverified.example.com"))
+    adapter = SesProvider(
+        settings_for(moto_url, "nobody@unverified.example.com"), outbound=LOCAL_OUTBOUND
+    )
     result = await adapter.check()
     await adapter.close()
     assert not result.ok

@@ -12,6 +12,7 @@ from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
 from .messages import mail
@@ -56,7 +57,9 @@ def settings_for(server: SmtpServer, **overrides: object) -> SmtpSettings:
 
 @pytest.fixture
 async def plain(plain_server: SmtpServer) -> AsyncIterator[SmtpProvider]:
-    provider = SmtpProvider(settings_for(plain_server, reply_to="support@hub.example.com"))
+    provider = SmtpProvider(
+        settings_for(plain_server, reply_to="support@hub.example.com"), outbound=LOCAL_OUTBOUND
+    )
     yield provider
     await provider.close()
 
@@ -142,7 +145,7 @@ async def test_smtp_two_sends_reuse_one_connection(
 async def test_smtp_concurrent_sends_use_at_most_pool_size_connections(
     plain_server: SmtpServer,
 ) -> None:
-    provider = SmtpProvider(settings_for(plain_server, pool_size=2))
+    provider = SmtpProvider(settings_for(plain_server, pool_size=2), outbound=LOCAL_OUTBOUND)
     try:
         results = await asyncio.gather(*(provider.send(mail()) for _ in range(6)))
     finally:
@@ -156,7 +159,7 @@ async def test_smtp_concurrent_sends_use_at_most_pool_size_connections(
 async def test_smtp_reconnects_when_the_server_dropped_an_idle_connection() -> None:
     server = SmtpServer(idle_timeout=0.3)
     server.start()
-    provider = SmtpProvider(settings_for(server))
+    provider = SmtpProvider(settings_for(server), outbound=LOCAL_OUTBOUND)
     try:
         assert isinstance(await provider.send(mail()), Delivered)
         await asyncio.sleep(0.8)  # the server closes the idle connection meanwhile
@@ -173,7 +176,7 @@ async def test_smtp_reconnects_when_the_server_dropped_an_idle_connection() -> N
 async def test_smtp_starttls_with_auth_delivers_over_tls(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
-    provider = SmtpProvider(tls_settings(starttls_server, certificate))
+    provider = SmtpProvider(tls_settings(starttls_server, certificate), outbound=LOCAL_OUTBOUND)
     try:
         result = await provider.send(mail())
     finally:
@@ -188,7 +191,9 @@ async def test_smtp_starttls_with_auth_delivers_over_tls(
 async def test_smtp_implicit_tls_delivers(certificate: Certificate) -> None:
     server = SmtpServer(certificate=certificate, implicit_tls=True)
     server.start()
-    provider = SmtpProvider(settings_for(server, security="tls", ca_file=str(certificate.cert)))
+    provider = SmtpProvider(
+        settings_for(server, security="tls", ca_file=str(certificate.cert)), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await provider.send(mail())
     finally:
@@ -203,7 +208,8 @@ async def test_smtp_wrong_password_is_configuration_and_never_echoed(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
     provider = SmtpProvider(
-        tls_settings(starttls_server, certificate, password="wrong-password-xyz")
+        tls_settings(starttls_server, certificate, password="wrong-password-xyz"),
+        outbound=LOCAL_OUTBOUND,
     )
     try:
         result = await provider.send(mail())
@@ -226,7 +232,9 @@ async def test_smtp_untrusted_server_certificate_is_configuration(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
     # No ca_file: the self-signed certificate is not trusted by the system store.
-    provider = SmtpProvider(tls_settings(starttls_server, certificate, ca_file=None))
+    provider = SmtpProvider(
+        tls_settings(starttls_server, certificate, ca_file=None), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await provider.send(mail())
     finally:
@@ -240,7 +248,9 @@ async def test_smtp_missing_ca_file_is_configuration(
     starttls_server: SmtpServer, certificate: Certificate, tmp_path: Path
 ) -> None:
     missing = str(tmp_path / "nope.pem")
-    provider = SmtpProvider(tls_settings(starttls_server, certificate, ca_file=missing))
+    provider = SmtpProvider(
+        tls_settings(starttls_server, certificate, ca_file=missing), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await provider.send(mail())
     finally:
@@ -332,7 +342,7 @@ async def test_smtp_connection_refused_is_transient() -> None:
         local_hostname="hub.test",
         timeout=1.0,
     )
-    provider = SmtpProvider(settings)
+    provider = SmtpProvider(settings, outbound=LOCAL_OUTBOUND)
     try:
         result = await provider.send(mail())
     finally:
@@ -368,7 +378,7 @@ async def test_smtp_server_that_never_answers_is_a_transient_timeout() -> None:
         local_hostname="hub.test",
         timeout=0.3,
     )
-    provider = SmtpProvider(settings)
+    provider = SmtpProvider(settings, outbound=LOCAL_OUTBOUND)
     try:
         result = await provider.send(mail())
     finally:
@@ -387,7 +397,7 @@ async def test_smtp_server_that_never_answers_is_a_transient_timeout() -> None:
 async def test_smtp_check_logs_in_over_starttls_without_sending(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
-    provider = SmtpProvider(tls_settings(starttls_server, certificate))
+    provider = SmtpProvider(tls_settings(starttls_server, certificate), outbound=LOCAL_OUTBOUND)
     result = await provider.check()
     await provider.close()
     assert result.ok, result.detail
@@ -399,7 +409,8 @@ async def test_smtp_check_with_a_wrong_password_is_a_configuration_problem(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
     provider = SmtpProvider(
-        tls_settings(starttls_server, certificate, password="wrong-password-xyz")
+        tls_settings(starttls_server, certificate, password="wrong-password-xyz"),
+        outbound=LOCAL_OUTBOUND,
     )
     result = await provider.check()
     await provider.close()
@@ -416,7 +427,8 @@ async def test_smtp_check_against_nobody_is_transient() -> None:
             security="none",
             from_address="hub@example.com",
             timeout=1,
-        )
+        ),
+        outbound=LOCAL_OUTBOUND,
     )
     result = await provider.check()
     await provider.close()

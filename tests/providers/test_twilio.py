@@ -16,6 +16,7 @@ from integration_hub.adapters.providers.twilio import TwilioProvider, TwilioSett
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
 from .fake_twilio import FakeTwilio
@@ -43,7 +44,7 @@ def settings_for(fake: FakeTwilio, **overrides: object) -> TwilioSettings:
 
 @pytest.fixture
 async def provider(twilio: FakeTwilio) -> AsyncIterator[TwilioProvider]:
-    adapter = TwilioProvider(settings_for(twilio), options=FAST)
+    adapter = TwilioProvider(settings_for(twilio), options=FAST, outbound=LOCAL_OUTBOUND)
     yield adapter
     await adapter.close()
 
@@ -91,7 +92,7 @@ async def test_twilio_provider_satisfies_the_provider_port(provider: TwilioProvi
 async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> None:
     key_sid, key_secret = next(iter(twilio.api_keys.items()))
     settings = settings_for(twilio, auth_token=None, api_key_sid=key_sid, api_key_secret=key_secret)
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -105,7 +106,7 @@ async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> No
 async def test_twilio_messaging_service_sid_is_sent_when_configured(twilio: FakeTwilio) -> None:
     service = next(iter(twilio.messaging_services))
     settings = settings_for(twilio, from_number=None, messaging_service_sid=service)
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -127,7 +128,9 @@ async def test_twilio_invalid_to_number_rejected_by_the_api_is_permanent(
 
 
 async def test_twilio_wrong_auth_token_is_configuration(twilio: FakeTwilio) -> None:
-    adapter = TwilioProvider(settings_for(twilio, auth_token="not-the-token"), options=FAST)
+    adapter = TwilioProvider(
+        settings_for(twilio, auth_token="not-the-token"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(sms())
     finally:
@@ -148,7 +151,7 @@ async def test_twilio_unknown_account_in_the_path_is_configuration(twilio: FakeT
         api_key_sid=key_sid,
         api_key_secret=key_secret,
     )
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -163,7 +166,9 @@ async def test_twilio_unknown_account_in_the_path_is_configuration(twilio: FakeT
 
 
 async def test_twilio_sender_not_owned_by_the_account_is_configuration(twilio: FakeTwilio) -> None:
-    adapter = TwilioProvider(settings_for(twilio, from_number="+15550001111"), options=FAST)
+    adapter = TwilioProvider(
+        settings_for(twilio, from_number="+15550001111"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(sms())
     finally:
@@ -284,7 +289,9 @@ async def test_twilio_5xx_with_an_html_body_is_transient(
 
     assert isinstance(result, TransientFailure)
     assert (result.code, result.error_class) == ("503", "provider_error")
-    assert "Service Unavailable" in result.message
+    # An undocumented body is for operators only, never in the tenant's message.
+    assert result.message == "twilio HTTP 503"
+    assert "Service Unavailable" in (result.provider_response or "")
 
 
 async def test_twilio_5xx_with_malformed_json_is_transient(
@@ -341,7 +348,7 @@ async def test_twilio_connection_refused_is_transient() -> None:
         from_number="+15005550006",
         base_url=f"http://127.0.0.1:{unused_port()}",
     )
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -373,7 +380,7 @@ async def test_twilio_credentials_never_appear_in_failures_or_repr(
 
 async def test_twilio_close_leaves_an_injected_session_open(twilio: FakeTwilio) -> None:
     async with aiohttp.ClientSession() as session:
-        adapter = TwilioProvider(settings_for(twilio), session=session)
+        adapter = TwilioProvider(settings_for(twilio), session=session, outbound=LOCAL_OUTBOUND)
         assert isinstance(await adapter.send(sms()), Delivered)
         await adapter.close()
         assert not session.closed
@@ -402,7 +409,9 @@ async def test_twilio_check_reads_the_account_without_sending(
 async def test_twilio_check_with_a_wrong_token_is_a_configuration_problem(
     twilio: FakeTwilio,
 ) -> None:
-    adapter = TwilioProvider(settings_for(twilio, auth_token="not-the-token"), options=FAST)
+    adapter = TwilioProvider(
+        settings_for(twilio, auth_token="not-the-token"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     result = await adapter.check()
     await adapter.close()
     assert not result.ok
