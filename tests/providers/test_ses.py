@@ -17,10 +17,12 @@ from moto.server import ThreadedMotoServer
 from integration_hub.adapters.providers.ses import SesProvider, SesSettings, classify
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
-from .fake_http import unused_port
+from .fake_dns import dns
+from .fake_http import FakeHttpServer, unused_port
 from .messages import mail
 
 # A region of our own, so other tests sharing the in-process moto state do not interfere.
@@ -257,3 +259,42 @@ async def test_ses_check_refuses_an_unknown_sender(moto_url: str) -> None:
     await adapter.close()
     assert not result.ok
     assert result.detail.startswith("configuration")
+
+
+# -- the outbound rule (SSRF) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["literal", "resolved"])
+async def test_ses_refuses_an_internal_endpoint_without_sending(
+    sender: str, monkeypatch: pytest.MonkeyPatch, by_name: bool
+) -> None:
+    async with FakeHttpServer() as internal:
+        url = internal.base_url
+        if by_name:
+            dns(monkeypatch, {"email.example.test": ["127.0.0.1"]})
+            url = url.replace("127.0.0.1", "email.example.test")
+        adapter = SesProvider(settings_for(url, sender), outbound=OutboundPolicy(allow_http=True))
+        try:
+            result = await adapter.send(mail())
+            check = await adapter.check()
+        finally:
+            await adapter.close()
+        assert internal.requests == []
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert "127.0.0.1" in result.message
+    assert "is loopback" in result.message
+    assert not check.ok
+
+
+async def test_ses_reaches_an_allowed_endpoint_by_name(
+    moto_url: str, sender: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns(monkeypatch, {"email.example.test": ["127.0.0.1"]})
+    url = moto_url.replace("127.0.0.1", "email.example.test")
+    adapter = SesProvider(settings_for(url, sender), outbound=LOCAL_OUTBOUND)
+    try:
+        result = await adapter.send(mail())
+    finally:
+        await adapter.close()
+    assert isinstance(result, Delivered)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
@@ -434,3 +436,63 @@ async def test_smtp_check_against_nobody_is_transient() -> None:
     await provider.close()
     assert not result.ok
     assert result.detail.startswith("transient")
+
+
+# -- the outbound rule (SSRF) ---------------------------------------------------
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, name: str, address: str) -> None:
+    """Make the running loop resolve ``name`` to ``address`` (other names as usual)."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: object, port: object, **kwargs: Any) -> Any:
+        return await real(address if host == name else host, port, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+async def test_smtp_refuses_an_internal_host_without_connecting(plain_server: SmtpServer) -> None:
+    provider = SmtpProvider(settings_for(plain_server), outbound=OutboundPolicy())
+    try:
+        result = await provider.send(mail())
+    finally:
+        await provider.close()
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert "address 127.0.0.1 is loopback" in result.message
+    assert plain_server.connections == 0
+
+
+async def test_smtp_refuses_a_name_that_resolves_to_an_internal_address(
+    plain_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dns(monkeypatch, "mail.example.test", "127.0.0.1")
+    provider = SmtpProvider(
+        settings_for(plain_server, host="mail.example.test"), outbound=OutboundPolicy()
+    )
+    try:
+        result = await provider.send(mail())
+        check = await provider.check()
+    finally:
+        await provider.close()
+    assert isinstance(result, PermanentFailure)
+    assert result.outcome is Outcome.CONFIGURATION
+    assert "address 127.0.0.1 of mail.example.test is loopback" in result.message
+    assert not check.ok
+    assert plain_server.connections == 0
+
+
+async def test_smtp_connects_to_the_checked_address_of_an_allowed_name(
+    plain_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dns(monkeypatch, "mail.example.test", "127.0.0.1")
+    provider = SmtpProvider(
+        settings_for(plain_server, host="mail.example.test"), outbound=LOCAL_OUTBOUND
+    )
+    try:
+        result = await provider.send(mail())
+    finally:
+        await provider.close()
+    assert isinstance(result, Delivered)
+    assert len(plain_server.messages) == 1

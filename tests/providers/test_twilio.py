@@ -11,13 +11,15 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from integration_hub.adapters.providers.http import HttpOptions
+from integration_hub.adapters.providers.http import HttpOptions, build_session, transport_failure
 from integration_hub.adapters.providers.twilio import TwilioProvider, TwilioSettings
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
+from .fake_dns import dns
 from .fake_http import unused_port
 from .fake_twilio import FakeTwilio
 from .messages import sms
@@ -418,3 +420,109 @@ async def test_twilio_check_with_a_wrong_token_is_a_configuration_problem(
     assert result.detail.startswith("configuration")
     assert "20003" in result.detail
     assert "not-the-token" not in result.detail
+
+
+# -- the outbound rule (SSRF) and what a tenant may read back -----------------
+
+
+@pytest.mark.parametrize(
+    "addresses", [["127.0.0.1"], ["93.184.215.14", "127.0.0.1"]], ids=["loopback", "one-of-two"]
+)
+async def test_twilio_refuses_a_name_that_resolves_to_an_internal_address(
+    twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch, addresses: list[str]
+) -> None:
+    # A public-looking name whose DNS answer points at this machine (where the
+    # fake listens): the rule is applied after resolution, to every address.
+    dns(monkeypatch, {"sms.example.test": addresses})
+    base_url = twilio.base_url.replace("127.0.0.1", "sms.example.test")
+    adapter = TwilioProvider(
+        settings_for(twilio, base_url=base_url),
+        options=FAST,
+        outbound=OutboundPolicy(allow_http=True),
+    )
+    try:
+        result = await adapter.send(sms())
+    finally:
+        await adapter.close()
+
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert "address 127.0.0.1 of sms.example.test is loopback" in result.message
+    assert "IHUB_PROVIDER_ALLOWED_NETWORKS" in result.message
+    assert twilio.requests == []
+
+
+async def test_twilio_reaches_the_same_name_when_its_network_is_allowed(
+    twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns(monkeypatch, {"sms.example.test": ["127.0.0.1"]})
+    base_url = twilio.base_url.replace("127.0.0.1", "sms.example.test")
+    adapter = TwilioProvider(
+        settings_for(twilio, base_url=base_url), options=FAST, outbound=LOCAL_OUTBOUND
+    )
+    try:
+        result = await adapter.send(sms())
+    finally:
+        await adapter.close()
+    assert isinstance(result, Delivered)
+    assert len(twilio.requests) == 1
+
+
+async def test_twilio_refuses_an_internal_base_url_without_sending(twilio: FakeTwilio) -> None:
+    # Stored before the rule existed, say: the adapter refuses it unsent.
+    adapter = TwilioProvider(
+        settings_for(twilio), options=FAST, outbound=OutboundPolicy(allow_http=True)
+    )
+    try:
+        result = await adapter.send(sms())
+        check = await adapter.check()
+    finally:
+        await adapter.close()
+    assert isinstance(result, PermanentFailure)
+    assert result.outcome is Outcome.CONFIGURATION
+    assert "address 127.0.0.1 is loopback" in result.message
+    assert not check.ok
+    assert twilio.requests == []
+
+
+async def test_a_guarded_session_refuses_a_literal_internal_address(twilio: FakeTwilio) -> None:
+    # aiohttp does not resolve a literal address: the socket factory checks it.
+    session = build_session(FAST, OutboundPolicy(allow_http=True))
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError) as raised:
+            await session.get(twilio.base_url + "/")
+    finally:
+        await session.close()
+    result = transport_failure("twilio", raised.value)
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert twilio.requests == []
+
+
+async def test_twilio_never_shows_an_undocumented_body_to_the_tenant(
+    twilio: FakeTwilio, provider: TwilioProvider
+) -> None:
+    twilio.queue_response(403, "INTERNAL-ONLY-DATA-42 db_password=s3cr3t")
+
+    result = await provider.send(sms())
+
+    assert isinstance(result, PermanentFailure)
+    assert result.message == "twilio HTTP 403"
+    assert "INTERNAL-ONLY-DATA-42 db_password=s3cr3t" in (result.provider_response or "")
+
+
+async def test_twilio_documented_message_is_bounded_sanitised_and_redacted(
+    twilio: FakeTwilio, provider: TwilioProvider
+) -> None:
+    noisy = "bad\x1b[31m number\r\n\u202e" + twilio.auth_token + " " + "x" * 5000
+    twilio.queue_response(400, {"code": 21211, "message": noisy, "status": 400})
+
+    result = await provider.send(sms())
+
+    assert isinstance(result, PermanentFailure)
+    assert result.code == "21211"
+    assert result.message.startswith("twilio HTTP 400 code 21211: bad [31m number ***")
+    assert len(result.message) <= 240
+    assert not any(ord(c) < 32 or c == "\u202e" for c in result.message)
+    assert twilio.auth_token not in result.message
+    assert twilio.auth_token not in (result.provider_response or "")
