@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import pytest
 
-from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings
+from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings, classify
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.domain.outbound import OutboundPolicy
@@ -496,3 +497,13 @@ async def test_smtp_connects_to_the_checked_address_of_an_allowed_name(
         await provider.close()
     assert isinstance(result, Delivered)
     assert len(plain_server.messages) == 1
+
+
+def test_an_smtp_reply_is_bounded_and_sanitised_before_a_tenant_reads_it() -> None:
+    reply = "5.7.1 rejected\r\n\x1b[2J" + "s3cret-smtp-password " + "y" * 5000
+    result = classify(aiosmtplib.SMTPDataError(554, reply), ("s3cret-smtp-password",))
+    assert isinstance(result, PermanentFailure)
+    assert result.message.startswith("smtp: SMTPDataError: (554, '5.7.1 rejected")
+    assert len(result.message) <= 400
+    assert "s3cret" not in result.message
+    assert not any(ord(c) < 32 for c in result.message)

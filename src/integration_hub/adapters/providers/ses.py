@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from integration_hub.adapters.providers import guard
-from integration_hub.adapters.providers.http import redact
+from integration_hub.adapters.providers.http import TENANT_TEXT_CHARS, redact, tenant_text
 from integration_hub.domain.delivery import (
     Delivered,
     DeliveryResult,
@@ -277,7 +277,8 @@ def _classify_client_error(exc: Any, secrets: tuple[str, ...]) -> DeliveryResult
     code = str(error.get("Code") or "Unknown")
     detail = str(error.get("Message") or exc)
     status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    text = redact(f"ses {code}: {detail}", secrets)
+    # SES's documented error message, bounded and sanitised: tenants read it.
+    text = tenant_text(f"ses {code}: {detail}", secrets, limit=TENANT_TEXT_CHARS + 60)
     if code in THROTTLING_CODES:
         return TransientFailure("rate_limited", text, code=code)
     if code in UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500):

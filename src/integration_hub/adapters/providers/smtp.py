@@ -17,7 +17,7 @@ import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from integration_hub.adapters.providers import guard
-from integration_hub.adapters.providers.http import redact
+from integration_hub.adapters.providers.http import redact, tenant_text
 from integration_hub.domain.delivery import (
     Delivered,
     DeliveryResult,
@@ -32,6 +32,8 @@ DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 # 552 on MAIL FROM is "message size exceeds fixed maximum": the message, not the sender.
 SIZE_EXCEEDED = 552
 CLOSE_WAIT_SECONDS = 1.0
+# Room for the exception's name and a multi-line reply, joined on one line.
+SMTP_TEXT_CHARS = 400
 
 
 class TlsSettingsError(Exception):
@@ -292,7 +294,9 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> DeliveryResul
     refused = guard.refusal_of(exc)
     if refused is not None:
         return guard.refused_failure("smtp", refused)
-    text = redact(f"smtp: {type(exc).__name__}: {exc}", secrets)
+    # The server's reply is its documented answer; bounded and sanitised all
+    # the same, since tenants read it.
+    text = tenant_text(f"smtp: {type(exc).__name__}: {exc}", secrets, limit=SMTP_TEXT_CHARS)
     if isinstance(exc, TlsSettingsError):
         return PermanentFailure("tls_settings", text, configuration=True)
     tls_error = _tls_cause(exc)
@@ -306,7 +310,7 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> DeliveryResul
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [refused.code for refused in exc.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        message = redact(f"smtp: recipient refused: {detail}", secrets)
+        message = tenant_text(f"smtp: recipient refused: {detail}", secrets, limit=SMTP_TEXT_CHARS)
         if any(400 <= code < 500 for code in codes):
             # Greylisting and full mailboxes answer 4xx: try again later.
             return TransientFailure("recipient_deferred", message, code=str(codes[0]))
