@@ -102,6 +102,10 @@ class Context:
             # Credentials may be encrypted at rest: every process gets the same key.
             "IHUB_MASTER_KEY": self.master_key,
             "IHUB_LOG_LEVEL": "info",
+            # The Twilio sink (bench/sink.py) listens on this machine over
+            # plain http, which the outbound rule refuses unless allowed.
+            "IHUB_PROVIDER_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "IHUB_PROVIDER_ALLOW_HTTP": "true",
         }
         env.update(extra)
         return env

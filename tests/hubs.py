@@ -25,6 +25,7 @@ import pg
 from integration_hub.bootstrap import build_hub
 from integration_hub.config import Settings
 from integration_hub.ports import Store
+from support import LOCAL_OUTBOUND_ENV
 
 TERMINAL = {"DONE", "FAILED"}
 
@@ -40,6 +41,8 @@ FAST = {
     "IHUB_TENANT_CACHE_SECONDS": "0",
     "IHUB_LOG_LEVEL": "warning",
     "IHUB_ADMIN_TOKEN": "admin-token-for-the-acceptance-tests",
+    # The fake providers listen on 127.0.0.1 over plain http.
+    **LOCAL_OUTBOUND_ENV,
 }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from integration_hub.domain.ids import new_id
 from integration_hub.domain.models import Notification, NotificationRequest, from_epoch
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.domain.routing import Channel, resolve
 from integration_hub.domain.tenants import Tenant
 from integration_hub.ports import Outbox, Queue, Store
@@ -130,3 +131,16 @@ def api_gateway_event(
             "timeEpoch": 0,
         },
     }
+
+
+# The suites' fake providers listen on this machine over plain http, which the
+# outbound rule refuses by default (loopback, and http without the dev
+# setting): the suites widen it for them, explicitly. ``tests/conftest.py``
+# puts LOCAL_OUTBOUND_ENV in the environment (in-process Settings and spawned
+# hubs read it); adapters built directly take LOCAL_OUTBOUND.
+LOCAL_NETWORKS = "127.0.0.0/8,::1/128"
+LOCAL_OUTBOUND = OutboundPolicy.of(LOCAL_NETWORKS.split(","), allow_http=True)
+LOCAL_OUTBOUND_ENV = {
+    "IHUB_PROVIDER_ALLOWED_NETWORKS": LOCAL_NETWORKS,
+    "IHUB_PROVIDER_ALLOW_HTTP": "true",
+}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from integration_hub.config import Settings
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import (
@@ -37,6 +38,13 @@ log = logging.getLogger(__name__)
 
 class ConfigurationError(Exception):
     """The settings name something this installation cannot provide."""
+
+
+def outbound_policy(settings: Settings) -> OutboundPolicy:
+    """The outbound rule for provider connections, as the settings widen it."""
+    return OutboundPolicy.of(
+        settings.provider_allowed_networks.split(","), allow_http=settings.provider_allow_http
+    )
 
 
 @dataclass
@@ -315,7 +323,13 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     from integration_hub.adapters.providers.sandbox import SandboxProvider
 
     sandbox: dict[Channel, Provider] = {channel: SandboxProvider(channel) for channel in Channel}
-    providers = ProviderRegistry(sealed, sandbox, clock, ttl_seconds=settings.tenant_cache_seconds)
+    providers = ProviderRegistry(
+        sealed,
+        sandbox,
+        clock,
+        ttl_seconds=settings.tenant_cache_seconds,
+        outbound=outbound_policy(settings),
+    )
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     exporter = metrics_exporter(settings, store, queue)
     ingest = IngestService(

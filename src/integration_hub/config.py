@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from integration_hub.domain import outbound
 
 
 class Settings(BaseSettings):
@@ -147,6 +149,25 @@ class Settings(BaseSettings):
         description="the journal's directory (local disk, kept across restarts); default:"
         " <database>.outcomes beside a SQLite file, else ./ihub-outcomes",
     )
+
+    # Outbound requests (SSRF rule): docs/security.md, "Outbound requests".
+    provider_allowed_networks: str = Field(
+        default="",
+        description="comma-separated CIDRs providers may connect to although internal"
+        " (loopback, private, link-local...), e.g. 127.0.0.0/8 for a local fake provider;"
+        " empty: none",
+    )
+    provider_allow_http: bool = Field(
+        default=False,
+        description="accept plain http:// provider URLs (local development only; https otherwise)",
+    )
+
+    @field_validator("provider_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        # Checked at startup: a typo must not silently leave the rule wider or narrower.
+        outbound.parse_networks(value.split(","))
+        return value
 
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Self:

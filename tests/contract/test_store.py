@@ -364,6 +364,29 @@ async def test_a_retry_keeps_processing_and_releases_the_claim(backend: Backend)
     assert again.attempt_count == 2
 
 
+async def test_the_providers_raw_answer_is_kept_apart_from_the_message(backend: Backend) -> None:
+    # Operators read ``provider_response``; tenants see only ``message``.
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    await backend.store.claim(n.id, "t1", lease_seconds=30, max_attempts=5)
+    failed = attempt(
+        1,
+        Outcome.PERMANENT,
+        error_class="provider_rejected",
+        message="twilio HTTP 403",
+        provider_response="<html>INTERNAL-ONLY-DATA</html>",
+    )
+    assert await backend.store.complete_attempt(n.id, "t1", failed, status=Status.FAILED)
+    found = await backend.store.get_notification("acme", n.id)
+    assert found is not None
+    [stored] = found.attempts
+    assert (stored.message, stored.provider_response) == (
+        "twilio HTTP 403",
+        "<html>INTERNAL-ONLY-DATA</html>",
+    )
+    assert "INTERNAL-ONLY-DATA" not in (found.last_error or "")
+
+
 async def test_claims_that_died_mid_call_spend_the_budget(backend: Backend) -> None:
     n = notification(clock=backend.clock)
     await accept(backend, n)

@@ -17,9 +17,12 @@ from moto.server import ThreadedMotoServer
 from integration_hub.adapters.providers.ses import SesProvider, SesSettings, classify
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
-from .fake_http import unused_port
+from .fake_dns import dns
+from .fake_http import FakeHttpServer, unused_port
 from .messages import mail
 
 # A region of our own, so other tests sharing the in-process moto state do not interfere.
@@ -78,7 +81,9 @@ def settings_for(url: str, sender: str, **overrides: object) -> SesSettings:
 
 @pytest.fixture
 async def provider(moto_url: str, sender: str) -> AsyncIterator[SesProvider]:
-    adapter = SesProvider(settings_for(moto_url, sender, reply_to=("help@hub.example.com",)))
+    adapter = SesProvider(
+        settings_for(moto_url, sender, reply_to=("help@hub.example.com",)), outbound=LOCAL_OUTBOUND
+    )
     yield adapter
     await adapter.close()
 
@@ -142,7 +147,9 @@ async def test_ses_unverified_sender_is_a_configuration_failure(moto_url: str) -
     # as configuration, not as a plain permanent failure: the identity (or the
     # sandbox) is the account's setup, every message from it fails the same
     # way, and only an operator can fix it by verifying the identity.
-    adapter = SesProvider(settings_for(moto_url, "stranger@unverified.example.net"))
+    adapter = SesProvider(
+        settings_for(moto_url, "stranger@unverified.example.net"), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(mail())
     finally:
@@ -160,7 +167,9 @@ async def test_ses_unverified_sender_is_a_configuration_failure(moto_url: str) -
 
 
 async def test_ses_unreachable_endpoint_is_transient(sender: str) -> None:
-    adapter = SesProvider(settings_for(f"http://127.0.0.1:{unused_port()}", sender))
+    adapter = SesProvider(
+        settings_for(f"http://127.0.0.1:{unused_port()}", sender), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(mail())
     finally:
@@ -243,8 +252,49 @@ async def test_ses_check_finds_the_verified_sender(provider: SesProvider, sender
 
 
 async def test_ses_check_refuses_an_unknown_sender(moto_url: str) -> None:
-    adapter = SesProvider(settings_for(moto_url, "nobody@unverified.example.com"))
+    adapter = SesProvider(
+        settings_for(moto_url, "nobody@unverified.example.com"), outbound=LOCAL_OUTBOUND
+    )
     result = await adapter.check()
     await adapter.close()
     assert not result.ok
     assert result.detail.startswith("configuration")
+
+
+# -- the outbound rule (SSRF) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["literal", "resolved"])
+async def test_ses_refuses_an_internal_endpoint_without_sending(
+    sender: str, monkeypatch: pytest.MonkeyPatch, by_name: bool
+) -> None:
+    async with FakeHttpServer() as internal:
+        url = internal.base_url
+        if by_name:
+            dns(monkeypatch, {"email.example.test": ["127.0.0.1"]})
+            url = url.replace("127.0.0.1", "email.example.test")
+        adapter = SesProvider(settings_for(url, sender), outbound=OutboundPolicy(allow_http=True))
+        try:
+            result = await adapter.send(mail())
+            check = await adapter.check()
+        finally:
+            await adapter.close()
+        assert internal.requests == []
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert "127.0.0.1" in result.message
+    assert "is loopback" in result.message
+    assert not check.ok
+
+
+async def test_ses_reaches_an_allowed_endpoint_by_name(
+    moto_url: str, sender: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns(monkeypatch, {"email.example.test": ["127.0.0.1"]})
+    url = moto_url.replace("127.0.0.1", "email.example.test")
+    adapter = SesProvider(settings_for(url, sender), outbound=LOCAL_OUTBOUND)
+    try:
+        result = await adapter.send(mail())
+    finally:
+        await adapter.close()
+    assert isinstance(result, Delivered)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiosmtplib
 import pytest
 
-from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings
+from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings, classify
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
 from .messages import mail
@@ -56,7 +60,9 @@ def settings_for(server: SmtpServer, **overrides: object) -> SmtpSettings:
 
 @pytest.fixture
 async def plain(plain_server: SmtpServer) -> AsyncIterator[SmtpProvider]:
-    provider = SmtpProvider(settings_for(plain_server, reply_to="support@hub.example.com"))
+    provider = SmtpProvider(
+        settings_for(plain_server, reply_to="support@hub.example.com"), outbound=LOCAL_OUTBOUND
+    )
     yield provider
     await provider.close()
 
@@ -142,7 +148,7 @@ async def test_smtp_two_sends_reuse_one_connection(
 async def test_smtp_concurrent_sends_use_at_most_pool_size_connections(
     plain_server: SmtpServer,
 ) -> None:
-    provider = SmtpProvider(settings_for(plain_server, pool_size=2))
+    provider = SmtpProvider(settings_for(plain_server, pool_size=2), outbound=LOCAL_OUTBOUND)
     try:
         results = await asyncio.gather(*(provider.send(mail()) for _ in range(6)))
     finally:
@@ -156,7 +162,7 @@ async def test_smtp_concurrent_sends_use_at_most_pool_size_connections(
 async def test_smtp_reconnects_when_the_server_dropped_an_idle_connection() -> None:
     server = SmtpServer(idle_timeout=0.3)
     server.start()
-    provider = SmtpProvider(settings_for(server))
+    provider = SmtpProvider(settings_for(server), outbound=LOCAL_OUTBOUND)
     try:
         assert isinstance(await provider.send(mail()), Delivered)
         await asyncio.sleep(0.8)  # the server closes the idle connection meanwhile
@@ -173,7 +179,7 @@ async def test_smtp_reconnects_when_the_server_dropped_an_idle_connection() -> N
 async def test_smtp_starttls_with_auth_delivers_over_tls(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
-    provider = SmtpProvider(tls_settings(starttls_server, certificate))
+    provider = SmtpProvider(tls_settings(starttls_server, certificate), outbound=LOCAL_OUTBOUND)
     try:
         result = await provider.send(mail())
     finally:
@@ -188,7 +194,9 @@ async def test_smtp_starttls_with_auth_delivers_over_tls(
 async def test_smtp_implicit_tls_delivers(certificate: Certificate) -> None:
     server = SmtpServer(certificate=certificate, implicit_tls=True)
     server.start()
-    provider = SmtpProvider(settings_for(server, security="tls", ca_file=str(certificate.cert)))
+    provider = SmtpProvider(
+        settings_for(server, security="tls", ca_file=str(certificate.cert)), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await provider.send(mail())
     finally:
@@ -203,7 +211,8 @@ async def test_smtp_wrong_password_is_configuration_and_never_echoed(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
     provider = SmtpProvider(
-        tls_settings(starttls_server, certificate, password="wrong-password-xyz")
+        tls_settings(starttls_server, certificate, password="wrong-password-xyz"),
+        outbound=LOCAL_OUTBOUND,
     )
     try:
         result = await provider.send(mail())
@@ -226,7 +235,9 @@ async def test_smtp_untrusted_server_certificate_is_configuration(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
     # No ca_file: the self-signed certificate is not trusted by the system store.
-    provider = SmtpProvider(tls_settings(starttls_server, certificate, ca_file=None))
+    provider = SmtpProvider(
+        tls_settings(starttls_server, certificate, ca_file=None), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await provider.send(mail())
     finally:
@@ -240,7 +251,9 @@ async def test_smtp_missing_ca_file_is_configuration(
     starttls_server: SmtpServer, certificate: Certificate, tmp_path: Path
 ) -> None:
     missing = str(tmp_path / "nope.pem")
-    provider = SmtpProvider(tls_settings(starttls_server, certificate, ca_file=missing))
+    provider = SmtpProvider(
+        tls_settings(starttls_server, certificate, ca_file=missing), outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await provider.send(mail())
     finally:
@@ -332,7 +345,7 @@ async def test_smtp_connection_refused_is_transient() -> None:
         local_hostname="hub.test",
         timeout=1.0,
     )
-    provider = SmtpProvider(settings)
+    provider = SmtpProvider(settings, outbound=LOCAL_OUTBOUND)
     try:
         result = await provider.send(mail())
     finally:
@@ -368,7 +381,7 @@ async def test_smtp_server_that_never_answers_is_a_transient_timeout() -> None:
         local_hostname="hub.test",
         timeout=0.3,
     )
-    provider = SmtpProvider(settings)
+    provider = SmtpProvider(settings, outbound=LOCAL_OUTBOUND)
     try:
         result = await provider.send(mail())
     finally:
@@ -387,7 +400,7 @@ async def test_smtp_server_that_never_answers_is_a_transient_timeout() -> None:
 async def test_smtp_check_logs_in_over_starttls_without_sending(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
-    provider = SmtpProvider(tls_settings(starttls_server, certificate))
+    provider = SmtpProvider(tls_settings(starttls_server, certificate), outbound=LOCAL_OUTBOUND)
     result = await provider.check()
     await provider.close()
     assert result.ok, result.detail
@@ -399,7 +412,8 @@ async def test_smtp_check_with_a_wrong_password_is_a_configuration_problem(
     starttls_server: SmtpServer, certificate: Certificate
 ) -> None:
     provider = SmtpProvider(
-        tls_settings(starttls_server, certificate, password="wrong-password-xyz")
+        tls_settings(starttls_server, certificate, password="wrong-password-xyz"),
+        outbound=LOCAL_OUTBOUND,
     )
     result = await provider.check()
     await provider.close()
@@ -416,9 +430,80 @@ async def test_smtp_check_against_nobody_is_transient() -> None:
             security="none",
             from_address="hub@example.com",
             timeout=1,
-        )
+        ),
+        outbound=LOCAL_OUTBOUND,
     )
     result = await provider.check()
     await provider.close()
     assert not result.ok
     assert result.detail.startswith("transient")
+
+
+# -- the outbound rule (SSRF) ---------------------------------------------------
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, name: str, address: str) -> None:
+    """Make the running loop resolve ``name`` to ``address`` (other names as usual)."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: object, port: object, **kwargs: Any) -> Any:
+        return await real(address if host == name else host, port, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+async def test_smtp_refuses_an_internal_host_without_connecting(plain_server: SmtpServer) -> None:
+    provider = SmtpProvider(settings_for(plain_server), outbound=OutboundPolicy())
+    try:
+        result = await provider.send(mail())
+    finally:
+        await provider.close()
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert "address 127.0.0.1 is loopback" in result.message
+    assert plain_server.connections == 0
+
+
+async def test_smtp_refuses_a_name_that_resolves_to_an_internal_address(
+    plain_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dns(monkeypatch, "mail.example.test", "127.0.0.1")
+    provider = SmtpProvider(
+        settings_for(plain_server, host="mail.example.test"), outbound=OutboundPolicy()
+    )
+    try:
+        result = await provider.send(mail())
+        check = await provider.check()
+    finally:
+        await provider.close()
+    assert isinstance(result, PermanentFailure)
+    assert result.outcome is Outcome.CONFIGURATION
+    assert "address 127.0.0.1 of mail.example.test is loopback" in result.message
+    assert not check.ok
+    assert plain_server.connections == 0
+
+
+async def test_smtp_connects_to_the_checked_address_of_an_allowed_name(
+    plain_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dns(monkeypatch, "mail.example.test", "127.0.0.1")
+    provider = SmtpProvider(
+        settings_for(plain_server, host="mail.example.test"), outbound=LOCAL_OUTBOUND
+    )
+    try:
+        result = await provider.send(mail())
+    finally:
+        await provider.close()
+    assert isinstance(result, Delivered)
+    assert len(plain_server.messages) == 1
+
+
+def test_an_smtp_reply_is_bounded_and_sanitised_before_a_tenant_reads_it() -> None:
+    reply = "5.7.1 rejected\r\n\x1b[2J" + "s3cret-smtp-password " + "y" * 5000
+    result = classify(aiosmtplib.SMTPDataError(554, reply), ("s3cret-smtp-password",))
+    assert isinstance(result, PermanentFailure)
+    assert result.message.startswith("smtp: SMTPDataError: (554, '5.7.1 rejected")
+    assert len(result.message) <= 400
+    assert "s3cret" not in result.message
+    assert not any(ord(c) < 32 for c in result.message)

@@ -11,12 +11,15 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from integration_hub.adapters.providers.http import HttpOptions
+from integration_hub.adapters.providers.http import HttpOptions, build_session, transport_failure
 from integration_hub.adapters.providers.twilio import TwilioProvider, TwilioSettings
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
+from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
+from .fake_dns import dns
 from .fake_http import unused_port
 from .fake_twilio import FakeTwilio
 from .messages import sms
@@ -43,7 +46,7 @@ def settings_for(fake: FakeTwilio, **overrides: object) -> TwilioSettings:
 
 @pytest.fixture
 async def provider(twilio: FakeTwilio) -> AsyncIterator[TwilioProvider]:
-    adapter = TwilioProvider(settings_for(twilio), options=FAST)
+    adapter = TwilioProvider(settings_for(twilio), options=FAST, outbound=LOCAL_OUTBOUND)
     yield adapter
     await adapter.close()
 
@@ -91,7 +94,7 @@ async def test_twilio_provider_satisfies_the_provider_port(provider: TwilioProvi
 async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> None:
     key_sid, key_secret = next(iter(twilio.api_keys.items()))
     settings = settings_for(twilio, auth_token=None, api_key_sid=key_sid, api_key_secret=key_secret)
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -105,7 +108,7 @@ async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> No
 async def test_twilio_messaging_service_sid_is_sent_when_configured(twilio: FakeTwilio) -> None:
     service = next(iter(twilio.messaging_services))
     settings = settings_for(twilio, from_number=None, messaging_service_sid=service)
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -127,7 +130,9 @@ async def test_twilio_invalid_to_number_rejected_by_the_api_is_permanent(
 
 
 async def test_twilio_wrong_auth_token_is_configuration(twilio: FakeTwilio) -> None:
-    adapter = TwilioProvider(settings_for(twilio, auth_token="not-the-token"), options=FAST)
+    adapter = TwilioProvider(
+        settings_for(twilio, auth_token="not-the-token"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(sms())
     finally:
@@ -148,7 +153,7 @@ async def test_twilio_unknown_account_in_the_path_is_configuration(twilio: FakeT
         api_key_sid=key_sid,
         api_key_secret=key_secret,
     )
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -163,7 +168,9 @@ async def test_twilio_unknown_account_in_the_path_is_configuration(twilio: FakeT
 
 
 async def test_twilio_sender_not_owned_by_the_account_is_configuration(twilio: FakeTwilio) -> None:
-    adapter = TwilioProvider(settings_for(twilio, from_number="+15550001111"), options=FAST)
+    adapter = TwilioProvider(
+        settings_for(twilio, from_number="+15550001111"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(sms())
     finally:
@@ -284,7 +291,9 @@ async def test_twilio_5xx_with_an_html_body_is_transient(
 
     assert isinstance(result, TransientFailure)
     assert (result.code, result.error_class) == ("503", "provider_error")
-    assert "Service Unavailable" in result.message
+    # An undocumented body is for operators only, never in the tenant's message.
+    assert result.message == "twilio HTTP 503"
+    assert "Service Unavailable" in (result.provider_response or "")
 
 
 async def test_twilio_5xx_with_malformed_json_is_transient(
@@ -341,7 +350,7 @@ async def test_twilio_connection_refused_is_transient() -> None:
         from_number="+15005550006",
         base_url=f"http://127.0.0.1:{unused_port()}",
     )
-    adapter = TwilioProvider(settings, options=FAST)
+    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -373,7 +382,7 @@ async def test_twilio_credentials_never_appear_in_failures_or_repr(
 
 async def test_twilio_close_leaves_an_injected_session_open(twilio: FakeTwilio) -> None:
     async with aiohttp.ClientSession() as session:
-        adapter = TwilioProvider(settings_for(twilio), session=session)
+        adapter = TwilioProvider(settings_for(twilio), session=session, outbound=LOCAL_OUTBOUND)
         assert isinstance(await adapter.send(sms()), Delivered)
         await adapter.close()
         assert not session.closed
@@ -402,10 +411,118 @@ async def test_twilio_check_reads_the_account_without_sending(
 async def test_twilio_check_with_a_wrong_token_is_a_configuration_problem(
     twilio: FakeTwilio,
 ) -> None:
-    adapter = TwilioProvider(settings_for(twilio, auth_token="not-the-token"), options=FAST)
+    adapter = TwilioProvider(
+        settings_for(twilio, auth_token="not-the-token"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     result = await adapter.check()
     await adapter.close()
     assert not result.ok
     assert result.detail.startswith("configuration")
     assert "20003" in result.detail
     assert "not-the-token" not in result.detail
+
+
+# -- the outbound rule (SSRF) and what a tenant may read back -----------------
+
+
+@pytest.mark.parametrize(
+    "addresses", [["127.0.0.1"], ["93.184.215.14", "127.0.0.1"]], ids=["loopback", "one-of-two"]
+)
+async def test_twilio_refuses_a_name_that_resolves_to_an_internal_address(
+    twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch, addresses: list[str]
+) -> None:
+    # A public-looking name whose DNS answer points at this machine (where the
+    # fake listens): the rule is applied after resolution, to every address.
+    dns(monkeypatch, {"sms.example.test": addresses})
+    base_url = twilio.base_url.replace("127.0.0.1", "sms.example.test")
+    adapter = TwilioProvider(
+        settings_for(twilio, base_url=base_url),
+        options=FAST,
+        outbound=OutboundPolicy(allow_http=True),
+    )
+    try:
+        result = await adapter.send(sms())
+    finally:
+        await adapter.close()
+
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert "address 127.0.0.1 of sms.example.test is loopback" in result.message
+    assert "IHUB_PROVIDER_ALLOWED_NETWORKS" in result.message
+    assert twilio.requests == []
+
+
+async def test_twilio_reaches_the_same_name_when_its_network_is_allowed(
+    twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns(monkeypatch, {"sms.example.test": ["127.0.0.1"]})
+    base_url = twilio.base_url.replace("127.0.0.1", "sms.example.test")
+    adapter = TwilioProvider(
+        settings_for(twilio, base_url=base_url), options=FAST, outbound=LOCAL_OUTBOUND
+    )
+    try:
+        result = await adapter.send(sms())
+    finally:
+        await adapter.close()
+    assert isinstance(result, Delivered)
+    assert len(twilio.requests) == 1
+
+
+async def test_twilio_refuses_an_internal_base_url_without_sending(twilio: FakeTwilio) -> None:
+    # Stored before the rule existed, say: the adapter refuses it unsent.
+    adapter = TwilioProvider(
+        settings_for(twilio), options=FAST, outbound=OutboundPolicy(allow_http=True)
+    )
+    try:
+        result = await adapter.send(sms())
+        check = await adapter.check()
+    finally:
+        await adapter.close()
+    assert isinstance(result, PermanentFailure)
+    assert result.outcome is Outcome.CONFIGURATION
+    assert "address 127.0.0.1 is loopback" in result.message
+    assert not check.ok
+    assert twilio.requests == []
+
+
+async def test_a_guarded_session_refuses_a_literal_internal_address(twilio: FakeTwilio) -> None:
+    # aiohttp does not resolve a literal address: the socket factory checks it.
+    session = build_session(FAST, OutboundPolicy(allow_http=True))
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError) as raised:
+            await session.get(twilio.base_url + "/")
+    finally:
+        await session.close()
+    result = transport_failure("twilio", raised.value)
+    assert isinstance(result, PermanentFailure)
+    assert (result.outcome, result.error_class) == (Outcome.CONFIGURATION, "outbound_refused")
+    assert twilio.requests == []
+
+
+async def test_twilio_never_shows_an_undocumented_body_to_the_tenant(
+    twilio: FakeTwilio, provider: TwilioProvider
+) -> None:
+    twilio.queue_response(403, "INTERNAL-ONLY-DATA-42 db_password=s3cr3t")
+
+    result = await provider.send(sms())
+
+    assert isinstance(result, PermanentFailure)
+    assert result.message == "twilio HTTP 403"
+    assert "INTERNAL-ONLY-DATA-42 db_password=s3cr3t" in (result.provider_response or "")
+
+
+async def test_twilio_documented_message_is_bounded_sanitised_and_redacted(
+    twilio: FakeTwilio, provider: TwilioProvider
+) -> None:
+    noisy = "bad\x1b[31m number\r\n\u202e" + twilio.auth_token + " " + "x" * 5000
+    twilio.queue_response(400, {"code": 21211, "message": noisy, "status": 400})
+
+    result = await provider.send(sms())
+
+    assert isinstance(result, PermanentFailure)
+    assert result.code == "21211"
+    assert result.message.startswith("twilio HTTP 400 code 21211: bad [31m number ***")
+    assert len(result.message) <= 240
+    assert not any(ord(c) < 32 or c == "\u202e" for c in result.message)
+    assert twilio.auth_token not in result.message
+    assert twilio.auth_token not in (result.provider_response or "")

@@ -13,6 +13,7 @@ from integration_hub.domain.delivery import Delivered, PermanentFailure, Transie
 from integration_hub.domain.models import Outcome, Recipient
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import Provider
+from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
 from .fake_whatsapp import FakeWhatsApp
@@ -40,7 +41,7 @@ def settings_for(fake: FakeWhatsApp, **overrides: object) -> WhatsAppSettings:
 
 @pytest.fixture
 async def provider(meta: FakeWhatsApp) -> AsyncIterator[WhatsAppProvider]:
-    adapter = WhatsAppProvider(settings_for(meta), options=FAST)
+    adapter = WhatsAppProvider(settings_for(meta), options=FAST, outbound=LOCAL_OUTBOUND)
     yield adapter
     await adapter.close()
 
@@ -157,7 +158,9 @@ async def test_whatsapp_malformed_template_metadata_is_permanent_without_a_reque
 
 
 async def test_whatsapp_invalid_access_token_is_configuration(meta: FakeWhatsApp) -> None:
-    adapter = WhatsAppProvider(settings_for(meta, access_token="EAAG-revoked"), options=FAST)
+    adapter = WhatsAppProvider(
+        settings_for(meta, access_token="EAAG-revoked"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(whatsapp())
     finally:
@@ -173,7 +176,9 @@ async def test_whatsapp_invalid_access_token_is_configuration(meta: FakeWhatsApp
 
 
 async def test_whatsapp_unknown_phone_number_id_is_configuration(meta: FakeWhatsApp) -> None:
-    adapter = WhatsAppProvider(settings_for(meta, phone_number_id="999"), options=FAST)
+    adapter = WhatsAppProvider(
+        settings_for(meta, phone_number_id="999"), options=FAST, outbound=LOCAL_OUTBOUND
+    )
     try:
         result = await adapter.send(whatsapp())
     finally:
@@ -293,7 +298,9 @@ async def test_whatsapp_5xx_with_a_non_json_body_is_transient(
 
     assert isinstance(result, TransientFailure)
     assert (result.code, result.error_class) == ("502", "provider_error")
-    assert "Bad Gateway" in result.message
+    # An undocumented body is for operators only, never in the tenant's message.
+    assert result.message == "whatsapp HTTP 502"
+    assert "Bad Gateway" in (result.provider_response or "")
 
 
 async def test_whatsapp_unknown_5xx_code_is_transient_even_if_mapped_permanent(
@@ -324,7 +331,7 @@ async def test_whatsapp_connection_refused_is_transient() -> None:
         access_token=SecretStr("EAAG-secret"),
         base_url=f"http://127.0.0.1:{unused_port()}",
     )
-    adapter = WhatsAppProvider(settings, options=FAST)
+    adapter = WhatsAppProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(whatsapp())
     finally:
@@ -373,7 +380,9 @@ async def test_whatsapp_check_reads_the_phone_number_without_sending(
 async def test_whatsapp_check_with_an_expired_token_is_a_configuration_problem(
     meta: FakeWhatsApp,
 ) -> None:
-    adapter = WhatsAppProvider(settings_for(meta, access_token="EAAG-expired"))
+    adapter = WhatsAppProvider(
+        settings_for(meta, access_token="EAAG-expired"), outbound=LOCAL_OUTBOUND
+    )
     result = await adapter.check()
     await adapter.close()
     assert not result.ok

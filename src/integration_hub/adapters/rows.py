@@ -136,6 +136,7 @@ def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
         error_code=row["error_code"],
         message=row["message"],
         provider_message_id=row["provider_message_id"],
+        provider_response=_optional(row, "provider_response"),
     )
 
 

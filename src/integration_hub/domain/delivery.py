@@ -47,6 +47,9 @@ class TransientFailure:
     code: str | None = None
     retry_after: float | None = None
     outcome: Outcome = Outcome.TRANSIENT
+    # The provider's raw answer (truncated, secrets redacted): for operators
+    # only, never shown to the tenant (``message`` is what the tenant sees).
+    provider_response: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class PermanentFailure:
     message: str
     code: str | None = None
     configuration: bool = False
+    provider_response: str | None = None  # operators only, as in TransientFailure
 
     @property
     def outcome(self) -> Outcome:

@@ -167,6 +167,9 @@ class Attempt:
     error_code: str | None = None
     message: str | None = None
     provider_message_id: str | None = None
+    # The provider's raw answer (truncated, redacted): operators only, never
+    # in a tenant's view (``message`` is the classified, sanitised text).
+    provider_response: str | None = None
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from rich.table import Table
 from integration_hub.bootstrap import ConfigurationError, Hub
 from integration_hub.config import Settings
 from integration_hub.entrypoints import cli_dlq, cli_tenants
-from integration_hub.entrypoints.api.schemas import NotificationView
+from integration_hub.entrypoints.api.schemas import OperatorNotificationView
 from integration_hub.entrypoints.cli_common import (
     Database,
     Host,
@@ -92,7 +92,7 @@ def status(
             err.print(f"no notification {notification_id}")
             raise typer.Exit(1)
         if as_json:
-            typer.echo(NotificationView.full(n).model_dump_json())
+            typer.echo(OperatorNotificationView.full(n).model_dump_json())
             return
         console.print(
             f"[bold]{n.id}[/bold] tenant={n.tenant} country={n.country} channel={n.channel}"

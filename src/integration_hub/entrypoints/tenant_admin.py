@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from integration_hub.adapters.providers import registry
-from integration_hub.bootstrap import Hub
+from integration_hub.bootstrap import Hub, outbound_policy
 from integration_hub.domain import errors, routing
 from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant, TenantStatus
@@ -179,10 +179,13 @@ class TenantAdmin:
     async def set_credentials(self, tenant_id: str, provider: str, config: dict[str, Any]) -> None:
         """Validate settings against the provider, then store them sealed."""
         await self.get(tenant_id)
+        outbound = outbound_policy(self.hub.settings)
         try:
-            await registry.build(provider, config).close()  # validates; connects nowhere
+            # Validates the settings and their URLs and hosts; connects nowhere.
+            await registry.build(provider, config, outbound).close()
         except errors.ProviderNotConfigured as exc:
-            raise errors.HubError(exc.message, field="credentials") from None
+            field = f"credentials.{exc.field}" if exc.field else "credentials"
+            raise errors.HubError(exc.message, field=field) from None
         await self.hub.credentials.put_credentials(tenant_id, provider, config)
 
     async def create_key(self, tenant_id: str) -> str:

@@ -272,6 +272,7 @@ class Dispatcher:
         attempt.error_class = result.error_class
         attempt.error_code = result.code
         attempt.message = result.message
+        attempt.provider_response = result.provider_response  # operators only
         if isinstance(result, PermanentFailure):
             reason = f"{result.outcome}: {result.error_class}: {result.message}"
             return await self._finish(

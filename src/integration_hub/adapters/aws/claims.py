@@ -183,6 +183,7 @@ class ClaimItems(TableClient):
             ("message", attempt.message),
             ("latency_ms", attempt.latency_ms),
             ("provider_message_id", attempt.provider_message_id),
+            ("provider_response", attempt.provider_response),
         ):
             u.set("attempts", number, attr, value=value)
         ours = (

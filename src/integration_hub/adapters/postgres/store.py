@@ -123,7 +123,8 @@ FOR UPDATE
 
 FINISH_ATTEMPT = """
 UPDATE attempts SET finished_at = $1, provider = $2, outcome = $3, error_class = $4,
-    error_code = $5, message = $6, latency_ms = $7, provider_message_id = $8
+    error_code = $5, message = $6, latency_ms = $7, provider_message_id = $8,
+    provider_response = $11
 WHERE notification_id = $9 AND number = $10
 """
 
@@ -546,6 +547,7 @@ class PostgresStore:
                 attempt.provider_message_id,
                 notification_id,
                 attempt.number,
+                attempt.provider_response,
             )
             if status is Status.FAILED:
                 await self._fail(

@@ -7,9 +7,12 @@ into delivery results, so each adapter only classifies its vendor's answers.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
+import logging
 import math
+import re
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,15 +22,22 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from integration_hub.adapters.providers import guard
 from integration_hub.domain.delivery import (
     DeliveryResult,
     PermanentFailure,
     ProviderCheck,
     TransientFailure,
 )
+from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
+
+log = logging.getLogger(__name__)
 
 # Enough of an error body to diagnose it without storing a whole HTML error page.
 SNIPPET_CHARS = 300
+# The provider's documented error text, as a tenant may read it.
+TENANT_TEXT_CHARS = 200
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +51,18 @@ class HttpOptions:
     pool_limit_per_host: int = 0
 
 
-def build_session(options: HttpOptions) -> aiohttp.ClientSession:
-    """A session with a pooled connector and the options' timeouts; call inside the loop."""
+def build_session(
+    options: HttpOptions, outbound: OutboundPolicy | None = None
+) -> aiohttp.ClientSession:
+    """A session with a pooled, rule-checked connector and the options' timeouts.
+
+    Call inside the loop. Every connection passes the outbound rule
+    (``guard``) after resolution: a refused address is never connected to.
+    """
     connector = aiohttp.TCPConnector(
-        limit=options.pool_limit, limit_per_host=options.pool_limit_per_host
+        limit=options.pool_limit,
+        limit_per_host=options.pool_limit_per_host,
+        **guard.connector_args(outbound or OutboundPolicy()),
     )
     timeout = aiohttp.ClientTimeout(
         total=options.total_timeout, sock_connect=options.connect_timeout
@@ -86,6 +104,9 @@ def transport_failure(
     provider: str, exc: BaseException, secrets: Iterable[str] = ()
 ) -> DeliveryResult:
     """Classify an exception raised while talking to a provider over HTTP."""
+    refused = guard.refusal_of(exc)
+    if refused is not None:
+        return guard.refused_failure(provider, refused)
     detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
         # The peer's certificate did not verify: retrying will not fix it, an
@@ -184,6 +205,17 @@ class HttpReply:
         return " ".join(text.split())[:SNIPPET_CHARS]
 
 
+def tenant_text(text: str, secrets: Iterable[str] = (), limit: int = TENANT_TEXT_CHARS) -> str:
+    """A provider's documented error text made fit for a tenant to read.
+
+    Secrets redacted, control and bidi characters dropped, whitespace
+    collapsed, at most ``limit`` characters.
+    """
+    clean = " ".join(_UNPRINTABLE.sub(" ", redact(text, secrets)).split())
+    clean = redact(clean, secrets)  # a secret split by a control character is whole again
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
 def classify_error(
     provider: str,
     reply: HttpReply,
@@ -193,29 +225,42 @@ def classify_error(
     codes: ErrorCodes,
     secrets: Iterable[str] = (),
 ) -> DeliveryResult:
-    """Classify a non-success answer: vendor code first, HTTP status as the fallback."""
-    detail = text if text is not None else reply.snippet() or "(empty body)"
+    """Classify a non-success answer: vendor code first, HTTP status as the fallback.
+
+    ``text`` is the vendor's documented error message, the only part of the
+    body a tenant gets to read (bounded and sanitised). The raw body goes to
+    operators only: ``provider_response`` and a debug log line. Otherwise
+    whatever answers at the configured URL (an internal service, say) could
+    be read back through the attempt's message.
+    """
+    secrets = tuple(secrets)
     prefix = f"{provider} HTTP {reply.status}" + (f" code {code}" if code is not None else "")
-    message = redact(f"{prefix}: {detail}", secrets)
+    shown = tenant_text(text, secrets) if text else ""
+    message = f"{prefix}: {shown}" if shown else prefix
+    raw = redact(reply.snippet(), secrets) or "(empty body)"
+    log.debug("%s answered HTTP %d: %s", provider, reply.status, raw)
     retry_after = reply.retry_after()
     code_text = str(code if code is not None else reply.status)
+    result: DeliveryResult
     if reply.status == 429 or reply.status >= 500:
         # Whatever the body says (it may not even be JSON), the provider did not
         # take the message, and it asks us to come back later.
         default = "rate_limited" if reply.status == 429 else "provider_error"
         error_class = codes.transient.get(code, default) if code is not None else default
-        return TransientFailure(error_class, message, code=code_text, retry_after=retry_after)
-    known = codes.classify(code, message, retry_after=retry_after)
-    if known is not None:
-        return known
-    return status_failure(
-        provider,
-        reply.status,
-        error_class="provider_rejected",
-        message=message,
-        code=code_text,
-        retry_after=retry_after,
-    )
+        result = TransientFailure(error_class, message, code=code_text, retry_after=retry_after)
+    else:
+        known = codes.classify(code, message, retry_after=retry_after)
+        result = known or status_failure(
+            provider,
+            reply.status,
+            error_class="provider_rejected",
+            message=message,
+            code=code_text,
+            retry_after=retry_after,
+        )
+    if isinstance(result, TransientFailure | PermanentFailure):
+        result = dataclasses.replace(result, provider_response=raw)
+    return result
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -242,10 +287,22 @@ class HttpProvider:
         *,
         options: HttpOptions | None = None,
         session: aiohttp.ClientSession | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self._options = options or HttpOptions()
         self._session = session
         self._owns_session = session is None
+        # The strict rule unless the composition root widens it. An injected
+        # session keeps its own connector: the caller's (tests') business.
+        self._outbound = outbound or OutboundPolicy()
+        self._refused: OutboundRefused | None = None
+
+    def _check_base_url(self, url: str) -> None:
+        """Remember why ``url`` breaks the rule, so every call is refused unsent."""
+        try:
+            self._outbound.check_url(url)
+        except OutboundRefused as exc:
+            self._refused = exc
 
     def _secrets(self) -> tuple[str, ...]:
         """Strings that must never appear in a returned message."""
@@ -255,7 +312,7 @@ class HttpProvider:
         # Built on first use: a session needs the running loop, and nothing does
         # I/O or binds a loop at construction.
         if self._session is None or (self._owns_session and self._session.closed):
-            self._session = build_session(self._options)
+            self._session = build_session(self._options, self._outbound)
             self._owns_session = True
         return self._session
 
@@ -274,6 +331,8 @@ class HttpProvider:
         FormData and a multipart writer per request (11 % of the worker's
         event loop in the drain profile).
         """
+        if self._refused is not None:
+            return guard.refused_failure(self.name, self._refused)
         try:
             async with self._client().request(
                 method,

@@ -18,36 +18,67 @@ from pydantic import ValidationError
 
 from integration_hub.domain.errors import HubError, ProviderNotConfigured
 from integration_hub.domain.models import canonical_json
+from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import Clock, CredentialStore, Provider
 
+# Each builder validates the settings, passes the outbound rule over every
+# URL and host in them (set time), and builds the adapter with the rule (which
+# it applies again at connect time, after resolution).
 
-def _smtp(config: dict[str, Any]) -> Provider:
+
+def _smtp(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings
 
-    return SmtpProvider(SmtpSettings.model_validate(config))
+    settings = SmtpSettings.model_validate(config)
+    _check_host(outbound, "host", settings.host)
+    return SmtpProvider(settings, outbound=outbound)
 
 
-def _twilio(config: dict[str, Any]) -> Provider:
+def _twilio(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     from integration_hub.adapters.providers.twilio import TwilioProvider, TwilioSettings
 
-    return TwilioProvider(TwilioSettings.model_validate(config))
+    settings = TwilioSettings.model_validate(config)
+    _check_url(outbound, "base_url", settings.base_url)
+    if settings.status_callback is not None:
+        # Twilio, not the hub, calls it; still no internal address, no userinfo.
+        _check_url(outbound, "status_callback", settings.status_callback)
+    return TwilioProvider(settings, outbound=outbound)
 
 
-def _whatsapp(config: dict[str, Any]) -> Provider:
+def _whatsapp(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     from integration_hub.adapters.providers.whatsapp import WhatsAppProvider, WhatsAppSettings
 
-    return WhatsAppProvider(WhatsAppSettings.model_validate(config))
+    settings = WhatsAppSettings.model_validate(config)
+    _check_url(outbound, "base_url", settings.base_url)
+    return WhatsAppProvider(settings, outbound=outbound)
 
 
-def _ses(config: dict[str, Any]) -> Provider:
+def _ses(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     try:
         from integration_hub.adapters.providers.ses import SesProvider, SesSettings
     except ImportError:  # aiobotocore is the [aws] extra
         raise ProviderNotConfigured(
             "the ses provider needs the AWS extra: pip install 'integration-hub[aws]'"
         ) from None
-    return SesProvider(SesSettings.model_validate(config))
+    settings = SesSettings.model_validate(config)
+    if settings.endpoint_url is not None:
+        _check_url(outbound, "endpoint_url", settings.endpoint_url)
+    return SesProvider(settings, outbound=outbound)
+
+
+def _check_url(outbound: OutboundPolicy, field: str, url: str) -> None:
+    try:
+        outbound.check_url(url)
+    except OutboundRefused as exc:
+        raise ProviderNotConfigured(f"{field}: {exc.message}", field=field) from None
+
+
+def _check_host(outbound: OutboundPolicy, field: str, host: str) -> None:
+    try:
+        outbound.check_host(host)
+    except OutboundRefused as exc:
+        raise ProviderNotConfigured(f"{field}: {exc.message}", field=field) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +86,7 @@ class ProviderKind:
     """A provider adapter: the channels it serves and how to build it."""
 
     channels: frozenset[Channel]
-    build: Callable[[dict[str, Any]], Provider]
+    build: Callable[[dict[str, Any], OutboundPolicy], Provider]
 
 
 KINDS: Mapping[str, ProviderKind] = {
@@ -74,15 +105,19 @@ def describe_invalid(name: str, exc: ValidationError) -> str:
     return f"invalid {name} configuration: {problems}"
 
 
-def build(name: str, config: dict[str, Any]) -> Provider:
-    """A provider of kind ``name``; ProviderNotConfigured if unknown or invalid."""
+def build(name: str, config: dict[str, Any], outbound: OutboundPolicy | None = None) -> Provider:
+    """A provider of kind ``name``; ProviderNotConfigured if unknown, invalid or refused.
+
+    ``outbound`` is the outbound rule (the strict default refuses every
+    internal address); a URL or host it refuses names its field in the error.
+    """
     kind = KINDS.get(name)
     if kind is None:
         raise ProviderNotConfigured(
             f"unknown provider {name!r}; known: sandbox, {', '.join(sorted(KINDS))}"
         )
     try:
-        return kind.build(config)
+        return kind.build(config, outbound or OutboundPolicy())
     except ValidationError as exc:
         raise ProviderNotConfigured(describe_invalid(name, exc)) from None
 
@@ -104,7 +139,9 @@ class ProviderRegistry:
         clock: Clock,
         *,
         ttl_seconds: float = 2.0,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        self.outbound = outbound or OutboundPolicy()
         self.credentials = credentials
         self.sandbox = dict(sandbox)
         self.clock = clock
@@ -153,7 +190,9 @@ class ProviderRegistry:
         if entry is not None and entry.digest == digest:
             entry.checked_at = now
             return entry.provider
-        provider = build(name, config)
+        # Stored settings pass the rule again: they may predate it, or the
+        # allowed networks may have shrunk since they were set.
+        provider = build(name, config, self.outbound)
         if entry is not None:
             self._retire(tenant, name)
         self._instances[(tenant, name)] = _Entry(digest, provider, now)

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from integration_hub.adapters.providers.http import redact
+from integration_hub.adapters.providers import guard
+from integration_hub.adapters.providers.http import TENANT_TEXT_CHARS, redact, tenant_text
 from integration_hub.domain.delivery import (
     Delivered,
     DeliveryResult,
@@ -24,6 +25,7 @@ from integration_hub.domain.delivery import (
     ProviderCheck,
     TransientFailure,
 )
+from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
 
 try:
     from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
@@ -96,7 +98,8 @@ class SesSettings(BaseModel):
     from_address: str
     from_name: str | None = None
     reply_to: tuple[str, ...] = ()
-    region: str = "us-east-1"
+    # Becomes part of the endpoint's host name: nothing but a region's letters.
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,40}$")
     endpoint_url: str | None = None
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
@@ -148,9 +151,22 @@ class SesProvider:
 
     name: str = "ses"
 
-    def __init__(self, settings: SesSettings, *, session: AioSession | None = None) -> None:
+    def __init__(
+        self,
+        settings: SesSettings,
+        *,
+        session: AioSession | None = None,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         self.settings = settings
         self._session = session
+        self._outbound = outbound or OutboundPolicy()
+        self._refused: OutboundRefused | None = None
+        if settings.endpoint_url is not None:
+            try:
+                self._outbound.check_url(settings.endpoint_url)
+            except OutboundRefused as exc:
+                self._refused = exc
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -159,6 +175,8 @@ class SesProvider:
         return f"SesProvider(region={self.settings.region!r})"
 
     async def _sesv2(self) -> Any:
+        if self._refused is not None:
+            raise guard.OutboundBlocked(self._refused)
         if self._client is not None:
             return self._client
         # Only the first sends wait here, while the client is being created.
@@ -171,6 +189,9 @@ class SesProvider:
                     read_timeout=settings.read_timeout,
                     max_pool_connections=settings.max_pool_connections,
                     retries={"total_max_attempts": 1, "mode": "standard"},
+                    # The endpoint (given, or the regional AWS one) passes the
+                    # outbound rule after resolution, like every provider.
+                    connector_args=guard.connector_args(self._outbound),
                 )
                 secret, token = settings.secret_access_key, settings.session_token
                 stack = AsyncExitStack()
@@ -228,6 +249,9 @@ class SesProvider:
 
 def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> DeliveryResult:
     """Translate a botocore error into a delivery result."""
+    refused = guard.refusal_of(exc)
+    if refused is not None:
+        return guard.refused_failure("ses", refused)
     if isinstance(exc, boto.ClientError):
         return _classify_client_error(exc, secrets)
     text = redact(f"ses: {type(exc).__name__}: {exc}", secrets)
@@ -253,7 +277,8 @@ def _classify_client_error(exc: Any, secrets: tuple[str, ...]) -> DeliveryResult
     code = str(error.get("Code") or "Unknown")
     detail = str(error.get("Message") or exc)
     status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    text = redact(f"ses {code}: {detail}", secrets)
+    # SES's documented error message, bounded and sanitised: tenants read it.
+    text = tenant_text(f"ses {code}: {detail}", secrets, limit=TENANT_TEXT_CHARS + 60)
     if code in THROTTLING_CODES:
         return TransientFailure("rate_limited", text, code=code)
     if code in UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500):

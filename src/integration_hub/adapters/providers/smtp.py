@@ -16,7 +16,8 @@ from typing import Any, Literal, Self
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from integration_hub.adapters.providers.http import redact
+from integration_hub.adapters.providers import guard
+from integration_hub.adapters.providers.http import redact, tenant_text
 from integration_hub.domain.delivery import (
     Delivered,
     DeliveryResult,
@@ -25,11 +26,14 @@ from integration_hub.domain.delivery import (
     ProviderCheck,
     TransientFailure,
 )
+from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 # 552 on MAIL FROM is "message size exceeds fixed maximum": the message, not the sender.
 SIZE_EXCEEDED = 552
 CLOSE_WAIT_SECONDS = 1.0
+# Room for the exception's name and a multi-line reply, joined on one line.
+SMTP_TEXT_CHARS = 400
 
 
 class TlsSettingsError(Exception):
@@ -104,9 +108,19 @@ class SmtpProvider:
     name: str = "smtp"
 
     def __init__(
-        self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None
+        self,
+        settings: SmtpSettings,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self._outbound = outbound or OutboundPolicy()
+        self._refused: OutboundRefused | None = None
+        try:
+            self._outbound.check_host(settings.host)
+        except OutboundRefused as exc:
+            self._refused = exc
         self._tls_context = tls_context
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.pool_size)
@@ -202,15 +216,24 @@ class SmtpProvider:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         settings = self.settings
+        if self._refused is not None:
+            raise guard.OutboundBlocked(self._refused)
+        tls_context = self._context() if settings.security != "none" else None
+        # Resolved and checked here, then connected to the checked address: the
+        # name is not resolved again (no DNS rebinding in between), while TLS
+        # still verifies the certificate against the configured host name.
+        sock = await guard.connect_checked(
+            self._outbound, settings.host, settings.resolved_port(), settings.timeout
+        )
         client = aiosmtplib.SMTP(
             hostname=settings.host,
-            port=settings.resolved_port(),
+            sock=sock,
             local_hostname=settings.local_hostname,
             timeout=settings.timeout,
             use_tls=settings.security == "tls",
             # True insists on STARTTLS (no silent plain-text fallback); False never tries.
             start_tls=settings.security == "starttls",
-            tls_context=self._context() if settings.security != "none" else None,
+            tls_context=tls_context,
         )
         try:
             await client.connect()
@@ -219,6 +242,8 @@ class SmtpProvider:
             if settings.username is not None and settings.password is not None:
                 await client.login(settings.username, settings.password.get_secret_value())
         except BaseException:
+            if client.transport is None:
+                sock.close()  # not handed over to a transport yet
             self._drop(client)
             raise
         return client
@@ -266,7 +291,12 @@ class SmtpProvider:
 
 def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> DeliveryResult:
     """Translate an aiosmtplib (or socket, or TLS) error into a delivery result."""
-    text = redact(f"smtp: {type(exc).__name__}: {exc}", secrets)
+    refused = guard.refusal_of(exc)
+    if refused is not None:
+        return guard.refused_failure("smtp", refused)
+    # The server's reply is its documented answer; bounded and sanitised all
+    # the same, since tenants read it.
+    text = tenant_text(f"smtp: {type(exc).__name__}: {exc}", secrets, limit=SMTP_TEXT_CHARS)
     if isinstance(exc, TlsSettingsError):
         return PermanentFailure("tls_settings", text, configuration=True)
     tls_error = _tls_cause(exc)
@@ -280,7 +310,7 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> DeliveryResul
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [refused.code for refused in exc.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        message = redact(f"smtp: recipient refused: {detail}", secrets)
+        message = tenant_text(f"smtp: recipient refused: {detail}", secrets, limit=SMTP_TEXT_CHARS)
         if any(400 <= code < 500 for code in codes):
             # Greylisting and full mailboxes answer 4xx: try again later.
             return TransientFailure("recipient_deferred", message, code=str(codes[0]))

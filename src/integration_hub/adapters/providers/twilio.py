@@ -33,6 +33,7 @@ from integration_hub.domain.delivery import (
     ProviderCheck,
     TransientFailure,
 )
+from integration_hub.domain.outbound import OutboundPolicy
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 
@@ -137,9 +138,11 @@ class TwilioProvider(HttpProvider):
         *,
         options: HttpOptions | None = None,
         session: aiohttp.ClientSession | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
-        super().__init__(options=options, session=session)
+        super().__init__(options=options, session=session, outbound=outbound)
         self.settings = settings
+        self._check_base_url(settings.base_url)
         base = settings.base_url.rstrip("/")
         account = quote(settings.account_sid, safe="")
         self._url = f"{base}/2010-04-01/Accounts/{account}/Messages.json"

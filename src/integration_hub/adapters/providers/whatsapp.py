@@ -32,6 +32,7 @@ from integration_hub.domain.delivery import (
     ProviderCheck,
     TransientFailure,
 )
+from integration_hub.domain.outbound import OutboundPolicy
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
@@ -119,9 +120,11 @@ class WhatsAppProvider(HttpProvider):
         *,
         options: HttpOptions | None = None,
         session: aiohttp.ClientSession | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
-        super().__init__(options=options, session=session)
+        super().__init__(options=options, session=session, outbound=outbound)
         self.settings = settings
+        self._check_base_url(settings.base_url)
         base = settings.base_url.rstrip("/")
         version = quote(settings.api_version, safe="")
         number = quote(settings.phone_number_id, safe="")

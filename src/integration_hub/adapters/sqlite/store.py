@@ -562,8 +562,8 @@ class SqliteStore:
     ) -> None:
         conn.execute(
             "UPDATE attempts SET finished_at = ?, provider = ?, outcome = ?, error_class = ?,"
-            " error_code = ?, message = ?, latency_ms = ?, provider_message_id = ?"
-            " WHERE notification_id = ? AND number = ?",
+            " error_code = ?, message = ?, latency_ms = ?, provider_message_id = ?,"
+            " provider_response = ? WHERE notification_id = ? AND number = ?",
             (
                 now,
                 attempt.provider,
@@ -573,6 +573,7 @@ class SqliteStore:
                 attempt.message,
                 attempt.latency_ms,
                 attempt.provider_message_id,
+                attempt.provider_response,
                 notification_id,
                 attempt.number,
             ),

@@ -15,7 +15,7 @@ from integration_hub.domain import errors
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.tenants import TenantStatus, parse_api_key
 from integration_hub.entrypoints.api.problems import Problem
-from integration_hub.entrypoints.api.schemas import PoisonView
+from integration_hub.entrypoints.api.schemas import OperatorNotificationView, PoisonView
 from integration_hub.entrypoints.tenant_admin import TenantAdmin, TenantLimits, key_view
 from integration_hub.service import redrive as redrive_service
 
@@ -185,6 +185,21 @@ async def revoke_key(admin: Admin, tenant_id: str, key_id: str) -> Response:
     """Revoke a key: refused at once here, within IHUB_TENANT_CACHE_SECONDS elsewhere."""
     await admin.revoke_key(tenant_id, key_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/tenants/{tenant_id}/notifications/{notification_id}",
+    response_model=OperatorNotificationView,
+)
+async def get_notification(
+    admin: Admin, tenant_id: str, notification_id: str
+) -> OperatorNotificationView:
+    """A tenant's notification with every attempt, including the provider's raw answers."""
+    await admin.get(tenant_id)
+    n = await admin.hub.store.get_notification(tenant_id, notification_id)
+    if n is None:
+        raise errors.NotFound(f"no notification {notification_id!r}", field="notification_id")
+    return OperatorNotificationView.full(n)
 
 
 @router.get("/tenants/{tenant_id}/dead-letters")

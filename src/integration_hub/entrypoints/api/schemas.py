@@ -25,7 +25,12 @@ class AcceptedBody(BaseModel):
 
 
 class AttemptView(BaseModel):
-    """One provider call."""
+    """One provider call, as its tenant sees it.
+
+    ``message`` is the classified outcome and the provider's documented error
+    text, bounded and sanitised; never the provider's raw answer (that is in
+    the operators' view only).
+    """
 
     number: int
     provider: str
@@ -104,6 +109,31 @@ class NotificationView(NotificationSummary):
             metadata=n.request.metadata,
             attempts=[AttemptView.of(a) for a in n.attempts],
         )
+
+
+class OperatorAttemptView(AttemptView):
+    """One provider call as operators see it: with the provider's raw answer."""
+
+    provider_response: str | None = Field(
+        description="start of the provider's raw answer, secrets redacted (operators only)"
+    )
+
+    @classmethod
+    def of(cls, a: Attempt) -> OperatorAttemptView:
+        """From the domain attempt, the raw answer included."""
+        return cls(**AttemptView.of(a).model_dump(), provider_response=a.provider_response)
+
+
+class OperatorNotificationView(NotificationView):
+    """A notification as operators see it (admin API, ``ihub status``)."""
+
+    attempts: list[OperatorAttemptView]  # type: ignore[assignment]  # a wider view of each
+
+    @classmethod
+    def full(cls, n: Notification) -> OperatorNotificationView:
+        """From the domain notification, with every attempt's raw provider answer."""
+        tenant_view = NotificationView.full(n).model_dump(exclude={"attempts"})
+        return cls(**tenant_view, attempts=[OperatorAttemptView.of(a) for a in n.attempts])
 
 
 class NotificationPage(BaseModel):

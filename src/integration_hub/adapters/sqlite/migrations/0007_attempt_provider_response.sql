@@ -1,0 +1,5 @@
+-- The provider's raw answer to a failed attempt (truncated, secrets
+-- redacted), for operators only: the tenant sees the classified message.
+-- Nullable: older attempts and successful ones have none.
+ALTER TABLE attempts ADD COLUMN provider_response TEXT;
+INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (7, (julianday('now') - 2440587.5) * 86400.0);
