@@ -92,6 +92,7 @@ _MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
     (errors.IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency-Key reused"),
     (errors.IdempotencyInProgress, 409, "idempotency-in-progress", "Request in progress"),
     (errors.TenantExists, 409, "tenant-exists", "Tenant exists"),
+    (errors.DataRejected, 422, "data-rejected", "Data rejected"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
     (errors.RateLimited, 429, "rate-limited", "Too many requests"),
     (errors.InvalidTransition, 409, "invalid-transition", "Invalid status transition"),
