@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hubs import HubProcesses, payload, wait_terminal
+from hubs import FAST, HubProcesses, payload, wait_terminal
 
 PROBLEM = "application/problem+json"
 
@@ -214,6 +214,48 @@ def test_tab_and_line_breaks_in_a_body_are_accepted_and_delivered(
     view = wait_terminal(client, hub.headers("acme"), resp.json()["id"])
     assert view["status"] == "DONE", view
     assert view["metadata"] == {"order": {"note": text}}
+
+
+ADMIN = {"Authorization": f"Bearer {FAST['IHUB_ADMIN_TOKEN']}"}
+
+
+@pytest.mark.parametrize("country", ["0", "ESP", "É"])
+def test_an_invalid_country_in_a_route_path_names_the_path_parameter(
+    client: httpx.Client, country: str
+) -> None:
+    resp = client.put(
+        f"/admin/v1/tenants/acme/routes/{country}", json={"channel": "sms"}, headers=ADMIN
+    )
+    # It was named "X-Country", a header this request does not have.
+    assert_problem(resp, 422, "country")
+
+
+def test_creating_a_tenant_that_exists_is_409_tenant_exists(client: httpx.Client) -> None:
+    resp = client.post("/admin/v1/tenants", json={"tenant": "acme"}, headers=ADMIN)
+    problem = assert_problem(resp, 409, None)
+    assert problem["type"].endswith("tenant-exists")
+
+
+def test_a_backoff_cap_below_its_base_is_422_naming_the_cap(client: httpx.Client) -> None:
+    resp = client.patch(
+        "/admin/v1/tenants/acme/limits",
+        json={"backoff_base_seconds": 5, "backoff_cap_seconds": 1},
+        headers=ADMIN,
+    )
+    assert_problem(resp, 422, "backoff_cap_seconds")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tenant": "New-Tenant"}, "tenant"),
+        ({"tenant": "fine", "name": "a\x1b[31mname"}, "name"),
+    ],
+)
+def test_a_new_tenant_is_refused_for_its_form(
+    client: httpx.Client, body: dict[str, str], field: str
+) -> None:
+    assert_problem(client.post("/admin/v1/tenants", json=body, headers=ADMIN), 422, field)
 
 
 def test_an_invalid_status_filter_is_422(hub: HubProcesses, client: httpx.Client) -> None:

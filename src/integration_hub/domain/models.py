@@ -8,9 +8,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from integration_hub.domain.errors import InvalidRecipient
@@ -25,6 +32,16 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # particular cannot be stored by PostgreSQL, and ESC/CSI sequences repaint the
 # terminal of whoever reads the message or the logs.
 TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The same rules as JSON Schema patterns, for the OpenAPI document (the
+# validators below enforce them, with messages that name the character).
+ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+# A body is text as above with at least one character that is not white space.
+BODY_PATTERN = (
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*"
+    r"[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+    r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+)
 _ADDRESS_CHAR = r"[^@\s\x00-\x1f\x7f-\x9f]"
 # Deliberately loose: one @, a dot in the domain, no spaces, no controls.
 # Deliverability is the provider's call; this only catches what is obviously
@@ -44,6 +61,11 @@ STORED = {"stored": True}
 """Validation context for a request read back from a store: it was accepted
 under the rules of its day, so the character rules added since do not make it
 unreadable (a notification nobody can list or dispatch)."""
+
+
+def _documented(pattern: str, **constraints: int) -> WithJsonSchema:
+    """The JSON Schema of a string field: its rule as a pattern (enforced by a validator)."""
+    return WithJsonSchema({"type": "string", "pattern": pattern, **constraints})
 
 
 def _stored(info: ValidationInfo) -> bool:
@@ -71,17 +93,11 @@ class Recipient(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str | None = Field(
-        default=None,
-        max_length=254,
-        examples=["ana@example.com"],
-        json_schema_extra={"pattern": EMAIL_PATTERN},
-    )
-    phone: str | None = Field(
-        default=None,
-        description="E.164, e.g. +34600111222",
-        examples=["+5215512345678"],
-        json_schema_extra={"pattern": E164_PATTERN},
+    email: (
+        Annotated[str, Field(max_length=254), _documented(EMAIL_PATTERN, maxLength=254)] | None
+    ) = Field(default=None, examples=["ana@example.com"])
+    phone: Annotated[str, _documented(E164_PATTERN)] | None = Field(
+        default=None, description="E.164, e.g. +34600111222", examples=["+5215512345678"]
     )
 
     @field_validator("email")
@@ -113,16 +129,12 @@ class NotificationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipient: Recipient
-    subject: str | None = Field(
-        default=None,
-        max_length=998,
-        description="email subject: one line, no control characters",
-        json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"},
-    )
-    body: str = Field(
-        min_length=1,
-        description="message text; tab, LF and CR are the only control characters allowed",
-        json_schema_extra={"pattern": r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"},
+    subject: (
+        Annotated[str, Field(max_length=998), _documented(ONE_LINE_PATTERN, maxLength=998)] | None
+    ) = Field(default=None, description="email subject: one line, no control characters")
+    body: Annotated[str, Field(min_length=1), _documented(BODY_PATTERN, minLength=1)] = Field(
+        description="message text, not blank; tab, LF and CR are the only control characters"
+        " allowed"
     )
     metadata: dict[str, Any] | None = Field(
         default=None,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from integration_hub import tracing
 from integration_hub.bootstrap import Hub
-from integration_hub.domain import errors
+from integration_hub.domain import errors, routing
 from integration_hub.domain.models import NotificationRequest
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import TENANT_ID, Tenant
@@ -28,8 +28,6 @@ from integration_hub.service.tenants import authenticate
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
-# What normalize_country accepts: two ASCII letters, any case (UK = GB).
-COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
 
 router = APIRouter(prefix="/v1")
 
@@ -211,15 +209,19 @@ async def list_notifications(
     request: Request,
     tenant: Caller,
     status: Status | None = None,
-    country: Annotated[str | None, Query(description="ISO alpha-2; UK = GB")] = None,
+    country: Annotated[
+        str | None,
+        Query(
+            description="ISO alpha-2, case-insensitive; UK = GB; empty: no filter",
+            json_schema_extra={"pattern": r"^([A-Za-z]{2})?$"},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: str | None = None,
 ) -> NotificationPage:
     """Cursor pagination over the caller's notifications."""
-    from integration_hub.domain.routing import normalize_country
-
     try:
-        code = normalize_country(country) if country else None
+        code = routing.normalize_country(country) if country else None
     except errors.HubError as exc:
         raise errors.HubError(exc.message, field="country") from None
     before = _decode_cursor(cursor) if cursor else None
