@@ -245,6 +245,13 @@ def test_a_backoff_cap_below_its_base_is_422_naming_the_cap(client: httpx.Client
     assert_problem(resp, 422, "backoff_cap_seconds")
 
 
+@pytest.mark.parametrize("field", ["max_attempts", "backoff_cap_seconds", "daily_quota"])
+def test_true_is_no_number_in_limits(client: httpx.Client, field: str) -> None:
+    # Python's bool is an int: it was taken as 1.
+    resp = client.patch("/admin/v1/tenants/acme/limits", json={field: True}, headers=ADMIN)
+    assert_problem(resp, 422, field)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

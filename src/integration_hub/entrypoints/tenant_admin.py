@@ -43,6 +43,21 @@ class TenantLimits(BaseModel):
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
     daily_quota: int | None = Field(default=None, ge=1, le=1_000_000_000)
 
+    @field_validator(
+        "max_attempts",
+        "backoff_base_seconds",
+        "backoff_cap_seconds",
+        "rate_limit_per_second",
+        "daily_quota",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON true is no number, though Python's bool is an int.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
+
     @field_validator("enabled_countries")
     @classmethod
     def _iso(cls, value: list[str] | None) -> list[str] | None:
