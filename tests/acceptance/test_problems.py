@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hubs import HubProcesses, payload
+from hubs import FAST, HubProcesses, payload, wait_terminal
 
 PROBLEM = "application/problem+json"
 
@@ -169,6 +169,100 @@ def test_invalid_fields_are_422_naming_the_field(
 ) -> None:
     problem = assert_problem(submit(client, hub, body=body), 422, field)
     assert problem["errors"]
+
+
+CONTROLS = {"NUL": "\x00", "ESC": "\x1b", "DEL": "\x7f", "NEL": "\x85", "CSI": "\x9b"}
+EMAIL_BODY = {"recipient": {"email": "ana@example.com"}, "subject": "Hi", "body": "hello"}
+
+
+def _fill(value: Any, char: str) -> Any:
+    """``value`` with every "{c}" in its strings and keys replaced by ``char``."""
+    if isinstance(value, str):
+        return value.replace("{c}", char)
+    if isinstance(value, dict):
+        return {_fill(k, char): _fill(v, char) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("char", CONTROLS.values(), ids=CONTROLS.keys())
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"body": "hello {c} there"}, "body"),
+        ({"recipient": {"email": "a{c}[31m@example.com"}}, "recipient.email"),
+        ({"subject": "Hi {c}"}, "subject"),
+        ({"metadata": {"order": {"note": "x{c}y"}}}, "metadata.order.note"),
+        ({"metadata": {"order": {"k{c}": "v"}}}, "metadata.order"),
+    ],
+)
+def test_a_control_character_is_422_naming_the_field(
+    hub: HubProcesses, client: httpx.Client, changes: dict[str, Any], field: str, char: str
+) -> None:
+    """Before, a NUL was accepted (202) and, on PostgreSQL, failed every delivery attempt."""
+    body = _fill({**EMAIL_BODY, **changes}, char)
+    problem = assert_problem(submit(client, hub, body=body), 422, field)
+    assert problem["type"].endswith("validation-error")
+
+
+def test_tab_and_line_breaks_in_a_body_are_accepted_and_delivered(
+    hub: HubProcesses, client: httpx.Client
+) -> None:
+    text = "Dear Ana,\r\n\tyour order shipped.\n\nBye"
+    body = {**EMAIL_BODY, "body": text, "metadata": {"order": {"note": text}}}
+    resp = submit(client, hub, body=body)
+    assert resp.status_code == 202, resp.text
+    view = wait_terminal(client, hub.headers("acme"), resp.json()["id"])
+    assert view["status"] == "DONE", view
+    assert view["metadata"] == {"order": {"note": text}}
+
+
+ADMIN = {"Authorization": f"Bearer {FAST['IHUB_ADMIN_TOKEN']}"}
+
+
+@pytest.mark.parametrize("country", ["0", "ESP", "É"])
+def test_an_invalid_country_in_a_route_path_names_the_path_parameter(
+    client: httpx.Client, country: str
+) -> None:
+    resp = client.put(
+        f"/admin/v1/tenants/acme/routes/{country}", json={"channel": "sms"}, headers=ADMIN
+    )
+    # It was named "X-Country", a header this request does not have.
+    assert_problem(resp, 422, "country")
+
+
+def test_creating_a_tenant_that_exists_is_409_tenant_exists(client: httpx.Client) -> None:
+    resp = client.post("/admin/v1/tenants", json={"tenant": "acme"}, headers=ADMIN)
+    problem = assert_problem(resp, 409, None)
+    assert problem["type"].endswith("tenant-exists")
+
+
+def test_a_backoff_cap_below_its_base_is_422_naming_the_cap(client: httpx.Client) -> None:
+    resp = client.patch(
+        "/admin/v1/tenants/acme/limits",
+        json={"backoff_base_seconds": 5, "backoff_cap_seconds": 1},
+        headers=ADMIN,
+    )
+    assert_problem(resp, 422, "backoff_cap_seconds")
+
+
+@pytest.mark.parametrize("field", ["max_attempts", "backoff_cap_seconds", "daily_quota"])
+def test_true_is_no_number_in_limits(client: httpx.Client, field: str) -> None:
+    # Python's bool is an int: it was taken as 1.
+    resp = client.patch("/admin/v1/tenants/acme/limits", json={field: True}, headers=ADMIN)
+    assert_problem(resp, 422, field)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tenant": "New-Tenant"}, "tenant"),
+        ({"tenant": "fine", "name": "a\x1b[31mname"}, "name"),
+    ],
+)
+def test_a_new_tenant_is_refused_for_its_form(
+    client: httpx.Client, body: dict[str, str], field: str
+) -> None:
+    assert_problem(client.post("/admin/v1/tenants", json=body, headers=ADMIN), 422, field)
 
 
 def test_an_invalid_status_filter_is_422(hub: HubProcesses, client: httpx.Client) -> None:

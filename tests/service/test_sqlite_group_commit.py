@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from integration_hub.adapters.sqlite.database import SqliteDatabase
-from integration_hub.domain.errors import Unavailable
+from integration_hub.domain.errors import DataRejected, Unavailable
 
 
 @pytest.fixture
@@ -89,8 +89,10 @@ async def test_a_failing_write_is_rolled_back_alone_and_the_others_commit(
     assert results[1] == "a"
     assert isinstance(results[2], ValueError)
     assert results[3] == "c"
-    # The second "a" breaks the primary key: its own error, nobody else's.
-    assert isinstance(results[4], sqlite3.IntegrityError)
+    # The second "a" breaks the primary key: its own error, nobody else's, and
+    # a permanent one (DataRejected), never an outage to retry.
+    assert isinstance(results[4], DataRejected)
+    assert isinstance(results[4].__cause__, sqlite3.IntegrityError)
     assert await names(db) == {"a", "c"}
 
 
@@ -102,7 +104,8 @@ async def test_a_failed_commit_fails_every_write_of_the_group(db: SqliteDatabase
     gate, futures = await queued_behind_a_gate(db, insert("x"), orphan, insert("y"))
     gate.set()
     results = await asyncio.gather(*futures, return_exceptions=True)
-    assert all(isinstance(r, sqlite3.IntegrityError) for r in results[1:])
+    assert all(isinstance(r, DataRejected) for r in results[1:])
+    assert all(isinstance(r.__cause__, sqlite3.IntegrityError) for r in results[1:])
     assert await names(db) == set()
     # The writer carries on afterwards.
     assert await db.write(insert("z")) == "z"

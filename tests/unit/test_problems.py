@@ -44,6 +44,7 @@ def _body(response: JSONResponse) -> dict[str, Any]:
         ),
         pytest.param(errors.TenantExists(), 409, "tenant-exists", id="TenantExists"),
         pytest.param(errors.Unavailable(), 503, "unavailable", id="Unavailable"),
+        pytest.param(errors.DataRejected(), 422, "data-rejected", id="DataRejected"),
         pytest.param(errors.InvalidTransition(), 409, "invalid-transition", id="InvalidTransition"),
         pytest.param(errors.HubError("bad value"), 422, "invalid-field", id="HubError"),
     ],

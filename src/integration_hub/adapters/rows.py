@@ -9,6 +9,7 @@ from typing import Any
 
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import (
+    STORED,
     Attempt,
     Notification,
     NotificationRequest,
@@ -103,7 +104,7 @@ def notification_from_row(
         country=row["country"],
         channel=Channel(row["channel"]),
         provider=row["provider"],
-        request=NotificationRequest.model_validate_json(row["request"]),
+        request=NotificationRequest.model_validate_json(row["request"], context=STORED),
         idempotency_key=row["idempotency_key"],
         created_at=to_dt_required(row["created_at"]),
         updated_at=to_dt_required(row["updated_at"]),

@@ -12,6 +12,7 @@
     ├── Forbidden              the key belongs to another tenant
     ├── ProviderNotConfigured  the tenant has no usable configuration for a provider
     ├── RateLimited            the tenant is over its rate limit or daily quota
+    ├── DataRejected           a backend refused a value: no retry can succeed
     └── Unavailable            a backend cannot be reached right now
 
 Each error's docstring is its default message; the API layer maps them to
@@ -93,6 +94,15 @@ class RateLimited(HubError):
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class DataRejected(HubError):
+    """A backend refused a value as invalid; retrying the same data cannot succeed.
+
+    The opposite of Unavailable: a database *data* error (a NUL byte in a text
+    column, a value out of range, a broken constraint) is permanent, so it is
+    never retried as an outage.
+    """
 
 
 class Unavailable(HubError):

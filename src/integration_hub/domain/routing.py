@@ -27,6 +27,8 @@ class Route:
 
 
 _ISO_ALPHA2 = re.compile(r"^[A-Z]{2}$")
+COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
+"""What ``normalize_country`` accepts (around any white space HTTP strips), as documented."""
 
 # ISO 3166-1 has no "UK"; it is reserved for the United Kingdom, whose code is
 # GB. People write UK, so we accept it and store the ISO code.

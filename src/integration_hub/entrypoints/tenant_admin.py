@@ -7,9 +7,17 @@ persist.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from integration_hub.adapters.providers import registry
 from integration_hub.bootstrap import Hub, outbound_policy
@@ -18,13 +26,15 @@ from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant, TenantStatus
 from integration_hub.service import tenants as tenant_service
 
+_COUNTRY = WithJsonSchema({"type": "string", "pattern": routing.COUNTRY_PATTERN})
+
 
 class TenantLimits(BaseModel):
     """A tenant's budgets and limits; a field given as null resets it to the default."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled_countries: list[str] | None = Field(
+    enabled_countries: list[Annotated[str, _COUNTRY]] | None = Field(
         default=None, description="ISO alpha-2 codes this tenant may send to; null: all routed"
     )
     max_attempts: int | None = Field(default=None, ge=1, le=100)
@@ -32,6 +42,21 @@ class TenantLimits(BaseModel):
     backoff_cap_seconds: float | None = Field(default=None, gt=0, le=86400)
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
     daily_quota: int | None = Field(default=None, ge=1, le=1_000_000_000)
+
+    @field_validator(
+        "max_attempts",
+        "backoff_base_seconds",
+        "backoff_cap_seconds",
+        "rate_limit_per_second",
+        "daily_quota",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON true is no number, though Python's bool is an int.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
 
     @field_validator("enabled_countries")
     @classmethod
@@ -47,7 +72,11 @@ class TenantLimits(BaseModel):
     def _ordered(self) -> TenantLimits:
         base, cap = self.backoff_base_seconds, self.backoff_cap_seconds
         if base is not None and cap is not None and cap < base:
-            raise ValueError("backoff_cap_seconds must be at least backoff_base_seconds")
+            raise PydanticCustomError(
+                "cap_below_base",
+                "backoff_cap_seconds must be at least backoff_base_seconds",
+                {"at": "backoff_cap_seconds"},  # the field the API's problem names
+            )
         return self
 
 

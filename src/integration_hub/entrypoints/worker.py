@@ -124,11 +124,20 @@ class Worker:
             return
         log.info("stopping: finishing %d in-flight attempts", len(self._in_flight))
         _, pending = await asyncio.wait(set(self._in_flight), timeout=self.grace)
+        if not pending:
+            return
+        # Their messages come back after the visibility timeout; the operator
+        # must hear that attempts were cut off, not find them "abandoned" later.
+        log.warning(
+            "shutdown grace of %ss ran out: cutting off %d in-flight attempts;"
+            " their messages come back after the visibility timeout (%ss)",
+            self.grace,
+            len(pending),
+            self.visibility,
+        )
         for task in pending:
-            # Their messages come back after the visibility timeout.
             task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        await asyncio.wait(pending)
 
     async def _handle(self, claim: Claim) -> None:
         try:

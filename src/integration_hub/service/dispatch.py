@@ -19,7 +19,12 @@ from integration_hub.domain.delivery import (
     PermanentFailure,
     TransientFailure,
 )
-from integration_hub.domain.errors import ProviderNotConfigured, Unavailable, UnsupportedCountry
+from integration_hub.domain.errors import (
+    DataRejected,
+    ProviderNotConfigured,
+    Unavailable,
+    UnsupportedCountry,
+)
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
@@ -470,11 +475,16 @@ class Dispatcher:
         budget = self.retry.max_attempts
         with contextlib.suppress(Exception):  # the tenant may be what cannot be read
             budget = self._policy(await self.tenants.get(message.tenant)).max_attempts
-        if message.receive_count < budget:
+        # A store that refused the data (DataRejected) refuses it on every
+        # delivery: dead-letter it at once rather than after the budget.
+        if message.receive_count < budget and not isinstance(error, DataRejected):
             return False
-        # The error's text may quote the request (recipients): only its type is kept.
+        # The error's text may quote the request (recipients): only its type is
+        # kept (a DataRejected message names the error class, never the value).
         reason = (
-            f"poison message: handling raised {type(error).__name__}"
+            f"data rejected: {error.message}"
+            if isinstance(error, DataRejected)
+            else f"poison message: handling raised {type(error).__name__}"
             f" on each of {message.receive_count} deliveries"
         )
         if not await self.store.dead_letter(message.notification_id, reason):
@@ -521,6 +531,11 @@ class Dispatcher:
                 error_class="timeout",
                 message=f"provider call exceeded {self.settings.provider_timeout_seconds}s",
             )
+        except DataRejected as exc:
+            # A store refused this notification's data (the sandbox outbox on
+            # PostgreSQL and a NUL byte): the same data fails every time, so
+            # it fails now instead of burning the attempt budget.
+            return PermanentFailure(error_class="data_rejected", message=exc.message)
         except Exception as exc:
             # A provider adapter must classify its own errors; anything that
             # escapes is a bug, retried within the budget rather than lost.

@@ -5,8 +5,10 @@ LISTENs for enqueue notifications. Every vendor error that means "the server
 cannot be used right now" (refused or dropped connections, a server shutting
 down or not accepting connections, an exhausted pool) becomes ``Unavailable``
 here, at the edge, so that the API answers 503 with Retry-After and the worker
-backs off. Time is always the injected clock's, passed as a parameter: SQL
-``now()`` would ignore the clock tests move.
+backs off; an error about the data itself (a NUL byte in a text column, a
+broken constraint) becomes ``DataRejected``, which no caller retries. Time is
+always the injected clock's, passed as a parameter: SQL ``now()`` would ignore
+the clock tests move.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from asyncpg import Connection as Connection
 
-from integration_hub.domain.errors import Unavailable
+from integration_hub.domain.errors import DataRejected, Unavailable
 from integration_hub.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,14 @@ _OUTAGE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
     asyncpg.exceptions.TransactionRollbackError,  # class 40: deadlock, serialization
+)
+# Errors about the data itself (SQLSTATE class 22: a NUL byte or a character
+# the encoding lacks, a value out of range; class 23: a broken constraint the
+# stores did not expect). The same statement fails the same way every time:
+# they become DataRejected, never Unavailable, so that nobody retries them.
+_REJECTED: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
 )
 # Opening a connection fails in more ways (a database that does not accept
 # connections, or does not exist yet): all of them mean "not now".
@@ -89,6 +99,17 @@ async def _no_reset(_: Any) -> None:
     # asyncpg itself, advisory locks are transaction-scoped, and LISTEN lives
     # on its own connection.
     return None
+
+
+def rejected(exc: BaseException) -> DataRejected:
+    """The DataRejected for a data error: its class and SQLSTATE, never its text.
+
+    The server's message may quote the value (``invalid input syntax for type
+    integer: "..."``), which can be a recipient; the class name says enough.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return DataRejected(f"the database refused a value: {type(exc).__name__}{code}")
 
 
 class PostgresDatabase:
@@ -215,6 +236,8 @@ class PostgresDatabase:
         except Exception as exc:
             if self._is_outage(exc, conn):
                 raise self._unavailable(exc) from exc
+            if isinstance(exc, _REJECTED):
+                raise rejected(exc) from exc
             raise
         finally:
             try:

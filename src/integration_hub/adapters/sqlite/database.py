@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from integration_hub.adapters.sqlite.watch import CommitWatcher
 from integration_hub.adapters.sqlite.writer import GroupWriter
-from integration_hub.domain.errors import Unavailable
+from integration_hub.domain.errors import DataRejected, Unavailable
 from integration_hub.ports import Clock, SystemClock
 
 T = TypeVar("T")
@@ -31,6 +31,19 @@ _PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA temp_store=MEMORY",
 )
+
+
+# A value SQLite cannot take (too big, a constraint the stores did not expect
+# to break): permanent, so DataRejected, never Unavailable. The stores catch
+# the constraint errors they do expect (a taken tenant id) themselves.
+_REJECTED = (sqlite3.DataError, sqlite3.IntegrityError)
+
+
+def rejected(exc: sqlite3.Error) -> DataRejected:
+    """The DataRejected for a data error: its class and SQLite error name, never its text."""
+    name = getattr(exc, "sqlite_errorname", None)
+    code = f" ({name})" if name else ""
+    return DataRejected(f"the database refused a value: {type(exc).__name__}{code}")
 
 
 def path_from_url(url: str) -> Path:
@@ -100,6 +113,8 @@ class SqliteDatabase:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
             raise
+        except _REJECTED as exc:
+            raise rejected(exc) from exc
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a reader thread (a consistent snapshot per statement)."""
@@ -110,6 +125,8 @@ class SqliteDatabase:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise Unavailable(f"database busy: {exc}", retry_after=1.0) from exc
             raise
+        except _REJECTED as exc:
+            raise rejected(exc) from exc
 
     async def migrate(self) -> None:
         """Create or upgrade the schema; safe to run from several processes at once."""

@@ -7,13 +7,20 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from integration_hub.adapters.providers import registry
 from integration_hub.bootstrap import Hub
-from integration_hub.domain import errors
+from integration_hub.domain import errors, routing
+from integration_hub.domain.models import CONTROL, ONE_LINE_PATTERN
 from integration_hub.domain.routing import Channel
-from integration_hub.domain.tenants import TenantStatus, parse_api_key
+from integration_hub.domain.tenants import (
+    TENANT_ID,
+    TenantStatus,
+    parse_api_key,
+    validate_tenant_id,
+)
 from integration_hub.entrypoints.api.problems import Problem
 from integration_hub.entrypoints.api.schemas import OperatorNotificationView, PoisonView
 from integration_hub.entrypoints.tenant_admin import TenantAdmin, TenantLimits, key_view
@@ -50,30 +57,81 @@ async def require_admin(
 
 
 Admin = Annotated[TenantAdmin, Depends(require_admin)]
+# Documented patterns; an id that does not match is simply no tenant (404).
+TenantId = Annotated[str, Path(json_schema_extra={"pattern": TENANT_ID.pattern})]
+CountryPath = Annotated[
+    str,
+    Path(
+        description="ISO 3166-1 alpha-2, case-insensitive; UK = GB",
+        json_schema_extra={"pattern": routing.COUNTRY_PATTERN},
+    ),
+]
+_ONE_LINE = {"type": "string", "pattern": ONE_LINE_PATTERN}
 router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
+
+
+# Every provider name a route may use, and those that take credentials.
+CONFIGURABLE = sorted(registry.KINDS)
+PROVIDERS = ["sandbox", *CONFIGURABLE]
+
+
+def _serving(channel: Channel) -> list[str]:
+    return ["sandbox", *(n for n in CONFIGURABLE if channel in registry.KINDS[n].channels)]
+
+
+def _route_schema(schema: dict[str, Any]) -> None:
+    # JSON Schema can tie the provider to the channel of the same body.
+    schema["anyOf"] = [
+        {
+            "properties": {
+                "channel": {"const": str(channel)},
+                "provider": {"enum": _serving(channel)},
+            }
+        }
+        for channel in Channel
+    ]
 
 
 class NewTenantBody(BaseModel):
     """A tenant to create."""
 
     model_config = ConfigDict(extra="forbid")
-    tenant: str = Field(description="tenant id: a slug, as sent in X-Tenant")
-    name: str | None = None
+    tenant: Annotated[str, WithJsonSchema({"type": "string", "pattern": TENANT_ID.pattern})] = (
+        Field(description="tenant id: a slug, as sent in X-Tenant")
+    )
+    name: (
+        Annotated[str, Field(max_length=200), WithJsonSchema(_ONE_LINE | {"maxLength": 200})] | None
+    ) = Field(default=None, description="a display name: one line, no control characters")
+
+    @field_validator("tenant")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        try:
+            return validate_tenant_id(value)
+        except errors.HubError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL.search(value):
+            raise ValueError("name must be one line without control characters")
+        return value
 
 
 class RouteBody(BaseModel):
-    """Where one country goes."""
+    """Where one country goes; the provider must serve the channel."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_route_schema)
     channel: Channel
-    provider: str = "sandbox"
+    provider: Annotated[str, WithJsonSchema({"type": "string", "enum": PROVIDERS})] = "sandbox"
 
 
 class ProviderBody(BaseModel):
-    """The provider of a channel's default routes."""
+    """The provider of a channel's default routes; it must serve that channel."""
 
     model_config = ConfigDict(extra="forbid")
-    provider: str
+    provider: Annotated[str, WithJsonSchema({"type": "string", "enum": PROVIDERS})]
 
 
 class CreatedKey(BaseModel):
@@ -90,7 +148,12 @@ class Redriven(BaseModel):
     redriven: list[str]
 
 
-@router.post("/tenants", status_code=201, response_model=CreatedKey)
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=CreatedKey,
+    responses={409: {**_PROBLEM, "description": "a tenant with this id exists (tenant-exists)"}},
+)
 async def create_tenant(admin: Admin, body: NewTenantBody) -> CreatedKey:
     """Create a tenant and its first API key."""
     created = await admin.create(body.tenant, body.name)
@@ -116,35 +179,42 @@ async def list_tenants(admin: Admin) -> list[dict[str, Any]]:
 
 
 @router.get("/tenants/{tenant_id}")
-async def get_tenant(admin: Admin, tenant_id: str) -> dict[str, Any]:
+async def get_tenant(admin: Admin, tenant_id: TenantId) -> dict[str, Any]:
     """Routing, limits and configured providers; never credentials."""
     return await admin.view(tenant_id)
 
 
 @router.post("/tenants/{tenant_id}/disable")
-async def disable_tenant(admin: Admin, tenant_id: str) -> dict[str, Any]:
+async def disable_tenant(admin: Admin, tenant_id: TenantId) -> dict[str, Any]:
     """Refuse its keys at once; its queued notifications end FAILED, unsent."""
     await admin.set_status(tenant_id, TenantStatus.DISABLED)
     return await admin.view(tenant_id)
 
 
 @router.post("/tenants/{tenant_id}/enable")
-async def enable_tenant(admin: Admin, tenant_id: str) -> dict[str, Any]:
+async def enable_tenant(admin: Admin, tenant_id: TenantId) -> dict[str, Any]:
     """Accept its keys again."""
     await admin.set_status(tenant_id, TenantStatus.ACTIVE)
     return await admin.view(tenant_id)
 
 
 @router.put("/tenants/{tenant_id}/routes/{country}")
-async def set_route(admin: Admin, tenant_id: str, country: str, body: RouteBody) -> dict[str, Any]:
+async def set_route(
+    admin: Admin, tenant_id: TenantId, country: CountryPath, body: RouteBody
+) -> dict[str, Any]:
     """Route one country to a channel and provider."""
-    await admin.set_route(tenant_id, country, body.channel, body.provider)
+    try:
+        code = routing.normalize_country(country)
+    except errors.HubError as exc:
+        # The country is the path's here, not an X-Country header.
+        raise errors.HubError(exc.message, field="country") from None
+    await admin.set_route(tenant_id, code, body.channel, body.provider)
     return await admin.view(tenant_id)
 
 
 @router.put("/tenants/{tenant_id}/channels/{channel}")
 async def set_channel_provider(
-    admin: Admin, tenant_id: str, channel: Channel, body: ProviderBody
+    admin: Admin, tenant_id: TenantId, channel: Channel, body: ProviderBody
 ) -> dict[str, Any]:
     """The provider for a channel's default routes (``sandbox`` resets)."""
     await admin.set_channel_provider(tenant_id, channel, body.provider)
@@ -152,7 +222,7 @@ async def set_channel_provider(
 
 
 @router.patch("/tenants/{tenant_id}/limits")
-async def set_limits(admin: Admin, tenant_id: str, body: TenantLimits) -> dict[str, Any]:
+async def set_limits(admin: Admin, tenant_id: TenantId, body: TenantLimits) -> dict[str, Any]:
     """Countries, retry budget, rate limit and daily quota; fields not sent are kept."""
     await admin.set_limits(tenant_id, body)
     return await admin.view(tenant_id)
@@ -160,7 +230,10 @@ async def set_limits(admin: Admin, tenant_id: str, body: TenantLimits) -> dict[s
 
 @router.put("/tenants/{tenant_id}/credentials/{provider}", status_code=204)
 async def set_credentials(
-    admin: Admin, tenant_id: str, provider: str, body: dict[str, Any]
+    admin: Admin,
+    tenant_id: TenantId,
+    provider: Annotated[str, Path(json_schema_extra={"enum": CONFIGURABLE})],
+    body: dict[str, Any],
 ) -> Response:
     """Store a provider's settings, validated and encrypted; write-only."""
     await admin.set_credentials(tenant_id, provider, body)
@@ -168,20 +241,20 @@ async def set_credentials(
 
 
 @router.post("/tenants/{tenant_id}/keys", status_code=201, response_model=CreatedKey)
-async def create_key(admin: Admin, tenant_id: str) -> CreatedKey:
+async def create_key(admin: Admin, tenant_id: TenantId) -> CreatedKey:
     """Another active key, for rotation without downtime."""
     key = await admin.create_key(tenant_id)
     return CreatedKey(tenant=tenant_id, key_id=parse_api_key(key) or "", api_key=key)
 
 
 @router.get("/tenants/{tenant_id}/keys")
-async def list_keys(admin: Admin, tenant_id: str) -> list[dict[str, Any]]:
+async def list_keys(admin: Admin, tenant_id: TenantId) -> list[dict[str, Any]]:
     """Key ids and dates, never hashes."""
     return [key_view(k) for k in await admin.list_keys(tenant_id)]
 
 
 @router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204)
-async def revoke_key(admin: Admin, tenant_id: str, key_id: str) -> Response:
+async def revoke_key(admin: Admin, tenant_id: TenantId, key_id: str) -> Response:
     """Revoke a key: refused at once here, within IHUB_TENANT_CACHE_SECONDS elsewhere."""
     await admin.revoke_key(tenant_id, key_id)
     return Response(status_code=204)
@@ -203,7 +276,7 @@ async def get_notification(
 
 
 @router.get("/tenants/{tenant_id}/dead-letters")
-async def list_dead_letters(admin: Admin, tenant_id: str) -> list[dict[str, Any]]:
+async def list_dead_letters(admin: Admin, tenant_id: TenantId) -> list[dict[str, Any]]:
     """The tenant's dead letters, newest first."""
     await admin.get(tenant_id)
     letters = await admin.hub.store.list_dead_letters(tenant_id, limit=1000)
@@ -218,7 +291,7 @@ async def list_dead_letters(admin: Admin, tenant_id: str) -> list[dict[str, Any]
 
 
 @router.post("/tenants/{tenant_id}/dead-letters/redrive", response_model=Redriven)
-async def redrive_all(admin: Admin, tenant_id: str) -> Redriven:
+async def redrive_all(admin: Admin, tenant_id: TenantId) -> Redriven:
     """Every dead letter of the tenant back in the queue, with a fresh budget."""
     await admin.get(tenant_id)
     hub = admin.hub
@@ -226,7 +299,7 @@ async def redrive_all(admin: Admin, tenant_id: str) -> Redriven:
 
 
 @router.post("/tenants/{tenant_id}/dead-letters/{notification_id}/redrive", response_model=Redriven)
-async def redrive_one(admin: Admin, tenant_id: str, notification_id: str) -> Redriven:
+async def redrive_one(admin: Admin, tenant_id: TenantId, notification_id: str) -> Redriven:
     """One dead letter of the tenant back in the queue."""
     hub = admin.hub
     if not await redrive_service.redrive(hub.store, hub.queue, tenant_id, notification_id):
@@ -235,7 +308,7 @@ async def redrive_one(admin: Admin, tenant_id: str, notification_id: str) -> Red
 
 
 @router.get("/tenants/{tenant_id}/queue-dead-letters", response_model=list[PoisonView])
-async def list_queue_dead_letters(admin: Admin, tenant_id: str) -> list[PoisonView]:
+async def list_queue_dead_letters(admin: Admin, tenant_id: TenantId) -> list[PoisonView]:
     """The tenant's messages in the queue service's own DLQ (SQS), oldest first; not consumed.
 
     Messages SQS gave up on after ``maxReceiveCount`` receives: the worker never
@@ -250,7 +323,7 @@ async def list_queue_dead_letters(admin: Admin, tenant_id: str) -> list[PoisonVi
 
 
 @router.post("/tenants/{tenant_id}/queue-dead-letters/redrive", response_model=Redriven)
-async def redrive_queue_dead_letters(admin: Admin, tenant_id: str) -> Redriven:
+async def redrive_queue_dead_letters(admin: Admin, tenant_id: TenantId) -> Redriven:
     """Every one of the tenant's SQS DLQ messages back in the main queue, as they were."""
     await admin.get(tenant_id)
     dlq = admin.hub.queue_dead_letters
@@ -260,7 +333,9 @@ async def redrive_queue_dead_letters(admin: Admin, tenant_id: str) -> Redriven:
 @router.post(
     "/tenants/{tenant_id}/queue-dead-letters/{notification_id}/redrive", response_model=Redriven
 )
-async def redrive_queue_dead_letter(admin: Admin, tenant_id: str, notification_id: str) -> Redriven:
+async def redrive_queue_dead_letter(
+    admin: Admin, tenant_id: TenantId, notification_id: str
+) -> Redriven:
     """One notification's SQS DLQ message(s) back in the main queue."""
     await admin.get(tenant_id)
     dlq = admin.hub.queue_dead_letters

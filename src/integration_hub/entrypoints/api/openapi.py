@@ -7,6 +7,10 @@
   is a 400 problem naming it, not a framework 422); the document says they
   are required, and declares the bearer schemes.
 - Operations with a JSON body can answer 400 for a body that is not JSON.
+- The rules the API enforces in code are published where JSON Schema can say
+  them: the header patterns, and metadata's key and string-value rules at any
+  depth (a recursive ``MetadataValue``). What JSON Schema cannot compare (a
+  backoff cap against its base) is said in words and an ``x-`` note.
 """
 
 from __future__ import annotations
@@ -16,9 +20,40 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from integration_hub.domain import models, routing
+from integration_hub.domain.tenants import TENANT_ID
+from integration_hub.entrypoints.api.routes import IDEMPOTENCY_KEY_PATTERN
+
 PROBLEM_MEDIA = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
 REQUIRED_HEADERS = {"x-tenant", "authorization", "x-country", "idempotency-key"}
+HEADER_PATTERNS = {
+    "x-tenant": TENANT_ID.pattern,
+    "x-country": routing.COUNTRY_PATTERN,
+    "idempotency-key": IDEMPOTENCY_KEY_PATTERN,
+}
+METADATA_VALUE_REF = "#/components/schemas/MetadataValue"
+
+
+def _metadata_object() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "propertyNames": {"pattern": models.ONE_LINE_PATTERN},
+        "additionalProperties": {"$ref": METADATA_VALUE_REF},
+    }
+
+
+METADATA_VALUE = {
+    "description": "a metadata value: strings may hold tab, LF and CR, no other control",
+    "anyOf": [
+        {"type": "string", "pattern": models.TEXT_PATTERN},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": METADATA_VALUE_REF}},
+        _metadata_object(),
+    ],
+}
 SCHEMES = {
     "tenantKey": {
         "type": "http",
@@ -53,10 +88,30 @@ def _fix_operation(path: str, operation: dict[str, Any]) -> None:
         if parameter.get("in") == "header" and parameter["name"].lower() in REQUIRED_HEADERS:
             parameter["required"] = True
             parameter["schema"] = {"type": "string", "title": parameter["name"]}
+            pattern = HEADER_PATTERNS.get(parameter["name"].lower())
+            if pattern is not None:
+                parameter["schema"]["pattern"] = pattern
     if path.startswith("/v1/"):
         operation["security"] = [{"tenantKey": []}]
     elif path.startswith("/admin/"):
         operation["security"] = [{"adminToken": []}]
+
+
+def _fix_schemas(schemas: dict[str, Any]) -> None:
+    request = schemas.get("NotificationRequest")
+    if request is not None:
+        metadata = request["properties"]["metadata"]
+        metadata["anyOf"] = [_metadata_object(), {"type": "null"}]
+        schemas["MetadataValue"] = METADATA_VALUE
+    limits = schemas.get("TenantLimits")
+    if limits is not None:
+        # JSON Schema cannot compare two fields: said in words, and as a note
+        # a client generator can read.
+        limits["x-constraints"] = ["backoff_cap_seconds >= backoff_base_seconds"]
+        cap = limits["properties"]["backoff_cap_seconds"]
+        cap["description"] = (
+            "at least backoff_base_seconds (the one sent, or the tenant's): a smaller cap is 422"
+        )
 
 
 def install(app: FastAPI) -> None:
@@ -77,6 +132,7 @@ def install(app: FastAPI) -> None:
                 _fix_operation(path, operation)
         components = schema.setdefault("components", {})
         components.setdefault("securitySchemes", {}).update(SCHEMES)
+        _fix_schemas(components.setdefault("schemas", {}))
         for unused in ("HTTPValidationError", "ValidationError"):
             components.get("schemas", {}).pop(unused, None)
         app.openapi_schema = schema

@@ -92,6 +92,7 @@ _MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
     (errors.IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency-Key reused"),
     (errors.IdempotencyInProgress, 409, "idempotency-in-progress", "Request in progress"),
     (errors.TenantExists, 409, "tenant-exists", "Tenant exists"),
+    (errors.DataRejected, 422, "data-rejected", "Data rejected"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
     (errors.RateLimited, 429, "rate-limited", "Too many requests"),
     (errors.InvalidTransition, 409, "invalid-transition", "Invalid status transition"),
@@ -121,13 +122,17 @@ def from_hub_error(exc: errors.HubError) -> JSONResponse:
     )
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
+def _location(loc: tuple[int | str, ...], at: object = None) -> str:
     # FastAPI prefixes the source ("body", "query", "header"); the client
     # thinks in field names, so "body.recipient.phone" -> "recipient.phone".
+    # A validator that looked inside its field (metadata) or across fields
+    # (a model rule) says where in the error's context: "metadata" plus
+    # "order.note" -> "metadata.order.note".
     parts = [str(p) for p in loc]
+    inner = [at] if isinstance(at, str) and at else []
     if parts and parts[0] in {"body", "query", "path", "header"}:
-        parts = parts[1:] or parts
-    return ".".join(parts)
+        parts = parts[1:] or ([] if inner else parts)
+    return ".".join(parts + inner)
 
 
 def from_validation_error(exc: RequestValidationError) -> JSONResponse:
@@ -138,7 +143,10 @@ def from_validation_error(exc: RequestValidationError) -> JSONResponse:
             400, "malformed-json", "Malformed JSON", "the body is not valid JSON", field="body"
         )
     field_errors = [
-        {"field": _location(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
+        {
+            "field": _location(tuple(e.get("loc", ())), (e.get("ctx") or {}).get("at")),
+            "message": str(e.get("msg", "invalid")),
+        }
         for e in details
     ]
     first = field_errors[0] if field_errors else {"field": "body", "message": "invalid"}

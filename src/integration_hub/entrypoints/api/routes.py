@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from integration_hub import tracing
 from integration_hub.bootstrap import Hub
-from integration_hub.domain import errors
+from integration_hub.domain import errors, routing
 from integration_hub.domain.models import NotificationRequest
 from integration_hub.domain.status import Status
-from integration_hub.domain.tenants import Tenant
+from integration_hub.domain.tenants import TENANT_ID, Tenant
 from integration_hub.entrypoints.api.problems import BadRequest, Problem, UnsupportedMediaType
 from integration_hub.entrypoints.api.schemas import (
     AcceptedBody,
@@ -26,7 +26,8 @@ from integration_hub.entrypoints.api.schemas import (
 from integration_hub.service.tenants import authenticate
 
 log = logging.getLogger(__name__)
-IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 router = APIRouter(prefix="/v1")
 
@@ -61,6 +62,12 @@ async def caller(
     _single(request, "Authorization")
     if not x_tenant:
         raise BadRequest("the X-Tenant header is required", field="X-Tenant")
+    if not TENANT_ID.fullmatch(x_tenant.strip()):
+        # Refused before it reaches a log line or a store lookup.
+        raise BadRequest(
+            "X-Tenant must be a tenant id: 1-63 characters of a-z, 0-9 and '-'",
+            field="X-Tenant",
+        )
     key = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -95,7 +102,7 @@ async def idempotency_header(
     _single(request, "Idempotency-Key")
     if idempotency_key is None:
         raise BadRequest("the Idempotency-Key header is required", field="Idempotency-Key")
-    if not IDEMPOTENCY_KEY.match(idempotency_key):
+    if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise BadRequest(
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
             field="Idempotency-Key",
@@ -202,15 +209,19 @@ async def list_notifications(
     request: Request,
     tenant: Caller,
     status: Status | None = None,
-    country: Annotated[str | None, Query(description="ISO alpha-2; UK = GB")] = None,
+    country: Annotated[
+        str | None,
+        Query(
+            description="ISO alpha-2, case-insensitive; UK = GB; empty: no filter",
+            json_schema_extra={"pattern": r"^([A-Za-z]{2})?$"},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: str | None = None,
 ) -> NotificationPage:
     """Cursor pagination over the caller's notifications."""
-    from integration_hub.domain.routing import normalize_country
-
     try:
-        code = normalize_country(country) if country else None
+        code = routing.normalize_country(country) if country else None
     except errors.HubError as exc:
         raise errors.HubError(exc.message, field="country") from None
     before = _decode_cursor(cursor) if cursor else None

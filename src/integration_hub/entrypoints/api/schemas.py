@@ -58,6 +58,18 @@ class AttemptView(BaseModel):
         )
 
 
+class RecipientView(BaseModel):
+    """The recipient as stored (it may predate today's input rules: no patterns here)."""
+
+    email: str | None = None
+    phone: str | None = None
+
+    @classmethod
+    def of(cls, r: Recipient) -> RecipientView:
+        """From the domain recipient."""
+        return cls(email=r.email, phone=r.phone)
+
+
 class NotificationSummary(BaseModel):
     """A notification in a listing."""
 
@@ -94,7 +106,7 @@ class NotificationSummary(BaseModel):
 class NotificationView(NotificationSummary):
     """A notification with its request and every attempt."""
 
-    recipient: Recipient
+    recipient: RecipientView
     subject: str | None
     metadata: dict[str, Any] | None
     attempts: list[AttemptView]
@@ -104,7 +116,7 @@ class NotificationView(NotificationSummary):
         """From the domain notification, attempts included."""
         return cls(
             **NotificationSummary.of(n).model_dump(),
-            recipient=n.request.recipient,
+            recipient=RecipientView.of(n.request.recipient),
             subject=n.request.subject,
             metadata=n.request.metadata,
             attempts=[AttemptView.of(a) for a in n.attempts],
