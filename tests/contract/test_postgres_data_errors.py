@@ -45,13 +45,13 @@ async def backend(postgres_url: str) -> AsyncIterator[Backend]:
 
 
 class Sandboxes:
-    """The sandbox provider on the backend's own outbox, for every channel."""
+    """The sandbox provider for every channel (the store writes its outbox rows)."""
 
     def __init__(self, backend: Backend) -> None:
-        self.outbox = backend.outbox
+        self.backend = backend
 
     async def get(self, tenant: str, channel: Channel, name: str) -> Provider:
-        return SandboxProvider(self.outbox, channel)
+        return SandboxProvider(channel)
 
     async def close(self) -> None:
         return None

@@ -262,7 +262,9 @@ class Dispatcher:
         )
         if isinstance(result, Delivered):
             attempt.provider_message_id = result.provider_message_id
-            if result.outbox is not None:  # the sandbox: delivered by the record itself
+            if result.outbox is None:
+                return await self._finish_delivered(message, n, attempt, lease_ends)
+            try:  # the sandbox: delivered by the record itself
                 return await self._finish(
                     message,
                     n,
@@ -273,7 +275,12 @@ class Dispatcher:
                     lease_ends,
                     outbox=result.outbox,
                 )
-            return await self._finish_delivered(message, n, attempt, lease_ends)
+            except DataRejected as exc:
+                # The database refused the delivery itself (a NUL byte on
+                # PostgreSQL): the same data fails every time.
+                result = PermanentFailure(error_class="data_rejected", message=exc.message)
+                attempt.provider_message_id = None
+                attempt.outcome = result.outcome
         attempt.error_class = result.error_class
         attempt.error_code = result.code
         attempt.message = result.message
