@@ -176,6 +176,19 @@ def test_a_body_still_trickling_after_an_early_answer_does_not_hold_the_connecti
     assert sent < 100
 
 
+def test_a_pipelined_request_whose_body_stalls_is_cut_off_after_the_first_answer(
+    hub: HubProcesses,
+) -> None:
+    # The second request is parsed from the buffer only once the first is
+    # answered, which also stops uvicorn's keep-alive timer.
+    with connect(hub) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n" + BODY_HEAD + b"{")
+        received = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 200 "), received
+    assert b"HTTP/1.1 408 " in received
+    assert b"request body was not received" in received
+
+
 def test_normal_requests_are_served_while_slow_clients_hold_connections(
     hub: HubProcesses,
 ) -> None:

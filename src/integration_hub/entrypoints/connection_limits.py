@@ -115,8 +115,11 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        # A pipelined request may have been parsed from the buffer just now.
-        self._watch()
+        # A pipelined request parsed from the buffer just now cancelled the
+        # keep-alive timer: its body needs the deadline. (A pipelined partial
+        # head is still under the keep-alive timer.)
+        if self.conn.their_state is h11.SEND_BODY and self._waiting_for != _BODY:
+            self._arm(_BODY, self.limits.body_timeout)
 
     def _watch(self) -> None:
         """Start, keep or stop the deadline for what the client is sending now."""
