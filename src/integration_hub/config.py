@@ -169,6 +169,26 @@ class Settings(BaseSettings):
         outbound.parse_networks(value.split(","))
         return value
 
+    # Slow clients: deadlines for a request's head and body, connections per API process.
+    request_head_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="time a client has to send a request head, from connecting (or from the"
+        " first byte of a later request on a keep-alive connection); then 408 and closed",
+    )
+    request_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="time a client has to send a request body once its head arrived (a deadline,"
+        " not an idle time: a trickle is cut off too); then 408 and closed",
+    )
+    max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="open connections per API process; a new one beyond it is answered 503"
+        " and closed before anything of it is read (keep it below `ulimit -n`)",
+    )
+
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Self:
         # A claim whose lease ends before the provider call does is taken over

@@ -10,7 +10,7 @@ import uvicorn
 
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
-from integration_hub.entrypoints import metrics
+from integration_hub.entrypoints import connection_limits, metrics
 from integration_hub.entrypoints.api import create_app
 from integration_hub.entrypoints.worker import Worker, install_stop_signals
 
@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 
 def api_server(hub: Hub, *, access_log: bool | None = None) -> uvicorn.Server:
     """A uvicorn server for the hub's API (not started); access log per IHUB_ACCESS_LOG."""
+    settings = hub.settings
+    limits = connection_limits.ConnectionLimits(
+        head_timeout=settings.request_head_timeout_seconds,
+        body_timeout=settings.request_body_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
     config = uvicorn.Config(
         create_app(hub=hub),
         host=hub.settings.host,
@@ -28,6 +34,8 @@ def api_server(hub: Hub, *, access_log: bool | None = None) -> uvicorn.Server:
         # No logging config of its own: its lines go through ours (entrypoints/logs.py).
         log_config=None,
         lifespan="on",
+        # h11, pinned: the slow-client deadlines live in its protocol class.
+        http=connection_limits.protocol_class(limits),
     )
     return uvicorn.Server(config)
 
