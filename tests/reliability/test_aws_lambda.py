@@ -215,7 +215,7 @@ def test_a_stalled_lambda_worker_redelivered_to_another_sends_once_or_loses_its_
         IHUB_VISIBILITY_TIMEOUT_SECONDS="4",
         IHUB_PROVIDER_TIMEOUT_SECONDS="3",
     )
-    half = scale(5)
+    half = min(10, scale(5))  # one batch per stalled container: SQS batches are <= 10
     ledger, ids = asyncio.run(
         accept_load(2 * half, lambda i: {"metadata": {"sandbox": {"delay": 1.0}}})
     )
