@@ -3,8 +3,10 @@
 Clients are created lazily inside the running event loop (aiohttp sessions
 belong to a loop), reused by every call and closed by ``close()``. Errors
 that mean "AWS cannot serve us right now" (connection failures, timeouts,
-throttling, 5xx) become ``Unavailable``; every other ``ClientError`` is left
-for the adapter, which knows what a condition failure means.
+throttling, 5xx, and a transaction cancelled only because its items were
+throttled or in another transaction) become ``Unavailable``; every other
+``ClientError`` is left for the adapter, which knows what a condition failure
+means.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ UNAVAILABLE_CODES = frozenset(
     }
 )
 
+# Per-item reasons of a TransactionCanceledException that mean "not now", not "no":
+# DynamoDB cancels a transaction whose items are throttled or in another
+# transaction instead of refusing it with ProvisionedThroughputExceeded.
+TRANSIENT_CANCEL_REASONS = frozenset(
+    {"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"}
+)
+
 _CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     boto.EndpointConnectionError,
     boto.ConnectionClosedError,
@@ -65,6 +74,15 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, boto.ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def transiently_cancelled(exc: BaseException) -> bool:
+    """A cancelled transaction that failed no condition, only for throttling or a conflict."""
+    if not isinstance(exc, boto.ClientError) or error_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = {str(r.get("Code", "None")) for r in reasons}
+    return bool(codes & TRANSIENT_CANCEL_REASONS) and "ConditionalCheckFailed" not in codes
 
 
 def is_client_error(exc: BaseException, *codes: str) -> bool:
@@ -144,7 +162,7 @@ async def translated(what: str) -> AsyncIterator[None]:
         raise Unavailable(f"{what} is unavailable: {type(exc).__name__}") from exc
     except boto.ClientError as exc:
         code = error_code(exc)
-        if code in THROTTLING_CODES:
+        if code in THROTTLING_CODES or transiently_cancelled(exc):
             raise Unavailable(f"{what} is throttling requests ({code})", retry_after=2.0) from exc
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in UNAVAILABLE_CODES or status >= 500:
