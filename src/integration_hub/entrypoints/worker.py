@@ -10,6 +10,7 @@ from collections import Counter
 
 from integration_hub import tracing
 from integration_hub.bootstrap import Hub, open_journal
+from integration_hub.domain.errors import Unavailable
 from integration_hub.service.dispatch import Claim, Result
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,16 @@ class Worker:
             # then it is dead-lettered, so that a poison message ends FAILED.
             message = claim.message
             with tracing.log_scope(notification_id=message.notification_id, tenant=message.tenant):
-                log.exception("dispatch of %s failed", message.notification_id)
+                if isinstance(exc, Unavailable):
+                    # An outage outlasted the lease: not a bug, no traceback.
+                    log.warning(
+                        "dispatch of %s stopped: %s; the message comes back after its"
+                        " visibility timeout",
+                        message.notification_id,
+                        exc.message,
+                    )
+                else:
+                    log.exception("dispatch of %s failed", message.notification_id)
             await self.hub.dispatcher.give_up_quietly(message, exc)
             return
         self.results[result] += 1
