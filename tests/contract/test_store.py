@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -294,17 +295,7 @@ async def test_a_live_claim_is_not_taken_but_an_expired_one_is(backend: Backend)
 
 def outbound(n: Notification, number: int) -> OutboundMessage:
     """What the sandbox was asked to deliver for ``n``'s attempt ``number``."""
-    return OutboundMessage(
-        notification_id=n.id,
-        tenant=n.tenant,
-        country=n.country,
-        channel=n.channel,
-        recipient=n.request.recipient,
-        subject=n.request.subject,
-        body=n.request.body,
-        metadata={},
-        attempt=number,
-    )
+    return replace(OutboundMessage.of(n), attempt=number)
 
 
 async def test_a_sandbox_delivery_is_written_with_its_outcome_only_by_the_claim_holder(

@@ -17,17 +17,22 @@ extra delivery for.
 from __future__ import annotations
 
 import contextvars
+import json
 import random
 import socket
 import struct
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from hubs import HubProcesses
 from providers.fake_http import ReceivedRequest, json_response
 from providers.fake_twilio import FakeTwilio, twilio_error
+from reliability.harness import LoopThread
 
 _RAW: contextvars.ContextVar[web.Request] = contextvars.ContextVar("raw_request")
 
@@ -119,3 +124,32 @@ def _json(
     status: int, body: dict[str, object], headers: dict[str, str] | None = None
 ) -> web.Response:
     return json_response(status, body, headers)
+
+
+@contextmanager
+def serving(faults: Faults | None = None) -> Iterator[FaultyTwilio]:
+    """A FaultyTwilio served from a thread of this process while the block runs."""
+    loop = LoopThread()
+    fake = FaultyTwilio(faults)
+    loop.run(fake.start())
+    try:
+        yield fake
+    finally:
+        loop.run(fake.stop())
+        loop.stop()
+
+
+def use_twilio(hub: HubProcesses, twilio: FakeTwilio, tenant: str = "acme") -> None:
+    """Route the tenant's SMS to ``twilio``, with its credentials set through the CLI."""
+    assert hub.cli("tenants", "set-provider", tenant, "sms", "twilio").returncode == 0
+    config = {
+        "account_sid": twilio.account_sid,
+        "auth_token": twilio.auth_token,
+        "from_number": twilio.from_number,
+        "base_url": twilio.base_url,
+    }
+    path = hub.workdir / "twilio.json"
+    path.write_text(json.dumps(config))
+    done = hub.cli("tenants", "set-credentials", tenant, "twilio", "--from-file", str(path))
+    path.unlink()
+    assert done.returncode == 0, done.stderr

@@ -18,7 +18,6 @@ write lock for longer than the busy timeout, every few seconds.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sqlite3
 import threading
@@ -31,8 +30,8 @@ import pytest
 
 import pg
 from hubs import HubProcesses, payload
-from reliability.faulty_provider import FaultyTwilio
-from reliability.harness import LoopThread, Sent, load, wait_drained
+from reliability.faulty_provider import FaultyTwilio, serving, use_twilio
+from reliability.harness import Sent, load, wait_drained
 from reliability.invariants import CHECKER, Facts, Ledger, Report, check, record, scale
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
@@ -236,30 +235,8 @@ def test_workers_killed_with_database_faults_deliver_at_most_one_in_a_thousand_t
 @pytest.fixture
 def twilio() -> Iterator[FaultyTwilio]:
     """A well-behaved Twilio fake (no faults) that logs every message it accepts."""
-    loop = LoopThread()
-    fake = FaultyTwilio()
-    loop.run(fake.start())
-    try:
+    with serving() as fake:
         yield fake
-    finally:
-        loop.run(fake.stop())
-        loop.stop()
-
-
-def use_twilio(hub: HubProcesses, twilio: FaultyTwilio) -> None:
-    """Route the tenant's SMS to ``twilio``."""
-    assert hub.cli("tenants", "set-provider", "acme", "sms", "twilio").returncode == 0
-    config = {
-        "account_sid": twilio.account_sid,
-        "auth_token": twilio.auth_token,
-        "from_number": twilio.from_number,
-        "base_url": twilio.base_url,
-    }
-    path = hub.workdir / "twilio.json"
-    path.write_text(json.dumps(config))
-    done = hub.cli("tenants", "set-credentials", "acme", "twilio", "--from-file", str(path))
-    path.unlink()
-    assert done.returncode == 0, done.stderr
 
 
 def sms(i: int, key: str) -> dict[str, object]:

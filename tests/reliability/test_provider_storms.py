@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from hubs import HubProcesses, payload
-from reliability.faulty_provider import Faults, FaultyTwilio
-from reliability.harness import LoopThread, load, wait_drained
+from reliability.faulty_provider import Faults, FaultyTwilio, serving, use_twilio
+from reliability.harness import load, wait_drained
 from reliability.invariants import Ledger, check, record, scale
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(600)]
@@ -32,29 +32,8 @@ STORM = Faults(
 @pytest.fixture
 def twilio() -> Iterator[FaultyTwilio]:
     """The faulty Twilio, served from a thread of this process."""
-    loop = LoopThread()
-    fake = FaultyTwilio(STORM)
-    loop.run(fake.start())
-    try:
+    with serving(STORM) as fake:
         yield fake
-    finally:
-        loop.run(fake.stop())
-        loop.stop()
-
-
-def use_twilio(hub: HubProcesses, twilio: FaultyTwilio) -> None:
-    assert hub.cli("tenants", "set-provider", "acme", "sms", "twilio").returncode == 0
-    config = {
-        "account_sid": twilio.account_sid,
-        "auth_token": twilio.auth_token,
-        "from_number": twilio.from_number,
-        "base_url": twilio.base_url,
-    }
-    path = hub.workdir / "twilio.json"
-    path.write_text(json.dumps(config))
-    done = hub.cli("tenants", "set-credentials", "acme", "twilio", "--from-file", str(path))
-    path.unlink()
-    assert done.returncode == 0, done.stderr
 
 
 def sms(i: int, key: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from integration_hub.domain.models import Outcome, Recipient
+from integration_hub.domain.models import Notification, Outcome, Recipient
 from integration_hub.domain.routing import Channel
 
 
@@ -22,6 +22,21 @@ class OutboundMessage:
     body: str
     metadata: dict[str, Any]
     attempt: int  # 1-based, counted over the notification's whole life
+
+    @classmethod
+    def of(cls, n: Notification) -> OutboundMessage:
+        """What to send for ``n``'s current attempt."""
+        return cls(
+            notification_id=n.id,
+            tenant=n.tenant,
+            country=n.country,
+            channel=n.channel,
+            recipient=n.request.recipient,
+            subject=n.request.subject,
+            body=n.request.body,
+            metadata=n.request.metadata or {},
+            attempt=n.attempt_count,
+        )
 
 
 @dataclass(frozen=True, slots=True)

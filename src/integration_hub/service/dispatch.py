@@ -518,17 +518,7 @@ class Dispatcher:
             return PermanentFailure(
                 error_class="provider_not_configured", message=exc.message, configuration=True
             )
-        outbound = OutboundMessage(
-            notification_id=n.id,
-            tenant=n.tenant,
-            country=n.country,
-            channel=n.channel,
-            recipient=n.request.recipient,
-            subject=n.request.subject,
-            body=n.request.body,
-            metadata=n.request.metadata or {},
-            attempt=n.attempt_count,
-        )
+        outbound = OutboundMessage.of(n)
         try:
             return await asyncio.wait_for(
                 provider.send(outbound), self.settings.provider_timeout_seconds
