@@ -187,6 +187,21 @@ def run(
     return sent, facts, ledger, faults
 
 
+def assert_finished(report: Report, facts: Facts) -> None:
+    """Every notification DONE, or FAILED only because kills spent its whole budget.
+
+    (An attempt whose worker died counts against the budget: ADR 0004. With a
+    kill every 2 s, a notification can lose all five of its attempts that way.)
+    """
+    assert set(report.statuses) <= {"DONE", "FAILED"}, report.statuses
+    spent = [
+        r.id
+        for r in facts.rows.values()
+        if r.status == "FAILED" and (len(r.outcomes) < BUDGET or r.ambiguous < len(r.outcomes))
+    ]
+    assert not spent, f"FAILED although not every attempt was cut off by a kill: {spent[:5]}"
+
+
 def verdict(
     scenario: str, backend: str, ledger: Ledger, facts: Facts, faults: Faults
 ) -> tuple[Report, int]:
@@ -206,13 +221,14 @@ def verdict(
 def test_workers_killed_every_two_seconds_deliver_nothing_twice(
     new_hub: Callable[..., HubProcesses], backend: str
 ) -> None:
-    # Before the journal and the one-transaction sandbox: 13 of 3,000 (SQLite, scale 5).
+    # Before the one-transaction sandbox: 8 and 13 of 3,000 in two runs on SQLite,
+    # 39 of 3,000 on PostgreSQL (scale 5).
     hub = new_hub(**WINDOW)
-    sent, facts, ledger, faults = run(hub, backend, database=False, body=sandbox)
+    _, facts, ledger, faults = run(hub, backend, database=False, body=sandbox)
     report, extra = verdict("12 duplicate window: worker SIGKILL", backend, ledger, facts, faults)
     assert faults.kills >= 3, faults.describe()
     report.assert_ok()
-    assert report.statuses == {"DONE": len(sent)}, hub.logs()[-3000:]
+    assert_finished(report, facts)
     assert extra == 0
 
 
@@ -220,6 +236,7 @@ def test_workers_killed_every_two_seconds_deliver_nothing_twice(
 def test_workers_killed_with_database_faults_deliver_at_most_one_in_a_thousand_twice(
     new_hub: Callable[..., HubProcesses], backend: str
 ) -> None:
+    # Before: 48 of 3,000 on PostgreSQL (scale 5).
     hub = new_hub(**WINDOW)
     sent, facts, ledger, faults = run(hub, backend, database=True, body=sandbox)
     report, extra = verdict(
@@ -228,7 +245,7 @@ def test_workers_killed_with_database_faults_deliver_at_most_one_in_a_thousand_t
     assert faults.kills >= 3, faults.describe()
     assert faults.db_faults > 0, faults.describe()
     report.assert_ok()
-    assert report.statuses == {"DONE": len(sent)}, hub.logs()[-3000:]
+    assert_finished(report, facts)
     assert extra <= len(sent) / 1000
 
 
@@ -264,4 +281,4 @@ def test_workers_killed_while_sending_over_http_deliver_twice_only_inside_the_ca
     name = "12 duplicate window over HTTP: " + ("SIGKILL + DB faults" if database else "SIGKILL")
     report, _ = verdict(name, backend, ledger, facts, faults)
     report.assert_ok()
-    assert report.statuses == {"DONE": len(sent)}, hub.logs()[-3000:]
+    assert_finished(report, facts)
