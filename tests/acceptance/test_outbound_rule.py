@@ -49,13 +49,7 @@ def send_headers(hub: HubProcesses) -> dict[str, str]:
 
 
 def twilio_settings(fake: FakeTwilio, **overrides: str) -> dict[str, str]:
-    return {
-        "account_sid": fake.account_sid,
-        "auth_token": fake.auth_token,
-        "from_number": "+15005550006",
-        "base_url": fake.base_url,
-        **overrides,
-    }
+    return fake.credentials(**overrides)
 
 
 REFUSED_BASE_URLS = [

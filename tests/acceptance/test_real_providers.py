@@ -107,12 +107,7 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
             hub,
             "realco",
             "twilio",
-            {
-                "account_sid": twilio.account_sid,
-                "auth_token": twilio.auth_token,
-                "from_number": "+15005550006",
-                "base_url": twilio.base_url,
-            },
+            twilio.credentials(),
         )
         configure(
             hub,

@@ -114,6 +114,16 @@ class FakeTwilio(FakeHttpServer):
             200, {"sid": sid, "friendly_name": "Fake account", "status": "active", "type": "Full"}
         )
 
+    def credentials(self, **overrides: Any) -> dict[str, Any]:
+        """The hub's ``twilio`` provider settings that send to this fake."""
+        return {
+            "account_sid": self.account_sid,
+            "auth_token": self.auth_token,
+            "from_number": self.from_number,
+            "base_url": self.base_url,
+            **overrides,
+        }
+
     def accept(self, request: ReceivedRequest) -> web.StreamResponse:
         """Queue the message and answer 201 with the Message resource."""
         form = request.form

@@ -34,14 +34,7 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 
 def settings_for(fake: FakeTwilio, **overrides: object) -> TwilioSettings:
-    values: dict[str, object] = {
-        "account_sid": fake.account_sid,
-        "auth_token": fake.auth_token,
-        "from_number": fake.from_number,
-        "base_url": fake.base_url,
-    }
-    values.update(overrides)
-    return TwilioSettings.model_validate(values)
+    return TwilioSettings.model_validate(fake.credentials(**overrides))
 
 
 @pytest.fixture

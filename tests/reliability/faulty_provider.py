@@ -142,14 +142,8 @@ def serving(faults: Faults | None = None) -> Iterator[FaultyTwilio]:
 def use_twilio(hub: HubProcesses, twilio: FakeTwilio, tenant: str = "acme") -> None:
     """Route the tenant's SMS to ``twilio``, with its credentials set through the CLI."""
     assert hub.cli("tenants", "set-provider", tenant, "sms", "twilio").returncode == 0
-    config = {
-        "account_sid": twilio.account_sid,
-        "auth_token": twilio.auth_token,
-        "from_number": twilio.from_number,
-        "base_url": twilio.base_url,
-    }
     path = hub.workdir / "twilio.json"
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(twilio.credentials()))
     done = hub.cli("tenants", "set-credentials", tenant, "twilio", "--from-file", str(path))
     path.unlink()
     assert done.returncode == 0, done.stderr
