@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_real_providers import LoopThread
 
 from hubs import FAST, HubProcesses, make_hub, payload, wait_terminal
 from providers.fake_twilio import FakeTwilio
+from reliability.harness import served
 
 ADMIN = {"Authorization": f"Bearer {FAST['IHUB_ADMIN_TOKEN']}"}
 LEAK = "INTERNAL-ONLY-DATA-42 db_password=hunter2-internal"
@@ -22,14 +22,8 @@ LEAK = "INTERNAL-ONLY-DATA-42 db_password=hunter2-internal"
 
 @pytest.fixture
 def twilio() -> Iterator[FakeTwilio]:
-    loop = LoopThread()
-    fake = FakeTwilio()
-    loop.run(fake.start())
-    try:
+    with served(FakeTwilio()) as fake:
         yield fake
-    finally:
-        loop.run(fake.stop())
-        loop.stop()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from aiohttp import web
 from hubs import HubProcesses
 from providers.fake_http import ReceivedRequest, json_response
 from providers.fake_twilio import FakeTwilio, twilio_error
-from reliability.harness import LoopThread
+from reliability.harness import served
 
 _RAW: contextvars.ContextVar[web.Request] = contextvars.ContextVar("raw_request")
 
@@ -129,14 +129,8 @@ def _json(
 @contextmanager
 def serving(faults: Faults | None = None) -> Iterator[FaultyTwilio]:
     """A FaultyTwilio served from a thread of this process while the block runs."""
-    loop = LoopThread()
-    fake = FaultyTwilio(faults)
-    loop.run(fake.start())
-    try:
+    with served(FaultyTwilio(faults)) as fake:
         yield fake
-    finally:
-        loop.run(fake.stop())
-        loop.stop()
 
 
 def use_twilio(hub: HubProcesses, twilio: FakeTwilio, tenant: str = "acme") -> None:

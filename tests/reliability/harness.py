@@ -7,9 +7,10 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
@@ -18,6 +19,15 @@ from hubs import HubProcesses, payload
 from reliability.invariants import TERMINAL, Facts, Ledger, read_facts
 
 T = TypeVar("T")
+F = TypeVar("F", bound="Serving")
+
+
+class Serving(Protocol):
+    """A local server a test starts and stops."""
+
+    async def start(self) -> object: ...
+
+    async def stop(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,18 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+@contextmanager
+def served(fake: F) -> Iterator[F]:
+    """``fake`` (a local provider server with ``start``/``stop``) served from a thread."""
+    loop = LoopThread()
+    loop.run(fake.start())
+    try:
+        yield fake
+    finally:
+        loop.run(fake.stop())
+        loop.stop()
 
 
 async def submit(
