@@ -7,6 +7,11 @@ import random
 from dataclasses import dataclass
 
 
+def budget_exhausted(attempts_used: int, max_attempts: int) -> bool:
+    """Whether no attempt is left after ``attempts_used`` of ``max_attempts``."""
+    return attempts_used >= max_attempts
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently a transient failure is retried."""
@@ -50,4 +55,4 @@ class RetryPolicy:
 
     def exhausted(self, attempts_used: int) -> bool:
         """Whether no attempt is left after ``attempts_used`` attempts."""
-        return attempts_used >= self.max_attempts
+        return budget_exhausted(attempts_used, self.max_attempts)

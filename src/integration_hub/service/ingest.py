@@ -21,11 +21,11 @@ from integration_hub.domain.tenants import Tenant
 from integration_hub.ports import (
     Clock,
     IdempotencyRecord,
+    IngestStore,
     Metrics,
     NewKeyAccept,
     NoMetrics,
     Queue,
-    Store,
 )
 
 
@@ -50,7 +50,7 @@ class IngestService:
 
     def __init__(
         self,
-        store: Store,
+        store: IngestStore,
         queue: Queue,
         clock: Clock,
         policy: IngestPolicy | None = None,

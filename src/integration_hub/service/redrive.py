@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from integration_hub import tracing
-from integration_hub.ports import Queue, Store
+from integration_hub.ports import DeadLetterStore, Queue, ReadStore
 
 
-async def redrive(store: Store, queue: Queue, tenant: str | None, notification_id: str) -> bool:
+class RedriveStore(DeadLetterStore, ReadStore, Protocol):
+    """The roles a redrive uses: the dead letters, and the notification it re-queues."""
+
+
+async def redrive(
+    store: RedriveStore, queue: Queue, tenant: str | None, notification_id: str
+) -> bool:
     """Put one dead letter back: FAILED -> RECEIVED, fresh budget. False if no such letter."""
     result = await store.redrive(tenant, notification_id)
     if result is None:
@@ -20,7 +28,7 @@ async def redrive(store: Store, queue: Queue, tenant: str | None, notification_i
     return True
 
 
-async def redrive_all(store: Store, queue: Queue, tenant: str | None) -> list[str]:
+async def redrive_all(store: RedriveStore, queue: Queue, tenant: str | None) -> list[str]:
     """Redrive every dead letter (of one tenant, or of all); the ids put back."""
     done: list[str] = []
     seen: set[str] = set()

@@ -16,7 +16,7 @@ from integration_hub.domain.tenants import (
     parse_api_key,
     validate_tenant_id,
 )
-from integration_hub.ports import Clock, Store
+from integration_hub.ports import Clock, TenantStore
 
 _MAX_CACHED_KEYS = 10_000
 
@@ -30,7 +30,7 @@ class NewTenant:
 
 
 async def create_tenant(
-    store: Store, clock: Clock, tenant_id: str, name: str | None = None
+    store: TenantStore, clock: Clock, tenant_id: str, name: str | None = None
 ) -> NewTenant:
     """Create a tenant and its first API key."""
     validate_tenant_id(tenant_id)
@@ -41,7 +41,7 @@ async def create_tenant(
     return NewTenant(tenant, api_key)
 
 
-async def issue_key(store: Store, clock: Clock, tenant_id: str) -> str:
+async def issue_key(store: TenantStore, clock: Clock, tenant_id: str) -> str:
     """A new API key for an existing tenant; only its hash is stored."""
     key_id, key = new_api_key()
     record = ApiKeyRecord(
@@ -52,7 +52,7 @@ async def issue_key(store: Store, clock: Clock, tenant_id: str) -> str:
 
 
 async def authenticate(
-    store: Store,
+    store: TenantStore,
     api_key: str | None,
     tenant_header: str,
     *,
@@ -86,7 +86,7 @@ async def authenticate(
 class TenantCache:
     """Tenant configuration cached for a few seconds, so changes apply without a restart."""
 
-    def __init__(self, store: Store, clock: Clock, ttl_seconds: float = 2.0) -> None:
+    def __init__(self, store: TenantStore, clock: Clock, ttl_seconds: float = 2.0) -> None:
         self.store = store
         self.clock = clock
         self.ttl = ttl_seconds
@@ -120,7 +120,7 @@ class ApiKeyCache:
     Unknown key ids are not cached: a new key works at once.
     """
 
-    def __init__(self, store: Store, clock: Clock, ttl_seconds: float = 2.0) -> None:
+    def __init__(self, store: TenantStore, clock: Clock, ttl_seconds: float = 2.0) -> None:
         self.store = store
         self.clock = clock
         self.ttl = ttl_seconds

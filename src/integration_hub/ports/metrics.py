@@ -1,0 +1,45 @@
+"""What the service layer reports for operators to count."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from integration_hub.domain.delivery import DeliveryResult
+from integration_hub.domain.models import Notification
+from integration_hub.domain.status import Status
+
+
+class Metrics(Protocol):
+    """What the service layer reports for operators to count (see adapters/metrics).
+
+    Calls are synchronous and cheap; an implementation must never raise.
+    """
+
+    def accepted(self, n: Notification) -> None:
+        """A new notification was persisted and queued (not an idempotent replay)."""
+        ...
+
+    def attempted(
+        self, n: Notification, provider: str, result: DeliveryResult, seconds: float
+    ) -> None:
+        """One call to ``provider`` ended with ``result`` after ``seconds``."""
+        ...
+
+    def finished(self, n: Notification, provider: str, status: Status, at: float) -> None:
+        """The notification reached DONE or FAILED at ``at`` (epoch seconds)."""
+        ...
+
+
+class NoMetrics:
+    """Counts nothing: the default for services built without metrics."""
+
+    def accepted(self, n: Notification) -> None:
+        """Nothing."""
+
+    def attempted(
+        self, n: Notification, provider: str, result: DeliveryResult, seconds: float
+    ) -> None:
+        """Nothing."""
+
+    def finished(self, n: Notification, provider: str, status: Status, at: float) -> None:
+        """Nothing."""
