@@ -57,7 +57,7 @@ class IdempotencyItems(TableClient):
                 return None
             held = await self._get(items.idempotency_key(tenant, key))
             if held is None or lifecycle.key_free(lifecycle.KeyState.of(items.Row(held)), now):
-                continue  # released in between: try again
+                continue  # freed in between (released, say): try again
             return IdempotencyRecord(
                 tenant=tenant,
                 key=key,
