@@ -1,9 +1,12 @@
 """The worker's transitions on the DynamoDB table: claim and complete an attempt,
 and dead-letter a poison message.
 
-Both are conditional ``UpdateItem``s (on ``version`` for a claim, on the
-claim token for a completion); ending FAILED is a transaction with the
-dead letter under the same condition.
+Each decision is ``domain.lifecycle``'s, on the item as read; this module
+only writes it. A claim or a dead letter is a conditional ``UpdateItem`` on
+the ``version`` read (whoever changed the item since wins, and we read
+again); a completion is conditional on the claim token
+(``conditions.may_complete``). Ending FAILED is a transaction with the dead
+letter under the same condition.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from integration_hub.adapters.aws import items
+from integration_hub.adapters.aws import conditions, items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.notifications import outbox_put
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, plain
+from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.models import Attempt, Notification
-from integration_hub.domain.status import TERMINAL, Status, check_transition
+from integration_hub.domain.status import Status
 from integration_hub.ports import ClaimRequest, Completion, Settle
+
+_CONTENDED = (items.CONDITION_FAILED, items.TRANSACTION_CANCELED)
 
 
 class ClaimItems(TableClient):
@@ -42,43 +48,55 @@ class ClaimItems(TableClient):
             found = await self._get(key)
             if found is None:
                 return None
-            current = Status(found["status"])
-            held = found.get("claim_token") is not None and found.get("claim_expires_at", 0) > now
-            if current in TERMINAL or (current is Status.PROCESSING and held):
+            decision = lifecycle.decide_claim(
+                lifecycle.ClaimState.of(found),
+                token=token,
+                now=now,
+                lease_seconds=lease_seconds,
+                max_attempts=max_attempts,
+            )
+            if isinstance(decision, lifecycle.Unchanged):
                 return items.notification(found)
-            check_transition(current, Status.PROCESSING)
             u = items.Update()
-            # Whoever changed the item since we read it wins; we read again.
-            unchanged = f"{u.name('version')} = {u.value(found['version'])}"
+            unchanged = conditions.unchanged(u, found["version"])
             try:
-                if found["attempts_used"] >= max_attempts:
-                    # Earlier attempts died mid-call (crashes) and spent the budget.
-                    reason = (
-                        f"attempt budget of {max_attempts} exhausted without a recorded outcome"
-                        " (the worker stopped during the provider call)"
+                if isinstance(decision, lifecycle.Fail):
+                    await self._transact(
+                        *self._fail(
+                            u,
+                            found,
+                            decision.reason,
+                            decision.now,
+                            condition=unchanged,
+                            provider=decision.provider,
+                        )
                     )
-                    await self._transact(*self._fail(u, found, reason, now, condition=unchanged))
                     found = await self._get(key)
                     assert found is not None
                     return items.notification(found)
-                number = found["attempt_count"] + 1
-                u.set("status", value=str(Status.PROCESSING)).set("claim_token", value=token)
-                u.set("claim_expires_at", value=now + lease_seconds)
-                u.set("attempts_used", value=found["attempts_used"] + 1)
-                u.set("attempt_count", value=number).set("updated_at", value=now)
-                u.set(
-                    "attempts",
-                    str(number),
-                    value={"number": number, "provider": found["provider"], "started_at": now},
+                fresh = await self._update(
+                    key, self._take(u, found, decision), unchanged, returns="ALL_NEW"
                 )
-                u.set("GSI2PK", value=items.status_index(found["tenant"], Status.PROCESSING))
-                u.remove("GSI4PK").remove("GSI4SK").bump()
-                fresh = await self._update(key, u, unchanged, returns="ALL_NEW")
                 return items.notification(fresh)
             except Exception as exc:
-                if not is_client_error(exc, items.CONDITION_FAILED, items.TRANSACTION_CANCELED):
+                if not is_client_error(exc, *_CONTENDED):
                     raise
         raise Unavailable("notification is too contended right now")
+
+    @staticmethod
+    def _take(u: items.Update, found: Mapping[str, Any], take: lifecycle.Take) -> items.Update:
+        """The update that claims ``found`` for the attempt ``take`` numbers."""
+        u.set("status", value=str(Status.PROCESSING)).set("claim_token", value=take.token)
+        u.set("claim_expires_at", value=take.expires_at)
+        u.set("attempts_used", value=take.attempts_used)
+        u.set("attempt_count", value=take.number).set("updated_at", value=take.now)
+        u.set(
+            "attempts",
+            str(take.number),
+            value={"number": take.number, "provider": found["provider"], "started_at": take.now},
+        )
+        u.set("GSI2PK", value=items.status_index(found["tenant"], Status.PROCESSING))
+        return u.remove("GSI4PK").remove("GSI4SK").bump()
 
     async def dead_letter(self, notification_id: str, reason: str) -> bool:
         """End an unprocessable notification FAILED (see the Store port)."""
@@ -86,19 +104,19 @@ class ClaimItems(TableClient):
         for _ in range(items.MAX_CONTENTION_RETRIES):
             now = self.clock.now()
             found = await self._get(key)
-            if found is None or Status(found["status"]) in TERMINAL:
-                return True
-            if found.get("claim_token") is not None and found.get("claim_expires_at", 0) > now:
-                return False
+            state = None if found is None else lifecycle.ClaimState.of(found)
+            decision = lifecycle.decide_dead_letter(state, now)
+            if found is None or decision is not lifecycle.PoisonDecision.FAIL:
+                return decision.settled
             u = items.Update()
-            unchanged = f"{u.name('version')} = {u.value(found['version'])}"
+            unchanged = conditions.unchanged(u, found["version"])
             try:
                 await self._transact(*self._fail(u, found, reason, now, condition=unchanged))
             except Exception as exc:
-                if not is_client_error(exc, items.CONDITION_FAILED, items.TRANSACTION_CANCELED):
+                if not is_client_error(exc, *_CONTENDED):
                     raise
                 continue
-            return True
+            return decision.settled
         raise Unavailable("notification is too contended right now")
 
     async def claim_many(
@@ -166,16 +184,19 @@ class ClaimItems(TableClient):
     ) -> Completion:
         """Record an attempt's outcome and move to ``status``; only the claim holder may.
 
-        The SQS message cannot join a DynamoDB transaction: ``settle`` is left
-        to the caller (RECORDED). The sandbox's ``outbox`` delivery is put in
-        the same transaction as the outcome.
+        Whether this worker holds the claim is ``conditions.may_complete``,
+        checked by DynamoDB with the write: the claim may be taken over after
+        any read of ours. The SQS message cannot join a DynamoDB transaction:
+        ``settle`` is left to the caller (RECORDED). The sandbox's ``outbox``
+        delivery is put in the same transaction as the outcome.
         """
-        check_transition(Status.PROCESSING, status)
-        now = self.clock.now()
+        finish = lifecycle.decide_completion(
+            attempt, status=status, dead_letter_reason=dead_letter_reason, now=self.clock.now()
+        )
         u = items.Update()
         number = str(attempt.number)
         for attr, value in (
-            ("finished_at", now),
+            ("finished_at", finish.now),
             ("provider", attempt.provider),
             ("outcome", str(attempt.outcome)),
             ("error_class", attempt.error_class),
@@ -186,49 +207,52 @@ class ClaimItems(TableClient):
             ("provider_response", attempt.provider_response),
         ):
             u.set("attempts", number, attr, value=value)
-        ours = (
-            f"{u.name('status')} = {u.value(str(Status.PROCESSING))}"
-            f" AND {u.name('claim_token')} = {u.value(token)}"
-        )
+        ours = conditions.may_complete(u, token)
         key = items.notification_key(notification_id)
         delivery: tuple[dict[str, Any], ...] = ()
         if outbox is not None:
             pmid = attempt.provider_message_id or ""
-            delivery = ({"Put": await outbox_put(self, outbox, pmid, now)},)
+            delivery = ({"Put": await outbox_put(self, outbox, pmid, finish.now)},)
         try:
-            if status is Status.FAILED:
-                found = await self._get(key)
-                if found is None:
-                    return Completion.LOST
-                reason = dead_letter_reason or attempt.message or "failed"
+            found = await self._owner_of(notification_id)
+            if found is None:
+                return Completion.LOST
+            if finish.dead_letter is not None:
                 await self._transact(
-                    *self._fail(u, found, reason, now, condition=ours, provider=attempt.provider),
+                    *self._fail(
+                        u,
+                        found,
+                        finish.dead_letter,
+                        finish.now,
+                        condition=ours,
+                        provider=finish.provider,
+                    ),
                     *delivery,
                 )
                 return Completion.RECORDED
-            tenant = await self._tenant_of(notification_id)
-            if tenant is None:
-                return Completion.LOST
-            u.set("status", value=str(status)).set("provider", value=attempt.provider)
-            u.set("last_error", value=attempt.message if attempt.error_class else None)
-            u.set("finished_at", value=now if status is Status.DONE else None)
-            u.set("updated_at", value=now).set("GSI2PK", value=items.status_index(tenant, status))
+            u.set("status", value=str(finish.status)).set("provider", value=finish.provider)
+            u.set("last_error", value=finish.last_error)
+            u.set("finished_at", value=finish.finished_at).set("updated_at", value=finish.now)
+            u.set("GSI2PK", value=items.status_index(found["tenant"], finish.status))
             u.remove("claim_token").remove("claim_expires_at").bump()
             if delivery:
                 await self._transact({"Update": u.request(self.table, key, ours)}, *delivery)
             else:
                 await self._update(key, u, ours)
         except Exception as exc:
-            if is_client_error(exc, items.CONDITION_FAILED, items.TRANSACTION_CANCELED):
+            if is_client_error(exc, *_CONTENDED):
                 return Completion.LOST
             raise
         return Completion.RECORDED
 
-    async def _tenant_of(self, notification_id: str) -> str | None:
+    async def _owner_of(self, notification_id: str) -> dict[str, Any] | None:
+        """The notification's ``id`` and ``tenant`` (what writing an outcome needs)."""
         found = await self._call(
             "get_item",
             TableName=self.table,
             Key=item(items.notification_key(notification_id)),
             ProjectionExpression="tenant",
         )
-        return plain(found["Item"]).get("tenant") if "Item" in found else None
+        if "Item" not in found:
+            return None
+        return {"id": notification_id, "tenant": plain(found["Item"])["tenant"]}

@@ -12,10 +12,11 @@ import math
 from typing import Any
 
 from integration_hub.adapters import rows
-from integration_hub.adapters.aws import items
+from integration_hub.adapters.aws import conditions, items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard
+from integration_hub.domain import lifecycle
 from integration_hub.domain.errors import IdempotencyInProgress, Unavailable
 from integration_hub.domain.models import Notification
 from integration_hub.domain.status import Status
@@ -41,33 +42,22 @@ class IdempotencyItems(TableClient):
             "expires_ttl": math.ceil(now + lock_seconds),
         }
         # One conditional put reserves a new key or takes over an expired or
-        # abandoned one; DynamoDB's TTL deletion is only housekeeping.
-        condition = (
-            "attribute_not_exists(PK) OR #expires <= :now"
-            " OR (attribute_not_exists(#response) AND #locked <= :now)"
-        )
+        # abandoned one (lifecycle.key_free, stated as a condition: two requests
+        # race for a key neither has read); DynamoDB's TTL deletion is only
+        # housekeeping.
+        u = items.Update()
+        free = items.condition_params(u, conditions.key_free(u, now))
         for _ in range(items.MAX_CONTENTION_RETRIES):
             try:
-                await self._call(
-                    "put_item",
-                    TableName=self.table,
-                    Item=item(values),
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames={
-                        "#response": "response",
-                        "#expires": "expires_at",
-                        "#locked": "locked_until",
-                    },
-                    ExpressionAttributeValues=item({":now": now}),
-                )
+                await self._call("put_item", TableName=self.table, Item=item(values), **free)
             except Exception as exc:
                 if not is_client_error(exc, items.CONDITION_FAILED):
                     raise
             else:
                 return None
             held = await self._get(items.idempotency_key(tenant, key))
-            if held is None:
-                continue  # released in between: try again
+            if held is None or lifecycle.key_free(lifecycle.KeyState.of(items.Row(held)), now):
+                continue  # freed in between (released, say): try again
             return IdempotencyRecord(
                 tenant=tenant,
                 key=key,

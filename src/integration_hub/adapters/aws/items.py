@@ -95,6 +95,19 @@ class Update:
         return params
 
 
+def condition_params(update: Update, condition: str) -> dict[str, Any]:
+    """A ``ConditionExpression`` with ``update``'s placeholders, for a put or delete."""
+    params: dict[str, Any] = {
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": update.names,
+    }
+    if update.values:
+        params["ExpressionAttributeValues"] = {
+            k: tables.encode(v) for k, v in update.values.items()
+        }
+    return params
+
+
 def notification_key(notification_id: str) -> dict[str, str]:
     """The key of a notification item."""
     return {"PK": f"N#{notification_id}", "SK": "N"}

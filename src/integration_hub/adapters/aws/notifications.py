@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from integration_hub.adapters import rows
-from integration_hub.adapters.aws import items, tables
+from integration_hub.adapters.aws import conditions, items, tables
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard, seq_key
+from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Notification
-from integration_hub.domain.status import Status, check_transition
+from integration_hub.domain.status import Status
 from integration_hub.ports import DeadLetter, OutboxEntry
 
 
@@ -28,7 +29,7 @@ class NotificationItems(TableClient):
     ) -> Notification | None:
         """A notification with its attempts; ``tenant=None`` only for operators."""
         found = await self._get(items.notification_key(notification_id))
-        if found is None or (tenant is not None and found["tenant"] != tenant):
+        if found is None or not lifecycle.visible_to(tenant, found["tenant"]):
             return None
         return items.notification(found)
 
@@ -112,18 +113,18 @@ class NotificationItems(TableClient):
         """
         now = self.clock.now()
         letter = await self._get(items.dead_letter_key(notification_id))
-        if letter is None or (tenant is not None and letter["tenant"] != tenant):
+        if letter is None or not lifecycle.visible_to(tenant, letter["tenant"]):
             return None
         found = await self._get(items.notification_key(notification_id))
         if found is None:
             return None
-        check_transition(Status(found["status"]), Status.RECEIVED)
+        lifecycle.check_redrive(Status(found["status"]))
         u = items.Update().set("status", value=str(Status.RECEIVED)).set("attempts_used", value=0)
         u.set("finished_at", value=None).set("updated_at", value=now)
         u.set("GSI2PK", value=items.status_index(letter["tenant"], Status.RECEIVED))
         u.set("GSI4PK", value=pending_shard(notification_id))
         u.set("GSI4SK", value=f"{epoch_key(now)}#{notification_id}").bump()
-        unchanged = f"{u.name('version')} = {u.value(found['version'])}"
+        unchanged = conditions.unchanged(u, found["version"])
         try:
             await self._transact(
                 {

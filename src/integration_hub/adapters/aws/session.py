@@ -6,7 +6,8 @@ that mean "AWS cannot serve us right now" (connection failures, timeouts,
 throttling, 5xx, and a transaction cancelled only because its items were
 throttled or in another transaction) become ``Unavailable``; every other
 ``ClientError`` is left for the adapter, which knows what a condition failure
-means.
+means, except a refusal of the data itself (an item over the size limit), which
+becomes ``DataRejected``: permanent, never retried.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from integration_hub.domain.errors import Unavailable
+from integration_hub.domain.errors import DataRejected, Unavailable
 
 try:
     from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
@@ -60,6 +61,19 @@ TRANSIENT_CANCEL_REASONS = frozenset(
     {"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"}
 )
 
+# What a ValidationException (or a transaction item's ValidationError) says when
+# DynamoDB refuses the data itself, not the request: an item over 400 KB, a
+# number it cannot store, an empty key value. The same write fails the same way
+# every time, so it becomes DataRejected, which nobody retries. Other
+# ValidationExceptions (a malformed expression) are the adapter's bugs and stay
+# ClientErrors.
+DATA_REJECTED_MESSAGES = {
+    "item size": "an item over the size limit",
+    "number overflow": "a number out of range",
+    "significant digits": "a number with too many digits",
+    "empty string": "an empty key value",
+}
+
 _CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     boto.EndpointConnectionError,
     boto.ConnectionClosedError,
@@ -83,6 +97,27 @@ def transiently_cancelled(exc: BaseException) -> bool:
     reasons = exc.response.get("CancellationReasons") or []
     codes = {str(r.get("Code", "None")) for r in reasons}
     return bool(codes & TRANSIENT_CANCEL_REASONS) and "ConditionalCheckFailed" not in codes
+
+
+def rejected_data(exc: BaseException) -> str | None:
+    """What about the data DynamoDB refused (see DATA_REJECTED_MESSAGES), else None."""
+    if not isinstance(exc, boto.ClientError):
+        return None
+    code = error_code(exc)
+    if code == "ValidationException":
+        messages = [str(exc.response.get("Error", {}).get("Message", ""))]
+    elif code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons") or []
+        messages = [
+            str(r.get("Message", "")) for r in reasons if r.get("Code") == "ValidationError"
+        ]
+    else:
+        return None
+    for message in messages:
+        for phrase, what in DATA_REJECTED_MESSAGES.items():
+            if phrase in message.lower():
+                return what
+    return None
 
 
 def is_client_error(exc: BaseException, *codes: str) -> bool:
@@ -167,4 +202,8 @@ async def translated(what: str) -> AsyncIterator[None]:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in UNAVAILABLE_CODES or status >= 500:
             raise Unavailable(f"{what} is unavailable ({code or status})") from exc
+        refused = rejected_data(exc)
+        if refused is not None:
+            # Our words, not the service's message: it may describe the value.
+            raise DataRejected(f"{what} refused a value ({code}: {refused})") from exc
         raise

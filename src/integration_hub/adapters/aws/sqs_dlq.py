@@ -28,6 +28,7 @@ from typing import Any
 
 from integration_hub.adapters.aws.session import AwsSession, is_client_error, translated
 from integration_hub.adapters.aws.sqs import MAX_BATCH, STALE_RECEIPT_CODES, SqsQueue
+from integration_hub.domain import lifecycle
 from integration_hub.ports import PoisonMessage
 
 # Long enough to finish a sweep; if the process dies mid-sweep the messages
@@ -153,7 +154,7 @@ class SqsDeadLetters:
         try:
             async with aclosing(self._sweep(url, hidden)) as sweep:
                 async for raw in sweep:
-                    if tenant is None or _tenant(raw) == tenant:
+                    if lifecycle.visible_to(tenant, _tenant(raw)):
                         out.append(poison_message(raw))
                         if len(out) >= limit:
                             break
@@ -175,7 +176,7 @@ class SqsDeadLetters:
         try:
             async with aclosing(self._sweep(url, hidden)) as sweep:
                 async for raw in sweep:
-                    if tenant is not None and _tenant(raw) != tenant:
+                    if not lifecycle.visible_to(tenant, _tenant(raw)):
                         continue
                     if wanted is not None and raw["Body"] not in wanted:
                         continue
