@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from integration_hub.adapters.backends import kind_of
+from integration_hub.config import ConfigurationError as ConfigurationError  # re-exported
 from integration_hub.config import Settings
 from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import (
+    Backend,
     Clock,
     KeyRing,
     Outbox,
@@ -21,7 +24,6 @@ from integration_hub.ports import (
     ProviderDirectory,
     Queue,
     QueueDeadLetters,
-    SecretStore,
     Store,
     SystemClock,
 )
@@ -34,10 +36,6 @@ if TYPE_CHECKING:
     from integration_hub.adapters.metrics import MetricsExporter
 
 log = logging.getLogger(__name__)
-
-
-class ConfigurationError(Exception):
-    """The settings name something this installation cannot provide."""
 
 
 def outbound_policy(settings: Settings) -> OutboundPolicy:
@@ -69,6 +67,8 @@ class Hub:
     # What /readyz asks besides store and queue: None when the schema is
     # current, else why not (PostgreSQL: a migration this release needs is missing).
     schema_check: Callable[[], Awaitable[str | None]] | None = None
+    # The backend itself, for its maintenance (migrate, reconcile) from the CLI.
+    backend: Backend | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
@@ -92,125 +92,12 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-Backend = tuple[Store, Queue, Outbox, SecretStore]
-
-
-async def _sqlite_backend(settings: Settings, clock: Clock) -> Backend:
-    from integration_hub.adapters.sqlite.credentials import SqliteCredentials
-    from integration_hub.adapters.sqlite.database import SqliteDatabase, path_from_url
-    from integration_hub.adapters.sqlite.queue import SqliteOutbox, SqliteQueue
-    from integration_hub.adapters.sqlite.store import SqliteStore
-
-    db = SqliteDatabase(
-        path_from_url(settings.database_url),
-        clock=clock,
-        busy_timeout_ms=round(settings.sqlite_busy_timeout_seconds * 1000),
-    )
-    await db.migrate()
-    return SqliteStore(db), SqliteQueue(db), SqliteOutbox(db), SqliteCredentials(db)
-
-
-async def _postgres_backend(settings: Settings, clock: Clock) -> Backend:
-    try:
-        from integration_hub.adapters.postgres.database import PostgresDatabase, migrations
-    except ModuleNotFoundError as exc:
-        if exc.name != "asyncpg":
-            raise
-        raise ConfigurationError(
-            "IHUB_DATABASE_URL names PostgreSQL, which needs asyncpg:"
-            " pip install 'integration-hub[postgres]'"
-        ) from None
-    from integration_hub.adapters.postgres.credentials import PostgresCredentials
-    from integration_hub.adapters.postgres.queue import PostgresOutbox, PostgresQueue
-    from integration_hub.adapters.postgres.store import PostgresStore
-
-    db = PostgresDatabase(
-        settings.database_url,
-        clock=clock,
-        max_size=settings.database_pool_size,
-        timeout=settings.database_timeout_seconds,
-    )
-    await db.open()
-    try:
-        if settings.auto_migrate:
-            await db.migrate()
-        else:
-            version, needed = await db.schema_version(), migrations()[-1].version
-            if version < needed:
-                raise ConfigurationError(
-                    f"the database schema is at version {version} and this release needs"
-                    f" {needed}: run `ihub migrate` (or set IHUB_AUTO_MIGRATE=true)"
-                )
-    except BaseException:
-        await db.close()
-        raise
-    return PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
-
-
-def _postgres_schema_check(store: Store) -> Callable[[], Awaitable[str | None]]:
-    from integration_hub.adapters.postgres.database import migrations
-    from integration_hub.adapters.postgres.store import PostgresStore
-
-    assert isinstance(store, PostgresStore)
-    db, needed = store.db, migrations()[-1].version
-
-    async def check() -> str | None:
-        version = await db.schema_version()
-        if version < needed:
-            return f"the schema is at version {version}, this release needs {needed}: ihub migrate"
-        return None
-
-    return check
-
-
-async def _aws_backend(settings: Settings, clock: Clock) -> Backend:
-    """``dynamodb://<table-prefix>?queue=<url or name>&region=…&endpoint=…`` (docs/aws.md)."""
-    import os
-    from urllib.parse import parse_qs, urlsplit
-
-    try:
-        from integration_hub.adapters.aws.session import AwsConfig, AwsSession
-    except ImportError:
-        raise ConfigurationError(
-            "IHUB_DATABASE_URL names DynamoDB, which needs aiobotocore:"
-            " pip install 'integration-hub[aws]'"
-        ) from None
-    from integration_hub.adapters.aws import tables
-    from integration_hub.adapters.aws.dynamodb import DynamoStore
-    from integration_hub.adapters.aws.sqs import SqsQueue
-
-    url = urlsplit(settings.database_url)
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-    prefix = url.netloc or url.path.lstrip("/")
-    if not prefix or not query.get("queue"):
-        raise ConfigurationError(
-            "IHUB_DATABASE_URL for DynamoDB is dynamodb://<table-prefix>?queue=<SQS queue URL"
-            " or name>[&region=…][&endpoint=…]"
-        )
-    region = query.get("region") or settings.aws_region or os.environ.get("AWS_REGION")
-    session = AwsSession(
-        AwsConfig(
-            region=region or "us-east-1",
-            endpoint_url=query.get("endpoint") or settings.aws_endpoint_url,
-        )
-    )
-    name = tables.table_name(prefix)
-    if settings.auto_migrate and (query.get("endpoint") or settings.aws_endpoint_url):
-        # Local development (moto_server): create the table; on AWS it comes from CDK.
-        await tables.ensure_table(session, name)
-    store = DynamoStore(session, name, clock=clock)
-    return store, SqsQueue(session, query["queue"], clock=clock), store, store
-
-
 def master_key_path(settings: Settings) -> Path | None:
     """Where the master key file is: configured, or beside the SQLite file."""
     if settings.master_key_file:
         return Path(settings.master_key_file)
-    if settings.database_url.startswith("sqlite:"):
-        from integration_hub.adapters.sqlite.database import path_from_url
-
-        return path_from_url(settings.database_url).with_suffix(".master.key")
-    return None
+    database = kind_of(settings.database_url).local_file()
+    return database.with_suffix(".master.key") if database is not None else None
 
 
 def keyring(settings: Settings) -> KeyRing:
@@ -237,7 +124,8 @@ def keyring(settings: Settings) -> KeyRing:
         )
     key_file = KeyFile(path)
     if not key_file.exists():
-        if settings.master_key_file or not settings.database_url.startswith("sqlite:"):
+        embedded = kind_of(settings.database_url).local_file() is not None
+        if settings.master_key_file or not embedded:
             raise KeyRingError(f"the master key file {path} does not exist")
         if key_file.create_if_absent():
             log.warning(
@@ -274,10 +162,8 @@ def journal_directory(settings: Settings) -> Path:
     """Where this machine's workers keep their outcome journal."""
     if settings.worker_journal_dir:
         return Path(settings.worker_journal_dir)
-    if settings.database_url.lower().startswith("sqlite:"):
-        from integration_hub.adapters.sqlite.database import path_from_url
-
-        database = path_from_url(settings.database_url)
+    database = kind_of(settings.database_url).local_file()
+    if database is not None:
         return database.with_name(database.name + ".outcomes")
     return Path("ihub-outcomes")
 
@@ -302,19 +188,8 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     """Open the backend named by ``settings.database_url`` and wire the services."""
     clock = clock or SystemClock()
     check_metrics_directory()
-    scheme = settings.database_url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
-        store, queue, outbox, credentials = await _sqlite_backend(settings, clock)
-    elif scheme in ("postgres", "postgresql"):
-        store, queue, outbox, credentials = await _postgres_backend(settings, clock)
-    elif scheme == "dynamodb":
-        store, queue, outbox, credentials = await _aws_backend(settings, clock)
-    else:
-        raise ConfigurationError(
-            f"unsupported IHUB_DATABASE_URL scheme {scheme!r}: use sqlite:///path/to/file.db"
-            " or postgresql://user@host:5432/database"
-            " or dynamodb://<table-prefix>?queue=<SQS queue>"
-        )
+    backend = await kind_of(settings.database_url).open(settings, clock)
+    store, queue, credentials = backend.store, backend.queue, backend.secrets
 
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
     from integration_hub.adapters.providers.registry import ProviderRegistry
@@ -355,43 +230,21 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         ),
         metrics=exporter.metrics,
     )
-    queue_dead_letters: QueueDeadLetters | None = None
-    if scheme == "sqlite":
-        from integration_hub.adapters.sqlite import retention as sqlite_retention
-
-        purge_backend = sqlite_retention.purge
-    elif scheme == "dynamodb":
-        from integration_hub.adapters.aws import dynamodb as aws_retention
-        from integration_hub.adapters.aws.sqs import SqsQueue
-        from integration_hub.adapters.aws.sqs_dlq import SqsDeadLetters
-
-        purge_backend = aws_retention.purge
-        if isinstance(queue, SqsQueue):
-            queue_dead_letters = SqsDeadLetters.of(queue)
-    else:
-        from integration_hub.adapters.postgres import retention as pg_retention
-
-        purge_backend = pg_retention.purge
-
-    schema_check = _postgres_schema_check(store) if scheme in ("postgres", "postgresql") else None
-
-    async def purge(older_than_seconds: float) -> dict[str, int]:
-        return await purge_backend(store, older_than_seconds=older_than_seconds)
-
     return Hub(
         settings,
         clock,
         store,
         queue,
-        outbox,
+        backend.outbox,
         sealed,
         providers,
         ingest,
         dispatcher,
         tenants,
         ApiKeyCache(store, clock, settings.tenant_cache_seconds),
-        purge,
-        queue_dead_letters,
+        backend.purge,
+        backend.queue_dead_letters,
         metrics=exporter,
-        schema_check=schema_check,
+        schema_check=backend.schema_problem,
+        backend=backend,
     )

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from integration_hub.domain import outbound
 
 
+class ConfigurationError(Exception):
+    """The settings name something this installation cannot provide."""
+
+
 class Settings(BaseSettings):
     """Every knob of the hub; the README's configuration table lists them."""
 

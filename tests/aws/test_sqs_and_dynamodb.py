@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from integration_hub.adapters.aws import dynamodb
 from integration_hub.adapters.aws.dynamodb import DynamoStore
 from integration_hub.adapters.aws.session import AwsConfig, AwsSession
 from integration_hub.adapters.aws.sqs import message_from_lambda_record
@@ -112,6 +111,7 @@ async def test_a_purge_forgets_old_finished_notifications_and_expired_keys(
     aws: Backend,
 ) -> None:
     store = aws.store
+    assert isinstance(store, DynamoStore)
     old, unfinished, recent = (notification(clock=aws.clock) for _ in range(3))
     for n in (old, unfinished, recent):
         await accept(aws, n)
@@ -128,7 +128,7 @@ async def test_a_purge_forgets_old_finished_notifications_and_expired_keys(
         )
         if n is old:
             aws.clock.advance(100)
-    counts = await dynamodb.purge(store, older_than_seconds=50)
+    counts = await store.purge(50)
     assert counts == {
         "notifications": 1,
         "attempts": 1,
@@ -141,4 +141,4 @@ async def test_a_purge_forgets_old_finished_notifications_and_expired_keys(
     assert [d.notification_id for d in await store.list_dead_letters(None)] == [recent.id]
     assert await store.get_notification(None, unfinished.id) is not None
     aws.clock.advance(3600)
-    assert (await dynamodb.purge(store, older_than_seconds=10**6))["idempotency_keys"] == 3
+    assert (await store.purge(10**6))["idempotency_keys"] == 3

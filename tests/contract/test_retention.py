@@ -11,12 +11,16 @@ from support import Backend, accept, notification
 async def purge(backend: Backend, older_than_seconds: float) -> dict[str, int]:
     """The backend's own purge."""
     if backend.name == "postgres":
-        from integration_hub.adapters.postgres import retention as pg_retention
+        from integration_hub.adapters.postgres.retention import purge_database as pg_purge
+        from integration_hub.adapters.postgres.store import PostgresStore
 
-        return await pg_retention.purge(backend.store, older_than_seconds=older_than_seconds)
-    from integration_hub.adapters.sqlite import retention as sqlite_retention
+        assert isinstance(backend.store, PostgresStore)
+        return await pg_purge(backend.store.db, older_than_seconds=older_than_seconds)
+    from integration_hub.adapters.sqlite.retention import purge_database
+    from integration_hub.adapters.sqlite.store import SqliteStore
 
-    return await sqlite_retention.purge(backend.store, older_than_seconds=older_than_seconds)
+    assert isinstance(backend.store, SqliteStore)
+    return await purge_database(backend.store.db, older_than_seconds=older_than_seconds)
 
 
 async def finish(backend: Backend, n: Notification, status: Status) -> None:

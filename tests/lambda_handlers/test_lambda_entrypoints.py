@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from integration_hub.config import ConfigurationError
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service.tenants import create_tenant
 from support import api_gateway_event
@@ -127,5 +128,5 @@ def test_the_reconcile_handler_refuses_a_backend_that_enqueues_in_its_transactio
     lambda_env: str,
 ) -> None:
     # SQLite commits the notification and its queue entry together: nothing to repair.
-    with pytest.raises(TypeError, match="not a DynamoDB store"):
+    with pytest.raises(ConfigurationError, match="only the DynamoDB backend needs a reconciler"):
         aws_lambda.reconcile_handler({"source": "aws.events"}, None)

@@ -25,7 +25,7 @@ from typing import Any
 
 from integration_hub import tracing
 from integration_hub.bootstrap import Hub, build_hub
-from integration_hub.config import Settings
+from integration_hub.config import ConfigurationError, Settings
 from integration_hub.entrypoints.observability import Observability, setup
 from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Dispatcher, Result
@@ -124,13 +124,15 @@ def worker_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def reconcile_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Scheduled event -> re-enqueue what an SQS send lost; how many (DynamoDB only)."""
-    from integration_hub.adapters.aws.reconciler import reconcile
-
     hub = _hub("lambda-reconcile")
+    assert hub.backend is not None
     try:
         sent = _loop().run_until_complete(
-            reconcile(hub.store, hub.queue, older_than_seconds=hub.settings.reconcile_after_seconds)
+            hub.backend.reconcile(hub.settings.reconcile_after_seconds)
         )
     finally:
         _flush()
+    if sent is None:
+        # SQLite and PostgreSQL enqueue in the transaction that accepts: nothing to repair.
+        raise ConfigurationError("only the DynamoDB backend needs a reconciler")
     return {"reenqueued": sent}

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from integration_hub.bootstrap import ConfigurationError, Hub
+from integration_hub.bootstrap import Hub
 from integration_hub.config import Settings
 from integration_hub.entrypoints import cli_dlq, cli_tenants
 from integration_hub.entrypoints.api.schemas import OperatorNotificationView
@@ -167,32 +167,19 @@ def outbox(
     with_hub(settings_for(database), run)
 
 
-def _is_postgres(settings: Settings) -> bool:
-    return settings.database_url.split(":", 1)[0].lower() in ("postgres", "postgresql")
-
-
 @app.command()
 def migrate(database: Database = None) -> None:
     """Create or upgrade the database schema and print its version."""
 
-    async def run(hub: Hub) -> int:
-        if _is_postgres(hub.settings):
-            from integration_hub.adapters.postgres.store import PostgresStore
-
-            if not isinstance(hub.store, PostgresStore):
-                raise ConfigurationError(f"not a PostgreSQL store: {type(hub.store).__name__}")
-            return await hub.store.db.migrate()
-        from importlib import resources
-
-        # SQLite applies every packaged script (each idempotent) when it opens,
-        # so its schema is at the newest one.
-        scripts = resources.files("integration_hub.adapters.sqlite").joinpath("migrations")
-        return max(
-            int(f.name.split("_", 1)[0]) for f in scripts.iterdir() if f.name.endswith(".sql")
-        )
+    async def run(hub: Hub) -> int | None:
+        assert hub.backend is not None
+        return await hub.backend.migrate()
 
     # Opening the hub migrates: SQLite always, PostgreSQL when told to here.
     version = with_hub(settings_for(database, auto_migrate=True), run)
+    if version is None:
+        console.print("nothing to migrate: this backend's tables come from its deployment")
+        return
     console.print(f"schema version: {version}")
 
 
@@ -243,18 +230,17 @@ def reconcile(
 ) -> None:
     """DynamoDB: re-enqueue notifications an SQS send lost (the scheduled reconciler, once)."""
     settings = settings_for(database)
-    if settings.database_url.split(":", 1)[0].lower() != "dynamodb":
+    seconds = settings.reconcile_after_seconds if older_than is None else older_than
+
+    async def run(hub: Hub) -> int | None:
+        assert hub.backend is not None
+        return await hub.backend.reconcile(seconds)
+
+    sent = with_hub(settings, run)
+    if sent is None:
         # SQLite and PostgreSQL enqueue in the transaction that accepts.
         err.print("only the DynamoDB backend needs a reconciler")
         raise typer.Exit(2)
-    seconds = settings.reconcile_after_seconds if older_than is None else older_than
-
-    async def run(hub: Hub) -> int:
-        from integration_hub.adapters.aws.reconciler import reconcile as reconcile_now
-
-        return await reconcile_now(hub.store, hub.queue, older_than_seconds=seconds)
-
-    sent = with_hub(settings, run)
     if as_json:
         typer.echo(json.dumps({"reenqueued": sent}))
         return

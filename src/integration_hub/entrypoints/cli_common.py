@@ -9,8 +9,8 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from integration_hub.bootstrap import ConfigurationError, Hub, build_hub
-from integration_hub.config import Settings
+from integration_hub.bootstrap import Hub, build_hub
+from integration_hub.config import ConfigurationError, Settings
 from integration_hub.domain.errors import HubError
 
 T = TypeVar("T")

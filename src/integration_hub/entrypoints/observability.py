@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from integration_hub.bootstrap import ConfigurationError
-from integration_hub.config import Settings
+from integration_hub.config import ConfigurationError, Settings
 from integration_hub.entrypoints import logs
 
 if TYPE_CHECKING:

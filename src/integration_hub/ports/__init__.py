@@ -8,6 +8,10 @@ service names the part it uses. Every name is importable from here.
 
 from __future__ import annotations
 
+from integration_hub.ports.backend import (
+    Backend,
+    BackendKind,
+)
 from integration_hub.ports.clock import (
     Clock,
     SystemClock,
@@ -58,6 +62,8 @@ from integration_hub.ports.store import (
 )
 
 __all__ = [
+    "Backend",
+    "BackendKind",
     "ClaimRequest",
     "ClaimStore",
     "Clock",

@@ -17,7 +17,6 @@ from integration_hub.adapters.aws.notifications import NotificationItems
 from integration_hub.adapters.aws.retention import RetentionItems
 from integration_hub.adapters.aws.secrets import SecretItems
 from integration_hub.adapters.aws.tenants import TenantItems
-from integration_hub.ports import Store
 
 
 class DynamoStore(
@@ -28,12 +27,3 @@ class DynamoStore(
     async def close(self) -> None:
         """Close the AWS clients (shared with the SQS queue)."""
         await self.session.close()
-
-
-async def purge(
-    store: Store, *, older_than_seconds: float, batch_size: int = 1000
-) -> dict[str, int]:
-    """Retention on DynamoDB (see ``DynamoStore.purge``); ``batch_size`` items per Scan page."""
-    if not isinstance(store, DynamoStore):
-        raise TypeError(f"not a DynamoDB store: {type(store).__name__}")
-    return await store.purge(older_than_seconds, page_size=batch_size)

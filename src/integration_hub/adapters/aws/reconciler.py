@@ -17,17 +17,15 @@ import logging
 
 from integration_hub import tracing
 from integration_hub.adapters.aws.dynamodb import DynamoStore
-from integration_hub.ports import Queue, Store
+from integration_hub.ports import Queue
 
 log = logging.getLogger(__name__)
 
 
 async def reconcile(
-    store: Store, queue: Queue, *, older_than_seconds: float, limit: int = 1000
+    store: DynamoStore, queue: Queue, *, older_than_seconds: float, limit: int = 1000
 ) -> int:
     """Re-enqueue notifications RECEIVED for longer than ``older_than_seconds``; how many."""
-    if not isinstance(store, DynamoStore):
-        raise TypeError(f"not a DynamoDB store: {type(store).__name__}")
     stale = await store.list_received(
         older_than=store.clock.now() - older_than_seconds, limit=limit
     )

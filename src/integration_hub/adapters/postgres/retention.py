@@ -10,8 +10,6 @@ holds right now are skipped and left for the next run.
 from __future__ import annotations
 
 from integration_hub.adapters.postgres.database import PostgresDatabase
-from integration_hub.adapters.postgres.store import PostgresStore
-from integration_hub.ports import Store
 
 PURGE_FINISHED = """
 WITH doomed AS MATERIALIZED (
@@ -58,21 +56,10 @@ WHERE k.tenant = doomed.tenant AND k.key = doomed.key
 COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
 
 
-async def purge(
-    store: Store, *, older_than_seconds: float, batch_size: int = 1000
-) -> dict[str, int]:
-    """Delete what finished more than ``older_than_seconds`` ago; rows deleted per table."""
-    if not isinstance(store, PostgresStore):
-        raise TypeError(f"not a PostgreSQL store: {type(store).__name__}")
-    return await purge_database(
-        store.db, older_than_seconds=older_than_seconds, batch_size=batch_size
-    )
-
-
 async def purge_database(
     db: PostgresDatabase, *, older_than_seconds: float, batch_size: int = 1000
 ) -> dict[str, int]:
-    """As ``purge``, on a database."""
+    """Delete what finished more than ``older_than_seconds`` ago; rows deleted per table."""
     now = db.clock.now()
     cutoff = now - older_than_seconds
     counts = dict.fromkeys(COUNTS, 0)

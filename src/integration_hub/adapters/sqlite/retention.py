@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlite3
 
 from integration_hub.adapters.sqlite.database import SqliteDatabase
-from integration_hub.adapters.sqlite.store import SqliteStore
-from integration_hub.ports import Store
 
 COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
 
@@ -27,21 +25,10 @@ _DEPENDENTS = (
 )
 
 
-async def purge(
-    store: Store, *, older_than_seconds: float, batch_size: int = 500
-) -> dict[str, int]:
-    """Delete what finished more than ``older_than_seconds`` ago; rows deleted per table."""
-    if not isinstance(store, SqliteStore):
-        raise TypeError(f"not a SQLite store: {type(store).__name__}")
-    return await purge_database(
-        store.db, older_than_seconds=older_than_seconds, batch_size=batch_size
-    )
-
-
 async def purge_database(
     db: SqliteDatabase, *, older_than_seconds: float, batch_size: int = 500
 ) -> dict[str, int]:
-    """As ``purge``, on a database."""
+    """Delete what finished more than ``older_than_seconds`` ago; rows deleted per table."""
     now = db.clock.now()
     cutoff = now - older_than_seconds
     counts = dict.fromkeys(COUNTS, 0)
