@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from exposition import families, label_values, value
 from hubs import BACKENDS, HubProcesses, free_port, make_hub, payload, wait_terminal

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer

@@ -49,7 +49,7 @@ class MotoAws:
         the server (a client left to the garbage collector leaks its sockets)."""
         if service in self._clients:
             return self._clients[service]
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         self._clients[service] = client = boto3.client(
             service,

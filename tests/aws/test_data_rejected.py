@@ -4,7 +4,7 @@ an outage, never retried; other ValidationExceptions stay the adapter's bugs."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from integration_hub.adapters.aws.session import translated
 from integration_hub.domain.errors import DataRejected, Unavailable

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from aws.motoserver import FAKE_KEY, REGION, MotoAws
 from integration_hub.entrypoints import aws_lambda, cli
@@ -66,10 +65,10 @@ def lambda_on_moto(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> Iterat
 def admin(method: str, path: str, body: object = None) -> tuple[int, Any]:
     """An admin API call through the API handler: status and JSON body."""
     response = aws_lambda.api_handler(api_gateway_event(method, path, ADMIN_TOKEN, body), None)
-    body = response["body"]
+    raw: str | bytes = response["body"]
     if response.get("isBase64Encoded"):  # Mangum encodes problem+json as binary
-        body = base64.b64decode(body)
-    return response["statusCode"], json.loads(body) if body else None
+        raw = base64.b64decode(raw)
+    return response["statusCode"], json.loads(raw) if raw else None
 
 
 def ihub(*args: str) -> Result:

@@ -12,17 +12,23 @@ from integration_hub.adapters.aws.reconciler import reconcile
 from integration_hub.adapters.aws.sqs import SqsQueue
 from integration_hub.domain.models import Attempt, Outcome, from_epoch
 from integration_hub.domain.status import Status
+from integration_hub.ports import Queue
 from support import Backend, ManualClock, notification, tenant
+
+
+def dynamo(aws: Backend) -> DynamoStore:
+    """The backend's store as what it is here: the reconciler reads DynamoDB's index."""
+    assert isinstance(aws.store, DynamoStore)
+    return aws.store
 
 
 def broken_queue(aws: Backend) -> SqsQueue:
     """The same queue URL with a typo: every send fails, as in an outage."""
-    assert isinstance(aws.store, DynamoStore)
     assert isinstance(aws.queue, SqsQueue)
-    return SqsQueue(aws.store.session, aws.queue.queue + "-missing", clock=aws.clock)
+    return SqsQueue(dynamo(aws).session, aws.queue.queue + "-missing", clock=aws.clock)
 
 
-async def accept_with(aws: Backend, queue: SqsQueue, n_tenant: str = "acme") -> str:
+async def accept_with(aws: Backend, queue: Queue, n_tenant: str = "acme") -> str:
     """Accept one notification as the ingest service does, sending through ``queue``."""
     n = notification(n_tenant, clock=aws.clock)
     reservation = secrets.token_hex(4)
@@ -43,14 +49,14 @@ async def test_a_notification_whose_send_failed_is_enqueued_by_the_reconciler(
     assert lost.status is Status.RECEIVED
     assert await aws.queue.receive(10, visibility_timeout=30) == []
 
-    assert await reconcile(aws.store, aws.queue, older_than_seconds=60) == 0  # too recent
+    assert await reconcile(dynamo(aws), aws.queue, older_than_seconds=60) == 0  # too recent
     aws.clock.advance(61)
-    assert await reconcile(aws.store, aws.queue, older_than_seconds=60) == 1
+    assert await reconcile(dynamo(aws), aws.queue, older_than_seconds=60) == 1
 
     got = await aws.queue.receive(10, visibility_timeout=30)
     assert [(m.notification_id, m.tenant) for m in got] == [(lost.id, "acme")]
     # The next run leaves it alone for another period.
-    assert await reconcile(aws.store, aws.queue, older_than_seconds=60) == 0
+    assert await reconcile(dynamo(aws), aws.queue, older_than_seconds=60) == 0
 
 
 async def test_claimed_and_fresh_notifications_are_not_re_enqueued(aws: Backend) -> None:
@@ -59,7 +65,7 @@ async def test_claimed_and_fresh_notifications_are_not_re_enqueued(aws: Backend)
     await accept_with(aws, aws.queue)  # recent
     await aws.store.claim(claimed, "t1", lease_seconds=30, max_attempts=5)
     aws.clock.advance(40)
-    assert await reconcile(aws.store, aws.queue, older_than_seconds=60) == 0
+    assert await reconcile(dynamo(aws), aws.queue, older_than_seconds=60) == 0
 
 
 async def test_a_redrive_whose_send_failed_is_enqueued_by_the_reconciler(aws: Backend) -> None:
@@ -75,7 +81,7 @@ async def test_a_redrive_whose_send_failed_is_enqueued_by_the_reconciler(aws: Ba
     with pytest.raises(Exception, match=r"NonExistentQueue|does not exist"):
         await broken_queue(aws).enqueue(nid, "acme")
     aws.clock.advance(61)
-    assert await reconcile(aws.store, aws.queue, older_than_seconds=60) == 1
+    assert await reconcile(dynamo(aws), aws.queue, older_than_seconds=60) == 1
     got = await aws.queue.receive(10, visibility_timeout=30)
     assert [m.notification_id for m in got] == [nid]
 

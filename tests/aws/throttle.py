@@ -93,6 +93,9 @@ def error_body(code: str, request: dict[str, Any]) -> bytes:
 
 def _handler(upstream: str, throttle: Throttle) -> type[BaseHTTPRequestHandler]:
     target = urllib.parse.urlsplit(upstream)
+    if target.hostname is None:
+        raise ValueError(f"upstream {upstream!r} names no host")
+    host: str = target.hostname
 
     class Forward(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -110,7 +113,7 @@ def _handler(upstream: str, throttle: Throttle) -> type[BaseHTTPRequestHandler]:
                 if code is not None:
                     self._answer(400, error_body(code, json.loads(body or b"{}")))
                     return
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn = http.client.HTTPConnection(host, target.port, timeout=60)
             try:
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in SKIPPED_HEADERS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from obs_support import Hubs, settings
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -19,6 +19,7 @@ from aws.motoserver import MotoAws, start_moto
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.entrypoints.api import create_app
 from integration_hub.service.tenants import create_tenant
+from observability.obs_support import Hubs, settings
 
 
 class Gate(SpanProcessor):
@@ -109,7 +110,7 @@ async def hubs(database_url: str) -> AsyncIterator[Hubs]:
             await api.close()
 
 
-def _app(hub: Hub) -> object:
+def _app(hub: Hub) -> FastAPI:
     app = create_app(hub=hub)
     app.state.hub = hub  # no lifespan under ASGITransport
     return app

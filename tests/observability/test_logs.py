@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import structlog
-from obs_support import SECRET_BODY, SECRET_EMAIL, SECRET_PHONE, SECRET_SUBJECT, Hubs
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from integration_hub import tracing
 from integration_hub.domain.routing import Channel
 from integration_hub.entrypoints import logs
+from observability.obs_support import SECRET_BODY, SECRET_EMAIL, SECRET_PHONE, SECRET_SUBJECT, Hubs
 
 Lines = Callable[[], list[dict[str, Any]]]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from obs_collector import Collector, collector
-from obs_support import SECRET_EMAIL, SECRET_PHONE, payload
 
 from hubs import BACKENDS, HubProcesses, make_hub, wait_terminal
+from observability.obs_collector import Collector, collector
+from observability.obs_support import SECRET_EMAIL, SECRET_PHONE, payload
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(180)]
 

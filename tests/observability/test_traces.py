@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from obs_support import (
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from integration_hub.domain.status import Status
+from integration_hub.service import redrive
+from observability.obs_support import (
     SECRET_BODY,
     SECRET_EMAIL,
     SECRET_PHONE,
@@ -12,13 +19,6 @@ from obs_support import (
     only,
     parent_id,
 )
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
-
-from integration_hub.domain.status import Status
-from integration_hub.service import redrive
 
 
 async def test_one_trace_covers_the_request_the_accept_the_attempt_and_the_provider_call(

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from obs_support import SECRET_BODY, SECRET_EMAIL, named, only, parent_id, payload
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
@@ -18,6 +17,7 @@ from aws.motoserver import FAKE_KEY, REGION, MotoAws
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service import redrive
 from integration_hub.service.tenants import create_tenant
+from observability.obs_support import SECRET_BODY, SECRET_EMAIL, named, only, parent_id, payload
 from support import ManualClock, api_gateway_event
 
 

@@ -150,7 +150,7 @@ class CountingController(Controller):
 
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(hang_up)
-        super().stop(no_assert=no_assert)  # type: ignore[no-untyped-call]
+        super().stop(no_assert=no_assert)
 
 
 class SmtpServer:

@@ -14,11 +14,11 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from moto.server import ThreadedMotoServer
 
+from integration_hub.adapters.providers import registry
 from integration_hub.adapters.providers.ses import SesProvider, SesSettings, classify
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.domain.outbound import OutboundPolicy
-from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
 from .fake_dns import dns
@@ -65,7 +65,8 @@ def sender(moto_url: str) -> str:
     return address
 
 
-def settings_for(url: str, sender: str, **overrides: object) -> SesSettings:
+def config_for(url: str, sender: str, **overrides: object) -> dict[str, object]:
+    """The ``ses`` provider configuration that sends through moto at ``url``."""
     values: dict[str, object] = {
         "from_address": sender,
         "region": REGION,
@@ -76,7 +77,11 @@ def settings_for(url: str, sender: str, **overrides: object) -> SesSettings:
         "read_timeout": 2.0,
     }
     values.update(overrides)
-    return SesSettings.model_validate(values)
+    return values
+
+
+def settings_for(url: str, sender: str, **overrides: object) -> SesSettings:
+    return SesSettings.model_validate(config_for(url, sender, **overrides))
 
 
 @pytest.fixture
@@ -118,9 +123,23 @@ async def test_ses_delivers_and_moto_records_the_message(
     assert recorded["body"] == "Hello Ana"
 
 
-async def test_ses_provider_satisfies_the_provider_port(provider: SesProvider) -> None:
-    port: Provider = provider
-    assert port.name == "ses"
+async def test_ses_built_by_the_registry_from_its_config_sends_and_checks(
+    moto_url: str, sender: str
+) -> None:
+    # As the hub builds it: by name, from the tenant's stored configuration.
+    port = registry.build("ses", config_for(moto_url, sender), LOCAL_OUTBOUND)
+    try:
+        assert isinstance(port, SesProvider)
+        assert port.name == "ses"
+        sent = await port.send(mail("ana@example.org", "Built from its configuration"))
+        check = await port.check()
+    finally:
+        await port.close()
+    assert isinstance(sent, Delivered)
+    [recorded] = [m for m in await sent_messages(moto_url) if m["id"] == sent.provider_message_id]
+    assert recorded["source"] == sender
+    assert recorded["body"] == "Built from its configuration"
+    assert check.ok, check.detail
 
 
 async def test_ses_html_body_is_sent_when_metadata_has_it(

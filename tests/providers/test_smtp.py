@@ -10,11 +10,11 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from integration_hub.adapters.providers import registry
 from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings, classify
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.domain.outbound import OutboundPolicy
-from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
@@ -45,7 +45,8 @@ def starttls_server(certificate: Certificate) -> Iterator[SmtpServer]:
     server.stop()
 
 
-def settings_for(server: SmtpServer, **overrides: object) -> SmtpSettings:
+def config_for(server: SmtpServer, **overrides: object) -> dict[str, object]:
+    """The ``smtp`` provider configuration that sends to ``server``."""
     values: dict[str, object] = {
         "host": "127.0.0.1",
         "port": server.port,
@@ -55,7 +56,11 @@ def settings_for(server: SmtpServer, **overrides: object) -> SmtpSettings:
         "timeout": 2.0,
     }
     values.update(overrides)
-    return SmtpSettings.model_validate(values)
+    return values
+
+
+def settings_for(server: SmtpServer, **overrides: object) -> SmtpSettings:
+    return SmtpSettings.model_validate(config_for(server, **overrides))
 
 
 @pytest.fixture
@@ -110,9 +115,22 @@ async def test_smtp_plain_delivery_arrives_with_headers_and_both_bodies(
     assert html.get_content().strip() == "<p>Hello <b>Ana</b></p>"
 
 
-async def test_smtp_provider_satisfies_the_provider_port(plain: SmtpProvider) -> None:
-    port: Provider = plain
-    assert port.name == "smtp"
+async def test_smtp_built_by_the_registry_from_its_config_sends_and_checks(
+    plain_server: SmtpServer,
+) -> None:
+    # As the hub builds it: by name, from the tenant's stored configuration.
+    port = registry.build("smtp", config_for(plain_server), LOCAL_OUTBOUND)
+    try:
+        assert isinstance(port, SmtpProvider)
+        assert port.name == "smtp"
+        sent = await port.send(mail("ana@example.org", "Built from its configuration"))
+        check = await port.check()
+    finally:
+        await port.close()
+    assert isinstance(sent, Delivered)
+    [received] = plain_server.messages
+    assert received.rcpt_tos == ["ana@example.org"]
+    assert check.ok, check.detail
 
 
 async def test_smtp_text_only_message_is_not_multipart(
@@ -447,7 +465,9 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, name: str, address: str) -> None:
     loop = asyncio.get_running_loop()
     real = loop.getaddrinfo
 
-    async def getaddrinfo(host: object, port: object, **kwargs: Any) -> Any:
+    async def getaddrinfo(
+        host: bytes | str | None, port: bytes | str | int | None, **kwargs: Any
+    ) -> Any:
         return await real(address if host == name else host, port, **kwargs)
 
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)

@@ -11,12 +11,12 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from integration_hub.adapters.providers import registry
 from integration_hub.adapters.providers.http import HttpOptions, build_session, transport_failure
 from integration_hub.adapters.providers.twilio import TwilioProvider, TwilioSettings
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome
 from integration_hub.domain.outbound import OutboundPolicy
-from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
 from .fake_dns import dns
@@ -79,9 +79,22 @@ async def test_twilio_body_is_one_urlencoded_form_with_any_characters_intact(
     assert int(request.headers["Content-Length"]) == len(request.body)
 
 
-async def test_twilio_provider_satisfies_the_provider_port(provider: TwilioProvider) -> None:
-    port: Provider = provider
-    assert port.name == "twilio"
+async def test_twilio_built_by_the_registry_from_its_config_sends_and_checks(
+    twilio: FakeTwilio,
+) -> None:
+    # As the hub builds it: by name, from the tenant's stored configuration.
+    port = registry.build("twilio", twilio.credentials(), LOCAL_OUTBOUND)
+    try:
+        assert isinstance(port, TwilioProvider)
+        assert port.name == "twilio"
+        sent = await port.send(sms("+15551234567", "Built from its configuration"))
+        check = await port.check()
+    finally:
+        await port.close()
+    assert isinstance(sent, Delivered)
+    assert sent.provider_message_id == twilio.messages[0]["sid"]
+    assert twilio.messages[0]["body"] == "Built from its configuration"
+    assert check.ok, check.detail
 
 
 async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> None:

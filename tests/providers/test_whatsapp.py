@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
+from integration_hub.adapters.providers import registry
 from integration_hub.adapters.providers.http import HttpOptions
 from integration_hub.adapters.providers.whatsapp import WhatsAppProvider, WhatsAppSettings
 from integration_hub.domain.delivery import Delivered, PermanentFailure, TransientFailure
 from integration_hub.domain.models import Outcome, Recipient
 from integration_hub.domain.routing import Channel
-from integration_hub.ports import Provider
 from support import LOCAL_OUTBOUND
 
 from .fake_http import unused_port
@@ -28,7 +28,8 @@ async def meta() -> AsyncIterator[FakeWhatsApp]:
         yield fake
 
 
-def settings_for(fake: FakeWhatsApp, **overrides: object) -> WhatsAppSettings:
+def config_for(fake: FakeWhatsApp, **overrides: object) -> dict[str, object]:
+    """The ``whatsapp_cloud`` provider configuration that sends to ``fake``."""
     values: dict[str, object] = {
         "phone_number_id": fake.phone_number_id,
         "access_token": fake.access_token,
@@ -36,7 +37,11 @@ def settings_for(fake: FakeWhatsApp, **overrides: object) -> WhatsAppSettings:
         "base_url": fake.base_url,
     }
     values.update(overrides)
-    return WhatsAppSettings.model_validate(values)
+    return values
+
+
+def settings_for(fake: FakeWhatsApp, **overrides: object) -> WhatsAppSettings:
+    return WhatsAppSettings.model_validate(config_for(fake, **overrides))
 
 
 @pytest.fixture
@@ -89,9 +94,22 @@ async def test_whatsapp_body_is_utf8_json_with_any_characters_intact(
     assert int(request.headers["Content-Length"]) == len(request.body)
 
 
-async def test_whatsapp_provider_satisfies_the_provider_port(provider: WhatsAppProvider) -> None:
-    port: Provider = provider
-    assert port.name == "whatsapp_cloud"
+async def test_whatsapp_built_by_the_registry_from_its_config_sends_and_checks(
+    meta: FakeWhatsApp,
+) -> None:
+    # As the hub builds it: by name, from the tenant's stored configuration.
+    port = registry.build("whatsapp_cloud", config_for(meta), LOCAL_OUTBOUND)
+    try:
+        assert isinstance(port, WhatsAppProvider)
+        assert port.name == "whatsapp_cloud"
+        sent = await port.send(whatsapp("+5215512345678", "Built from its configuration"))
+        check = await port.check()
+    finally:
+        await port.close()
+    assert isinstance(sent, Delivered)
+    assert sent.provider_message_id.startswith("wamid.")
+    assert [m["text"] for m in meta.messages] == [{"body": "Built from its configuration"}]
+    assert check.ok, check.detail
 
 
 async def test_whatsapp_template_from_metadata_is_sent_as_a_template(

@@ -21,6 +21,7 @@ from hubs import HubProcesses, payload
 from integration_hub.bootstrap import build_hub
 from integration_hub.config import Settings
 from integration_hub.domain.models import NotificationRequest
+from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Result
 from reliability.harness import Sent, submit, wait_drained
 from reliability.invariants import Ledger, check, read_facts, record, scale
@@ -53,7 +54,7 @@ async def test_one_message_delivered_to_two_workers_at_once_is_done_and_sent_onc
             )
             accepted = await one.ingest.submit(tenant, country, key, request)
             ledger.accepted(key, accepted.body["id"])
-        messages = []
+        messages: list[QueueMessage] = []
         while len(messages) < total:
             messages += await one.queue.receive(total, visibility_timeout=2)
         # The queue hands each message to a second worker too, with its own receipt.

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from secfixtures import ADMIN_TOKEN, CLOSE, TENANTS, Ledger, Submitter
 
 from hubs import HubProcesses, make_hub
+from security.secfixtures import ADMIN_TOKEN, CLOSE, TENANTS, Ledger, Submitter
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,19 @@ ADMIN_TOKEN = "security-tests-admin-token"
 
 HeaderValue = str | bytes
 
+
+def wire_headers(headers: Mapping[str, HeaderValue]) -> dict[bytes, bytes]:
+    """Headers whose values mix str and raw bytes, encoded as httpx encodes them.
+
+    httpx accepts such a mix at run time but its annotations take one kind per
+    mapping; a str becomes ASCII (anything else raises, as in httpx), bytes go as is.
+    """
+    return {
+        name.encode("ascii"): value if isinstance(value, bytes) else value.encode("ascii")
+        for name, value in headers.items()
+    }
+
+
 # One connection per request: see the `client` fixture.
 CLOSE = {"Connection": "close"}
 
@@ -135,7 +148,7 @@ class Submitter:
         if content is None:
             payload = any_channel_body() if body is None else body
             content = json.dumps(payload, ensure_ascii=False).encode()
-        resp = self.client.post("/v1/notifications", content=content, headers=h)
+        resp = self.client.post("/v1/notifications", content=content, headers=wire_headers(h))
         self.ledger.record(self.tenant, resp)
         return resp
 

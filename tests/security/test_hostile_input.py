@@ -20,7 +20,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from secfixtures import (
+
+from hubs import HubProcesses
+from integration_hub.domain.models import canonical_json
+from security.secfixtures import (
     BYSTANDER,
     HOSTILE,
     POISONED,
@@ -33,10 +36,8 @@ from secfixtures import (
     assert_problem,
     list_all,
     raw_request,
+    wire_headers,
 )
-
-from hubs import HubProcesses
-from integration_hub.domain.models import canonical_json
 
 HYPOTHESIS = settings(
     max_examples=50,
@@ -191,7 +192,7 @@ def test_x_tenant_values_that_are_no_tenant_id_are_400(
 ) -> None:
     # Refused for their form, before the key is even looked at.
     headers = {**security_hub.headers(HOSTILE), "X-Tenant": tenant}
-    resp = client.get("/v1/notifications", headers=headers)
+    resp = client.get("/v1/notifications", headers=wire_headers(headers))
     assert_problem(resp, 400, "X-Tenant", "bad-request")
 
 
@@ -226,7 +227,8 @@ def test_authorization_values_that_are_not_a_key_are_401(
     elif authorization == "key+extra":
         authorization = f"Bearer {key} {key}"
     resp = client.get(
-        "/v1/notifications", headers={"X-Tenant": HOSTILE, "Authorization": authorization}
+        "/v1/notifications",
+        headers=wire_headers({"X-Tenant": HOSTILE, "Authorization": authorization}),
     )
     assert_problem(resp, 401, slug="unauthenticated")
     assert resp.headers["WWW-Authenticate"] == "Bearer"

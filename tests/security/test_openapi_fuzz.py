@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import Case, GenerationMode
+from requests.structures import CaseInsensitiveDict
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.transport import Response
@@ -37,18 +38,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
     unsupported_method,
 )
-from secfixtures import (
-    ADMIN_TARGET,
-    ADMIN_TOKEN,
-    BYSTANDER,
-    CLOSE,
-    FUZZ,
-    PROBLEM,
-    SUPPORTED,
-    TYPE_PREFIX,
-    any_channel_body,
-    assert_problem,
-)
 
 from hubs import HubProcesses
 from integration_hub.config import Settings
@@ -61,6 +50,21 @@ from integration_hub.domain.models import (
 )
 from integration_hub.domain.tenants import TENANT_ID
 from integration_hub.entrypoints.api import create_app
+from security.secfixtures import (
+    ADMIN_TARGET,
+    ADMIN_TOKEN,
+    BYSTANDER,
+    CLOSE,
+    FUZZ,
+    PROBLEM,
+    SUPPORTED,
+    TYPE_PREFIX,
+    any_channel_body,
+    assert_problem,
+)
+
+if TYPE_CHECKING:  # schemathesis names the OpenAPI case type for type checkers only
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 RAW_SCHEMA: dict[str, Any] = create_app(Settings(database_url="sqlite:///:memory:")).openapi()
 
@@ -92,7 +96,7 @@ V1_OPERATIONS = [op for op in OPERATIONS if op[1].startswith("/v1/")]
 ADMIN_OPERATIONS = [op for op in OPERATIONS if op[1].startswith("/admin/")]
 
 
-def problem_details(ctx: Any, response: Response, case: Case) -> bool | None:
+def problem_details(ctx: Any, response: Response, case: OpenApiCase) -> bool | None:
     """Every error is RFC 9457 problem+json (the schema attaches no schema to
     application/problem+json, so response_schema_conformance cannot see this)."""
     if response.status_code < 400:
@@ -126,25 +130,27 @@ CHECKS: list[Callable[..., bool | None]] = [
 WITH_ACCEPTANCE = [*CHECKS, positive_data_acceptance]
 
 
-def _with_headers(headers: dict[str, Any] | None, **replace: str | None) -> dict[str, Any]:
+def _with_headers(
+    headers: Mapping[str, Any] | None, **replace: str | None
+) -> CaseInsensitiveDict[Any]:
     """``headers`` with some replaced or (None) removed, names compared case-insensitively
-    (the schema spells them x-tenant, the tests X-Tenant)."""
+    (the schema spells them x-tenant, the tests X-Tenant); the kind of mapping a case holds."""
     names = {name.replace("_", "-").lower(): value for name, value in replace.items()}
     kept = {k: v for k, v in (headers or {}).items() if k.lower() not in names}
     kept.update({name: value for name, value in names.items() if value is not None})
-    return kept
+    return CaseInsensitiveDict(kept)
 
 
-def _choice(case: Case) -> int:
+def _choice(case: OpenApiCase) -> int:
     """A number that depends only on the generated case (reproducible, unlike hash())."""
     return zlib.crc32(repr((case.path_parameters, case.query, case.headers, case.body)).encode())
 
 
-def _is_positive(case: Case) -> bool:
+def _is_positive(case: OpenApiCase) -> bool:
     return case.meta is not None and case.meta.generation.mode is GenerationMode.POSITIVE
 
 
-def _left_out_header(case: Case) -> str | None:
+def _left_out_header(case: OpenApiCase) -> str | None:
     """The header a coverage case leaves out on purpose (to check it is required), if any:
     the test must not put it back when it injects credentials."""
     data = case.meta.phase.data if case.meta is not None else None
@@ -158,7 +164,7 @@ def _left_out_header(case: Case) -> str | None:
     return None
 
 
-def _inject(case: Case, **headers: str) -> None:
+def _inject(case: OpenApiCase, **headers: str) -> None:
     """Set headers on the case, except the one it leaves out on purpose."""
     left_out = _left_out_header(case)
     kept = {k: v for k, v in headers.items() if k.replace("_", "-").lower() != left_out}
@@ -197,7 +203,7 @@ def test_the_served_openapi_is_the_one_fuzzed(security_hub: HubProcesses) -> Non
 @tenant_api.parametrize()
 @FUZZ_SETTINGS
 def test_tenant_api_conforms_to_its_openapi(
-    case: Case, security_hub: HubProcesses, real_notification: str
+    case: OpenApiCase, security_hub: HubProcesses, real_notification: str
 ) -> None:
     """No 5xx, documented statuses, documented content types and bodies, invalid data
     refused, valid data accepted, every error a problem; authenticated as a real tenant."""
@@ -237,7 +243,7 @@ def test_tenant_api_conforms_to_its_openapi(
 
 @admin_api.parametrize()
 @FUZZ_SETTINGS
-def test_admin_api_conforms_to_its_openapi(case: Case, security_hub: HubProcesses) -> None:
+def test_admin_api_conforms_to_its_openapi(case: OpenApiCase, security_hub: HubProcesses) -> None:
     """The same checks on /admin/v1 with the admin token. Every tenant_id is the
     dedicated tenant, so that fuzzing cannot disable or re-key the others."""
     _inject(case, authorization=f"Bearer {ADMIN_TOKEN}")
@@ -268,7 +274,7 @@ def _ordered_backoff(body: dict[str, Any]) -> dict[str, Any]:
     documented (x-constraints), but no schema compares two fields, let alone with state."""
     body = dict(body)
 
-    def number(value: object) -> bool:
+    def number(value: object) -> TypeGuard[int | float]:
         return isinstance(value, int | float) and not isinstance(value, bool)
 
     if number(body.get("backoff_base_seconds")) and "backoff_cap_seconds" not in body:
@@ -295,7 +301,7 @@ def _serving(channel: str) -> set[str]:
 # -- auth cannot be skipped: fuzzed requests without credentials ------------------------
 
 
-def _refused_without_credentials(ctx: Any, response: Response, case: Case) -> bool | None:
+def _refused_without_credentials(ctx: Any, response: Response, case: OpenApiCase) -> bool | None:
     # 405: the coverage phase also sends methods the path does not serve (TRACE...).
     allowed = {400, 401, 405}
     assert response.status_code in allowed, (
@@ -317,7 +323,9 @@ NO_AUTHORIZATION = [
 
 @schema.include(path_regex=r"^/(v1|admin)/").parametrize()
 @FEW_SETTINGS
-def test_no_operation_answers_without_credentials(case: Case, security_hub: HubProcesses) -> None:
+def test_no_operation_answers_without_credentials(
+    case: OpenApiCase, security_hub: HubProcesses
+) -> None:
     """Whatever else the request holds, no valid key (or admin token): 400 or 401."""
     choice = _choice(case)
     tenant = NO_TENANT[choice % len(NO_TENANT)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.domain.models import NotificationRequest
 from integration_hub.domain.status import TERMINAL
-from integration_hub.ports import Queue, QueueStats
+from integration_hub.ports import Queue, QueueMessage, QueueStats
 from support import tenant
 
 EMAIL = "ana@example.com"
@@ -192,8 +192,11 @@ async def test_tenant_label_off_counts_every_tenant_in_one_series(tmp_path: Path
         await hub.close()
 
 
-class CountingQueue:
-    """A queue whose stats() counts its calls and can be made to fail."""
+class CountingQueue(Queue):
+    """A queue whose stats() counts its calls and can be made to fail.
+
+    It subclasses the port so that mypy checks every method against it.
+    """
 
     def __init__(self, inner: Queue) -> None:
         self.inner = inner
@@ -206,8 +209,22 @@ class CountingQueue:
             raise ConnectionError("store down")
         return await self.inner.stats()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    async def enqueue(self, notification_id: str, tenant: str, *, delay: float = 0.0) -> None:
+        await self.inner.enqueue(notification_id, tenant, delay=delay)
+
+    async def receive(
+        self, max_messages: int, *, visibility_timeout: float
+    ) -> Sequence[QueueMessage]:
+        return await self.inner.receive(max_messages, visibility_timeout=visibility_timeout)
+
+    async def ack(self, message: QueueMessage) -> None:
+        await self.inner.ack(message)
+
+    async def release(self, message: QueueMessage, *, delay: float) -> None:
+        await self.inner.release(message, delay=delay)
+
+    async def wait_for_messages(self, max_wait: float) -> None:
+        await self.inner.wait_for_messages(max_wait)
 
 
 async def test_scrape_time_gauges_are_cached_for_their_ttl(hub: Hub) -> None:
