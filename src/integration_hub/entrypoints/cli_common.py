@@ -64,5 +64,8 @@ def broken(exc: InvariantBreach) -> typer.Exit:
     No traceback: the kind and message say which rule broke (docs/runbook.md,
     "IhubInvariantBreach"), and nothing in them is a secret.
     """
-    err.print(f"[red]internal error ({exc.kind}):[/red] {exc.message}; this is a bug, report it")
+    err.print(
+        f"[red]internal error ({exc.kind}):[/red] {exc.message}; this is a bug, report it",
+        soft_wrap=True,  # one line, whatever the terminal's width
+    )
     return typer.Exit(BREACH_EXIT)
