@@ -52,14 +52,16 @@ def _log_journal_failure(synced: asyncio.Future[None]) -> None:
         log.error("outcome journal write failed: %s", exc)
 
 
-def _attempt_of(n: Notification, provider: str, started: float, result: DeliveryResult) -> Attempt:
+def _attempt_of(
+    n: Notification, provider: str, started: float, result: DeliveryResult, latency_ms: float = 0.0
+) -> Attempt:
     """The attempt record of one provider call's classified answer."""
     attempt = Attempt(
         number=n.attempt_count,
         provider=provider,
         started_at=from_epoch(started),
         outcome=result.outcome,
-        latency_ms=0.0,
+        latency_ms=round(latency_ms, 3),
     )
     if isinstance(result, Delivered):
         attempt.provider_message_id = result.provider_message_id
@@ -172,8 +174,8 @@ class Dispatcher:
     async def process(self, claim: Claim) -> Result:
         """Take a claimed message to its next state: call the provider, record, settle.
 
-        An invariant breach (a bug: the store refused a transition the
-        lifecycle allows) is BROKEN: logged with its kind, counted
+        An invariant breach (a bug: the code broke one of its own rules, such
+        as a status change the lifecycle forbids) is BROKEN: logged with its kind, counted
         (``ihub_invariant_breaches_total``), and the message is neither acked
         nor released. It stays leased and comes back after its visibility
         timeout, as after a crash, so it is never lost; each re-claim spends
@@ -243,8 +245,7 @@ class Dispatcher:
             call.outcome(result)
         latency_ms = (time.perf_counter() - t0) * 1000
         self.metrics.attempted(n, provider_name, result, latency_ms / 1000)
-        attempt = _attempt_of(n, provider_name, started, result)
-        attempt.latency_ms = round(latency_ms, 3)
+        attempt = _attempt_of(n, provider_name, started, result, latency_ms)
         judged = verdict.judge(result, policy, n.attempts_used)
         if isinstance(result, Delivered):
             if result.outbox is None:
@@ -255,8 +256,7 @@ class Dispatcher:
                 # The database refused the delivery itself (a NUL byte on
                 # PostgreSQL): the same data fails every time.
                 result = verdict.data_rejected(exc.message)
-                attempt = _attempt_of(n, provider_name, started, result)
-                attempt.latency_ms = round(latency_ms, 3)
+                attempt = _attempt_of(n, provider_name, started, result, latency_ms)
                 judged = verdict.judge(result, policy, n.attempts_used)
         return await self._finish(message, n, attempt, judged, lease_ends)
 
