@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exposition import value
 from hubs import FAST, HubProcesses, make_hub, payload
 
 ADMIN = {"Authorization": f"Bearer {FAST['IHUB_ADMIN_TOKEN']}"}
@@ -59,6 +60,8 @@ def test_a_breach_on_the_api_is_a_generic_500_and_is_logged_with_its_kind(
     assert "RECEIVED" not in resp.text
     assert "transition" not in resp.text
     assert "invariant breach (invalid_transition)" in hub.logs()
+    scraped = httpx.get(f"{hub.base_url}/metrics", timeout=10).text
+    assert value(scraped, "ihub_invariant_breaches_total", kind="invalid_transition") == 1
 
 
 def test_a_breach_in_the_cli_is_one_line_and_exit_70_without_a_traceback(

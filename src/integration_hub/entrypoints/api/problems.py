@@ -214,6 +214,9 @@ def install(app: FastAPI) -> None:
         # A bug, not the client's doing (never a 409): the body says nothing
         # of it, the log says which rule broke (docs/runbook.md).
         assert isinstance(exc, errors.InvariantBreach)
+        hub = getattr(request.app.state, "hub", None)
+        if hub is not None and hub.metrics is not None:
+            hub.metrics.metrics.invariant_breach(exc.kind)
         with tracing.log_scope(breach=exc.kind):
             log.error(
                 "invariant breach (%s) on %s %s: %s",
