@@ -692,3 +692,15 @@ async def test_a_breach_in_a_claim_is_counted_and_its_message_left_to_come_back(
     assert (await backend.queue.stats()).in_flight == 1
     backend.clock.advance(31)
     assert await step(backend, d) is Result.DONE
+
+
+async def test_a_breach_in_the_claim_of_a_single_message_is_broken_and_counted(
+    backend: Backend,
+) -> None:
+    d = dispatcher(backend, Scripted("sandbox"))
+    d.store = cast(Store, Breaking(backend.store, times=1, on="claim_many"))
+    d.metrics = counted = Breaches()
+    await accept(backend, notification(clock=backend.clock))
+    assert await step(backend, d) is Result.BROKEN
+    assert counted.kinds == ["invalid_transition"]
+    assert (await backend.queue.stats()).in_flight == 1

@@ -2,7 +2,7 @@
 
     model.py       Result, Claim, DispatchSettings: the values callers see
     dispatcher.py  Dispatcher: claim, route, call, record the verdict, settle
-    calls.py       one provider call, every failure classified as a DeliveryResult
+    calls.py       one provider call, every failure classified; its attempt record
     replay.py      recording what the outcome journal kept of stopped workers
     tracing.py     the attempt and provider-call spans (on ``integration_hub.tracing``)
 

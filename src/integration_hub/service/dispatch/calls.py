@@ -1,4 +1,4 @@
-"""One provider call, with every way it can go wrong classified as a DeliveryResult."""
+"""One provider call, with every way it can go wrong classified, and its attempt record."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 
 from integration_hub.domain import verdict
 from integration_hub.domain.delivery import (
+    Delivered,
     DeliveryResult,
     OutboundMessage,
     PermanentFailure,
     TransientFailure,
 )
 from integration_hub.domain.errors import DataRejected, ProviderNotConfigured
-from integration_hub.domain.models import Notification
+from integration_hub.domain.models import Attempt, Notification, from_epoch
 from integration_hub.ports import ProviderDirectory
 
 # The name operators' log filters know the dispatcher by (it was one module).
@@ -58,3 +59,24 @@ async def call_provider(
             error_class="unexpected_error",
             message=f"provider {provider_name} failed unexpectedly ({type(exc).__name__})",
         )
+
+
+def attempt_of(
+    n: Notification, provider: str, started: float, result: DeliveryResult, latency_ms: float = 0.0
+) -> Attempt:
+    """The attempt record of one provider call's classified answer."""
+    attempt = Attempt(
+        number=n.attempt_count,
+        provider=provider,
+        started_at=from_epoch(started),
+        outcome=result.outcome,
+        latency_ms=round(latency_ms, 3),
+    )
+    if isinstance(result, Delivered):
+        attempt.provider_message_id = result.provider_message_id
+        return attempt
+    attempt.error_class = result.error_class
+    attempt.error_code = result.code
+    attempt.message = result.message
+    attempt.provider_response = result.provider_response  # operators only
+    return attempt

@@ -9,14 +9,14 @@ import time
 from collections.abc import Sequence
 
 from integration_hub.domain import lifecycle, routing, verdict
-from integration_hub.domain.delivery import Delivered, DeliveryResult, OutboundMessage
+from integration_hub.domain.delivery import Delivered, OutboundMessage
 from integration_hub.domain.errors import (
     DataRejected,
     InvariantBreach,
     Unavailable,
     UnsupportedCountry,
 )
-from integration_hub.domain.models import Attempt, Notification, from_epoch
+from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import TERMINAL
@@ -37,7 +37,7 @@ from integration_hub.ports import (
     Settle,
 )
 from integration_hub.service.dispatch import replay, tracing
-from integration_hub.service.dispatch.calls import call_provider
+from integration_hub.service.dispatch.calls import attempt_of, call_provider
 from integration_hub.service.dispatch.model import QUIET, Claim, DispatchSettings, Result
 from integration_hub.service.tenants import TenantCache
 from integration_hub.tracing import log_scope
@@ -50,27 +50,6 @@ def _log_journal_failure(synced: asyncio.Future[None]) -> None:
     if not synced.cancelled() and (exc := synced.exception()) is not None:
         # A full or failing disk: the record goes on, without the journal's protection.
         log.error("outcome journal write failed: %s", exc)
-
-
-def _attempt_of(
-    n: Notification, provider: str, started: float, result: DeliveryResult, latency_ms: float = 0.0
-) -> Attempt:
-    """The attempt record of one provider call's classified answer."""
-    attempt = Attempt(
-        number=n.attempt_count,
-        provider=provider,
-        started_at=from_epoch(started),
-        outcome=result.outcome,
-        latency_ms=round(latency_ms, 3),
-    )
-    if isinstance(result, Delivered):
-        attempt.provider_message_id = result.provider_message_id
-        return attempt
-    attempt.error_class = result.error_class
-    attempt.error_code = result.code
-    attempt.message = result.message
-    attempt.provider_response = result.provider_response  # operators only
-    return attempt
 
 
 class Dispatcher:
@@ -113,7 +92,11 @@ class Dispatcher:
 
     async def handle(self, message: QueueMessage) -> Result:
         """Process one received message to its next state."""
-        [claim] = await self._claim([message])
+        try:
+            [claim] = await self._claim([message])
+        except InvariantBreach as breach:  # left to come back, as in ``process``
+            self._breached(message, breach)
+            return Result.BROKEN
         return await self.process(claim)
 
     async def claim_batch(self, messages: Sequence[QueueMessage]) -> list[Claim]:
@@ -224,7 +207,7 @@ class Dispatcher:
             # A disabled (or deleted) tenant's queued notifications are not sent.
             judged = verdict.tenant_not_active(n.tenant, "disabled" if tenant else "unknown")
             assert judged.result is not None
-            attempt = _attempt_of(n, n.provider, self.clock.now(), judged.result)
+            attempt = attempt_of(n, n.provider, self.clock.now(), judged.result)
             return await self._finish(message, n, attempt, judged, claim.lease_ends)
         provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
         return await self._attempt(message, n, provider_name, claim.policy, claim.lease_ends)
@@ -245,7 +228,7 @@ class Dispatcher:
             call.outcome(result)
         latency_ms = (time.perf_counter() - t0) * 1000
         self.metrics.attempted(n, provider_name, result, latency_ms / 1000)
-        attempt = _attempt_of(n, provider_name, started, result, latency_ms)
+        attempt = attempt_of(n, provider_name, started, result, latency_ms)
         judged = verdict.judge(result, policy, n.attempts_used)
         if isinstance(result, Delivered):
             if result.outbox is None:
@@ -256,7 +239,7 @@ class Dispatcher:
                 # The database refused the delivery itself (a NUL byte on
                 # PostgreSQL): the same data fails every time.
                 result = verdict.data_rejected(exc.message)
-                attempt = _attempt_of(n, provider_name, started, result, latency_ms)
+                attempt = attempt_of(n, provider_name, started, result, latency_ms)
                 judged = verdict.judge(result, policy, n.attempts_used)
         return await self._finish(message, n, attempt, judged, lease_ends)
 
