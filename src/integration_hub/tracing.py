@@ -12,6 +12,9 @@ so one trace covers a notification from the accepting request to its last
 attempt (ADR 0015). Span attributes name tenants, countries, channels,
 providers and outcomes, never a recipient, a body or a credential.
 
+The dispatcher's attempt and provider-call spans are built on these in
+``service/dispatch/tracing.py``, beside the only code that uses them.
+
 The same scopes bind the log context (request id, tenant, notification id,
 attempt, provider, outcome) in one context variable, which the log chain
 (``entrypoints/logs.py``) adds to every line inside them, whoever logs it.
@@ -20,7 +23,6 @@ attempt, provider, outcome) in one context variable, which the log chain
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,14 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import AttributeValue
 
 if TYPE_CHECKING:
-    from integration_hub.domain.delivery import DeliveryResult
     from integration_hub.domain.models import Notification
-    from integration_hub.ports import QueueMessage
 
 TRACER = "integration_hub"
 # The log context: replaced, never mutated, so a scope's exit (a reset of
@@ -139,108 +138,6 @@ def resumed(name: str, n: Notification | None) -> Iterator[Span]:
     attrs = {"ihub.notification_id": n.id, "ihub.tenant": n.tenant} if n else None
     with tracer().start_as_current_span(name, context=parent, links=links, attributes=attrs) as s:
         yield s
-
-
-class Dispatch:
-    """The span and log context of one handled queue message.
-
-    The span needs the claimed notification (SQL queues carry nothing but
-    its id): ``claimed`` starts it, dated back to when the scope began, as a
-    child of the trace context the message carried or, failing that, the
-    one stored with the notification.
-    """
-
-    def __init__(self, message: QueueMessage) -> None:
-        self.message = message
-        self.started_ns = time.time_ns()
-        self.span: Span | None = None
-        self.result: str | None = None  # what the dispatcher did, set by it
-        self._token: object | None = None
-
-    def claimed(self, n: Notification) -> None:
-        """Start the attempt span under the notification's trace; bind the log context."""
-        parent = extract(
-            {"traceparent": self.message.traceparent, "tracestate": self.message.tracestate}
-        ) or extract({"traceparent": n.traceparent, "tracestate": n.tracestate})
-        attributes: dict[str, AttributeValue] = {
-            "ihub.notification_id": n.id,
-            "ihub.tenant": n.tenant,
-            "ihub.country": n.country,
-            "ihub.channel": str(n.channel),
-            "ihub.attempt": n.attempt_count,
-            "messaging.message.delivery_count": self.message.receive_count,
-        }
-        self.span = tracer().start_span(
-            "ihub.attempt",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            start_time=self.started_ns,
-        )
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
-        bind(country=n.country, channel=str(n.channel), attempt=n.attempt_count)
-
-    def finish(self, error: BaseException | None = None) -> None:
-        """End the span with the dispatcher's result (or the error that escaped)."""
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            self._token = None
-        if self.span is None:
-            return
-        if self.result is not None:
-            self.span.set_attribute("ihub.result", self.result)
-        if error is not None:
-            self.span.record_exception(error)
-            self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-        self.span.end()
-
-
-@contextmanager
-def dispatching(message: QueueMessage) -> Iterator[Dispatch]:
-    """Scope one queue message: log context now, span once ``Dispatch.claimed`` runs."""
-    scope = Dispatch(message)
-    with log_scope(notification_id=message.notification_id, tenant=message.tenant or None):
-        try:
-            yield scope
-        except BaseException as exc:
-            scope.finish(exc)
-            raise
-        scope.finish()
-
-
-@contextmanager
-def provider_call(n: Notification, provider: str) -> Iterator[ProviderCall]:
-    """A CLIENT span around one provider call, child of the attempt span."""
-    with tracer().start_as_current_span(
-        f"ihub.provider {provider}",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "ihub.provider": provider,
-            "ihub.channel": str(n.channel),
-            "ihub.country": n.country,
-            "ihub.tenant": n.tenant,
-            "ihub.attempt": n.attempt_count,
-        },
-    ) as s:
-        bind(provider=provider)
-        yield ProviderCall(s)
-
-
-class ProviderCall:
-    """Records a provider call's outcome on its span and in the log context."""
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-
-    def outcome(self, result: DeliveryResult) -> None:
-        """The classified result: outcome and error class, never the provider's message."""
-        outcome = str(result.outcome)
-        bind(outcome=outcome)
-        self.span.set_attribute("ihub.outcome", outcome)
-        error_class = getattr(result, "error_class", None)
-        if error_class:
-            self.span.set_attribute("error.type", error_class)
-            self.span.set_status(Status(StatusCode.ERROR, error_class))
 
 
 def current_ids() -> dict[str, str]:

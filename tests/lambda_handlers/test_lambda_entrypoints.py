@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from integration_hub.config import ConfigurationError
+from integration_hub.domain.errors import InvalidTransition
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service.tenants import create_tenant
 from support import api_gateway_event
@@ -130,3 +131,26 @@ def test_the_reconcile_handler_refuses_a_backend_that_enqueues_in_its_transactio
     # SQLite commits the notification and its queue entry together: nothing to repair.
     with pytest.raises(ConfigurationError, match="only the DynamoDB backend needs a reconciler"):
         aws_lambda.reconcile_handler({"source": "aws.events"}, None)
+
+
+class BreakingStore:
+    """The hub's store, whose completions break an invariant (as a bug would)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def complete_attempt(self, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidTransition("cannot move a notification from DONE to DONE")
+
+
+def test_an_invariant_breach_is_reported_failed_so_sqs_redelivers_it(lambda_env: str) -> None:
+    sent = submit(lambda_env, "ES", {"recipient": {"email": "a@example.com"}, "body": "hi"})
+    hub = aws_lambda._hub()
+    hub.dispatcher.store = BreakingStore(hub.store)
+    # Not deleted: a broken message is kept for redelivery, never dropped.
+    assert aws_lambda.worker_handler(sqs_event(), None) == {
+        "batchItemFailures": [{"itemIdentifier": f"m-{sent['id']}"}]
+    }

@@ -527,3 +527,31 @@ def test_an_smtp_reply_is_bounded_and_sanitised_before_a_tenant_reads_it() -> No
     assert len(result.message) <= 400
     assert "s3cret" not in result.message
     assert not any(ord(c) < 32 for c in result.message)
+
+
+async def test_smtp_a_message_that_cannot_be_built_keeps_the_library_text_out_of_the_tenant_message(
+    plain_server: SmtpServer, plain: SmtpProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integration_hub.adapters.providers import smtp
+
+    def refuse(settings: SmtpSettings, message: Any) -> Any:
+        # The email library's texts may quote what it refused.
+        raise ValueError("invalid address 'ana@example.org\\r\\nBcc: victim@example.org'")
+
+    monkeypatch.setattr(smtp, "build_email", refuse)
+    result = await plain.send(mail())
+
+    assert isinstance(result, PermanentFailure)
+    assert result.error_class == "invalid_message"
+    assert "ValueError" in result.message
+    assert "example.org" not in result.message
+    assert plain_server.messages == []
+
+
+async def test_smtp_a_subject_with_a_line_break_is_not_quoted_back_to_the_tenant(
+    plain_server: SmtpServer, plain: SmtpProvider
+) -> None:
+    result = await plain.send(mail(subject="Hi\r\nBcc: victim@example.org"))
+
+    assert isinstance(result, PermanentFailure)
+    assert "victim@example.org" not in result.message

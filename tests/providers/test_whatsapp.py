@@ -406,3 +406,25 @@ async def test_whatsapp_check_with_an_expired_token_is_a_configuration_problem(
     assert not result.ok
     assert result.detail.startswith("configuration")
     assert "EAAG-expired" not in result.detail
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "Ana +5215512345678",
+        {"name": "", "language": "en_US"},
+        {"name": "order_update", "language": 5215512345678},
+        {"name": "order_update", "parameters": "Ana +5215512345678"},
+        {"name": "order_update", "parameters": [{"Ana": "+5215512345678"}]},
+    ],
+)
+async def test_whatsapp_a_malformed_template_is_described_without_quoting_the_request(
+    meta: FakeWhatsApp, provider: WhatsAppProvider, spec: object
+) -> None:
+    result = await provider.send(whatsapp(metadata={"whatsapp": {"template": spec}}))
+
+    assert isinstance(result, PermanentFailure)
+    assert result.error_class == "invalid_template"
+    assert "Ana" not in result.message
+    assert "5215512345678" not in result.message
+    assert meta.requests == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -18,10 +19,11 @@ from integration_hub.domain.delivery import (
     DeliveryResult,
     OutboundMessage,
     PermanentFailure,
+    ProviderCheck,
     TransientFailure,
 )
-from integration_hub.domain.errors import ProviderNotConfigured, Unavailable
-from integration_hub.domain.models import Attempt, Outcome, from_epoch
+from integration_hub.domain.errors import InvalidTransition, ProviderNotConfigured, Unavailable
+from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.status import Status
@@ -29,6 +31,7 @@ from integration_hub.domain.tenants import Tenant
 from integration_hub.ports import (
     ClaimRequest,
     Completion,
+    NoMetrics,
     PendingOutcome,
     Provider,
     Queue,
@@ -57,6 +60,9 @@ class Scripted:
                 raise answer
             return answer
         return Delivered(f"{self.name}-{message.attempt}")
+
+    async def check(self) -> ProviderCheck:
+        return ProviderCheck(True, "scripted")
 
     async def close(self) -> None:
         return None
@@ -402,28 +408,25 @@ async def test_a_message_that_keeps_raising_is_dead_lettered_once_its_receives_r
 class Flaky:
     """The real store, whose first ``failures`` complete_attempt calls find it unavailable."""
 
-    def __init__(self, store: object, failures: int) -> None:
+    def __init__(self, store: Store, failures: int) -> None:
         self.store = store
         self.failures = failures
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    async def complete_attempt(self, *args: object, **kwargs: object) -> bool:
-        from integration_hub.domain.errors import Unavailable
-
+    async def complete_attempt(self, *args: Any, **kwargs: Any) -> Completion:
         if self.failures > 0:
             self.failures -= 1
             raise Unavailable("database busy")
-        result: bool = await self.store.complete_attempt(*args, **kwargs)  # type: ignore[attr-defined]
-        return result
+        return await self.store.complete_attempt(*args, **kwargs)
 
 
 async def test_a_short_outage_after_the_provider_answered_does_not_cause_a_second_call(
     backend: Backend,
 ) -> None:
     provider = Scripted("sandbox")
-    backend.store = Flaky(backend.store, failures=2)  # type: ignore[assignment]
+    backend.store = Flaky(backend.store, failures=2)
     n = notification(clock=backend.clock)
     await accept(backend, n)
     assert await step(backend, dispatcher(backend, provider)) is Result.DONE
@@ -439,7 +442,7 @@ async def test_an_outage_longer_than_the_lease_leaves_the_attempt_to_the_next_cl
     from integration_hub.domain.errors import Unavailable
 
     provider = Scripted("sandbox")
-    backend.store = Flaky(backend.store, failures=1000)  # type: ignore[assignment]
+    backend.store = Flaky(backend.store, failures=1000)
     d = dispatcher(backend, provider)
     d.settings = DispatchSettings(lease_seconds=0.3, provider_timeout_seconds=0.1)
     await accept(backend, notification(clock=backend.clock))
@@ -510,7 +513,7 @@ class Outage:
         if self.times > 0:
             self.times -= 1
             raise Unavailable("database unavailable")
-        return cast(Completion, await self.store.complete_attempt(*args, **kwargs))
+        return await self.store.complete_attempt(*args, **kwargs)
 
 
 async def test_with_a_journal_a_delivery_is_recorded_past_the_lease_and_not_claimed_again(
@@ -566,3 +569,138 @@ async def test_without_a_journal_the_record_gives_up_when_the_lease_ends(
     [message] = await backend.queue.receive(1, visibility_timeout=30)
     with pytest.raises(Unavailable):
         await d.handle(message)
+
+
+# -- what the tenant reads, and invariant breaches ----------------------------------
+
+
+async def test_a_provider_exceptions_text_stays_out_of_the_tenant_readable_attempt(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    leak = "ana@example.org was refused with token sk_live_123"
+    d = dispatcher(backend, Scripted("sandbox", RuntimeError(leak)))
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    with caplog.at_level(logging.ERROR, logger="integration_hub.service.dispatch"):
+        assert await step(backend, d) is Result.RETRY
+    mid = await backend.store.get_notification("acme", n.id)
+    assert mid is not None
+    [attempt] = mid.attempts
+    assert attempt.error_class == "unexpected_error"
+    assert attempt.message is not None
+    assert "RuntimeError" in attempt.message
+    assert "ana@example.org" not in attempt.message
+    assert "sk_live" not in attempt.message
+    assert "ana@example.org" not in (mid.last_error or "")
+    # The operators' log has the traceback (the log chain redacts it).
+    [logged] = [r for r in caplog.records if r.exc_info]
+    assert leak in str(logged.exc_info[1] if logged.exc_info else "")
+
+
+class Breaches(NoMetrics):
+    """Counts nothing but invariant breaches."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    def invariant_breach(self, kind: str) -> None:
+        self.kinds.append(kind)
+
+
+class Breaking:
+    """The store, whose first ``times`` completions (or claims) break an invariant."""
+
+    def __init__(self, store: Store, times: int, *, on: str = "complete_attempt") -> None:
+        self.store = store
+        self.times = times
+        self.on = on
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def _breach(self, operation: str) -> None:
+        if self.on == operation and self.times > 0:
+            self.times -= 1
+            raise InvalidTransition("cannot move a notification from DONE to DONE")
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, lease_seconds: float
+    ) -> list[Notification | None]:
+        self._breach("claim_many")
+        return await self.store.claim_many(requests, lease_seconds=lease_seconds)
+
+    async def complete_attempt(self, *args: Any, **kwargs: Any) -> Completion:
+        self._breach("complete_attempt")
+        return await self.store.complete_attempt(*args, **kwargs)
+
+
+async def test_an_invariant_breach_is_broken_counted_and_its_message_comes_back(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = Scripted("sandbox")
+    d = dispatcher(backend, provider)
+    d.store = cast(Store, Breaking(backend.store, times=1))
+    d.metrics = counted = Breaches()
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    with caplog.at_level(logging.ERROR, logger="integration_hub.service.dispatch"):
+        assert await step(backend, d) is Result.BROKEN
+    assert counted.kinds == ["invalid_transition"]
+    assert any("invariant breach (invalid_transition)" in r.getMessage() for r in caplog.records)
+    # Neither acked nor released: still leased, not lost.
+    stats = await backend.queue.stats()
+    assert (stats.visible, stats.in_flight, stats.delayed) == (0, 1, 0)
+    backend.clock.advance(31)  # its visibility timeout and the claim's lease run out
+    assert await step(backend, d) is Result.DONE
+    done = await backend.store.get_notification("acme", n.id)
+    assert done is not None
+    assert done.status is Status.DONE
+    assert len(provider.calls) == 2  # the price of not dropping it: a second call
+
+
+async def test_a_breach_that_repeats_ends_failed_once_the_budget_is_spent(
+    backend: Backend,
+) -> None:
+    d = dispatcher(backend, Scripted("sandbox"), max_attempts=3)
+    d.store = cast(Store, Breaking(backend.store, times=1000))
+    d.metrics = counted = Breaches()
+    n = notification(clock=backend.clock)
+    await accept(backend, n)
+    results = []
+    for _ in range(4):
+        results.append(await step(backend, d))
+        backend.clock.advance(31)
+    assert results == [Result.BROKEN] * 3 + [Result.DUPLICATE]
+    assert counted.kinds == ["invalid_transition"] * 3
+    failed = await backend.store.get_notification("acme", n.id)
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert [x.notification_id for x in await backend.store.list_dead_letters("acme")] == [n.id]
+    assert await backend.queue.receive(1, visibility_timeout=30) == []
+
+
+async def test_a_breach_in_a_claim_is_counted_and_its_message_left_to_come_back(
+    backend: Backend,
+) -> None:
+    d = dispatcher(backend, Scripted("sandbox"))
+    d.store = cast(Store, Breaking(backend.store, times=1, on="claim_many"))
+    d.metrics = counted = Breaches()
+    await accept(backend, notification(clock=backend.clock))
+    messages = await backend.queue.receive(10, visibility_timeout=30)
+    assert await d.claim_batch(messages) == []
+    assert counted.kinds == ["invalid_transition"]
+    assert (await backend.queue.stats()).in_flight == 1
+    backend.clock.advance(31)
+    assert await step(backend, d) is Result.DONE
+
+
+async def test_a_breach_in_the_claim_of_a_single_message_is_broken_and_counted(
+    backend: Backend,
+) -> None:
+    d = dispatcher(backend, Scripted("sandbox"))
+    d.store = cast(Store, Breaking(backend.store, times=1, on="claim_many"))
+    d.metrics = counted = Breaches()
+    await accept(backend, notification(clock=backend.clock))
+    assert await step(backend, d) is Result.BROKEN
+    assert counted.kinds == ["invalid_transition"]
+    assert (await backend.queue.stats()).in_flight == 1

@@ -14,9 +14,11 @@ from exposition import families, label_values, value
 from integration_hub.adapters.metrics.export import StateGauges
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
+from integration_hub.domain.errors import InvalidTransition
 from integration_hub.domain.models import NotificationRequest
 from integration_hub.domain.status import TERMINAL
 from integration_hub.ports import Queue, QueueMessage, QueueStats
+from integration_hub.service.dispatch import Result
 from support import tenant
 
 EMAIL = "ana@example.com"
@@ -248,3 +250,30 @@ async def test_a_store_that_fails_at_scrape_time_reports_store_up_zero(hub: Hub)
     assert "ihub_queue_messages" not in families(text)
     assert value(text, "ihub_dead_letters") == 0  # still read: only the queue failed
     assert "ihub_dead_letters" in families(text)
+
+
+class BreakingStore:
+    """The hub's store, whose completions break an invariant (as a bug would)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def complete_attempt(self, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidTransition("cannot move a notification from DONE to DONE")
+
+
+async def test_invariant_breaches_are_counted_by_kind_from_zero(hub: Hub) -> None:
+    text = await scrape(hub)
+    assert "ihub_invariant_breaches" in families(text)
+    assert value(text, "ihub_invariant_breaches_total", kind="invalid_transition") == 0
+    assert 'ihub_invariant_breaches_total{kind="invalid_transition"} 0.0' in text
+
+    hub.dispatcher.store = BreakingStore(hub.store)
+    await submit(hub, "acme", "ES")
+    [message] = await hub.queue.receive(1, visibility_timeout=30)
+    assert await hub.dispatcher.handle(message) is Result.BROKEN
+    text = await scrape(hub)
+    assert value(text, "ihub_invariant_breaches_total", kind="invalid_transition") == 1

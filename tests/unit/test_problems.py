@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from integration_hub.domain import errors
-from integration_hub.entrypoints.api.problems import from_hub_error
+from integration_hub.entrypoints.api.problems import from_hub_error, install
 
 PREFIX = "urn:integration-hub:problem:"
 
@@ -45,7 +48,6 @@ def _body(response: JSONResponse) -> dict[str, Any]:
         pytest.param(errors.TenantExists(), 409, "tenant-exists", id="TenantExists"),
         pytest.param(errors.Unavailable(), 503, "unavailable", id="Unavailable"),
         pytest.param(errors.DataRejected(), 422, "data-rejected", id="DataRejected"),
-        pytest.param(errors.InvalidTransition(), 409, "invalid-transition", id="InvalidTransition"),
         pytest.param(errors.HubError("bad value"), 422, "invalid-field", id="HubError"),
     ],
 )
@@ -154,3 +156,42 @@ def test_retry_after_is_a_whole_number_of_seconds_and_at_least_one(
 )
 def test_errors_without_a_retry_hint_have_no_retry_after(error: errors.HubError) -> None:
     assert "Retry-After" not in from_hub_error(error).headers
+
+
+def _app_raising(error: Exception) -> FastAPI:
+    app = FastAPI()
+    install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise error
+
+    return app
+
+
+async def test_an_invariant_breach_is_a_generic_500_never_a_409(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    breach = errors.InvalidTransition("cannot move a notification from DONE to RECEIVED")
+    transport = httpx.ASGITransport(app=_app_raising(breach))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        with caplog.at_level(logging.ERROR, logger="integration_hub.entrypoints.api.problems"):
+            response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json() == {
+        "type": PREFIX + "internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "an unexpected error occurred; it has been logged",
+    }
+    assert "DONE" not in response.text
+    [record] = [r for r in caplog.records if "invariant breach" in r.getMessage()]
+    assert "invalid_transition" in record.getMessage()
+    assert "/boom" in record.getMessage()
+
+
+def test_an_invariant_breach_is_not_a_hub_error_so_no_client_error_handler_catches_it() -> None:
+    assert not issubclass(errors.InvalidTransition, errors.HubError)
+    assert issubclass(errors.InvalidTransition, errors.InvariantBreach)
+    assert errors.InvalidTransition.kind in errors.breach_kinds()

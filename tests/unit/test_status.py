@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from integration_hub.domain.errors import HubError, InvalidTransition
+from integration_hub.domain.errors import HubError, InvalidTransition, InvariantBreach
 from integration_hub.domain.status import TERMINAL, Status, can_transition, check_transition
 
 RECEIVED, PROCESSING, DONE, FAILED = (
@@ -55,9 +55,11 @@ def test_every_other_transition_is_refused_with_invalid_transition(
     assert str(target) in caught.value.message
 
 
-def test_an_invalid_transition_is_a_hub_error_so_the_api_can_map_it() -> None:
-    with pytest.raises(HubError):
+def test_an_invalid_transition_is_an_invariant_breach_not_a_client_error() -> None:
+    with pytest.raises(InvariantBreach) as caught:
         check_transition(DONE, PROCESSING)
+    assert not isinstance(caught.value, HubError)
+    assert caught.value.kind == "invalid_transition"
 
 
 def test_done_is_terminal() -> None:

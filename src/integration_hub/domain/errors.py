@@ -1,7 +1,6 @@
-"""Domain errors.
+"""Domain errors, in two families.
 
-    HubError
-    ├── InvalidTransition      a status change the state machine forbids
+    HubError                   something a client or an operator can act on
     ├── UnsupportedCountry     the tenant does not route this country
     ├── InvalidRecipient       the recipient does not fit the routed channel
     ├── IdempotencyConflict    same key, different payload
@@ -15,13 +14,23 @@
     ├── DataRejected           a backend refused a value: no retry can succeed
     └── Unavailable            a backend cannot be reached right now
 
-Each error's docstring is its default message; the API layer maps them to
-problem+json responses, nothing below it knows about HTTP.
+    InvariantBreach            a bug: the code broke one of its own rules
+    └── InvalidTransition      a status change the state machine forbids
+
+Each error's docstring is its default message; the API layer maps a HubError
+to its problem+json response, nothing below it knows about HTTP.
+
+An InvariantBreach is never the client's doing, so it is not a HubError: no
+handler of those catches it by accident. The API answers a generic 500 and
+logs it with its ``kind``, the dispatcher counts it
+(``ihub_invariant_breaches_total{kind}``) and leaves the message to come
+back, and the CLI prints one line (docs/runbook.md, "IhubInvariantBreach").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 
 class HubError(Exception):
@@ -31,10 +40,6 @@ class HubError(Exception):
         self.message = message or (self.__doc__ or "").strip()
         self.field = field
         super().__init__(self.message)
-
-
-class InvalidTransition(HubError):
-    """This status transition is not allowed."""
 
 
 class UnsupportedCountry(HubError):
@@ -111,3 +116,32 @@ class Unavailable(HubError):
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class InvariantBreach(Exception):
+    """An internal rule of the hub was broken: a bug, not a client error."""
+
+    kind: ClassVar[str] = "invariant"
+    """The metric label and log field naming the rule: a constant per class."""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class InvalidTransition(InvariantBreach):
+    """This status transition is not allowed."""
+
+    kind = "invalid_transition"
+
+
+def breach_kinds() -> list[str]:
+    """Every ``InvariantBreach.kind``, so that each counter series exists from zero."""
+    kinds: list[str] = []
+    pending: list[type[InvariantBreach]] = [InvariantBreach]
+    while pending:
+        cls = pending.pop(0)
+        if cls.kind not in kinds:
+            kinds.append(cls.kind)
+        pending.extend(cls.__subclasses__())
+    return kinds

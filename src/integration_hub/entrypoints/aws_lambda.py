@@ -8,7 +8,8 @@ process by ``IHUB_*`` environment variables.
 The worker handler takes an SQS event (batch size up to 10) and answers with
 ``batchItemFailures`` listing only the messages that must come back: a retry
 scheduled with backoff (its visibility was already changed to the backoff
-delay), a claim held by another worker, or an unexpected error. Everything
+delay), a claim held by another worker, an invariant breach (a bug, logged
+and counted: the message is not dropped), or an unexpected error. Everything
 else was finished (and deleted) by the dispatcher.
 
 The reconcile handler re-enqueues notifications left RECEIVED longer than
@@ -31,7 +32,7 @@ from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Dispatcher, Result
 
 # A message with one of these outcomes must not be deleted by Lambda.
-COME_BACK = frozenset({Result.RETRY, Result.HELD, Result.LOST})
+COME_BACK = frozenset({Result.RETRY, Result.HELD, Result.LOST, Result.BROKEN})
 
 _state: dict[str, Any] = {}
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from integration_hub.bootstrap import Hub
 from integration_hub.config import Settings
-from integration_hub.entrypoints import cli_dlq, cli_tenants
+from integration_hub.domain.errors import InvariantBreach
+from integration_hub.entrypoints import cli_common, cli_dlq, cli_tenants
 from integration_hub.entrypoints.api.schemas import OperatorNotificationView
 from integration_hub.entrypoints.cli_common import (
     Database,
@@ -282,4 +283,7 @@ def top(
 
 def main() -> None:
     """Console entry point."""
-    app()
+    try:
+        app()
+    except InvariantBreach as exc:  # commands outside ``with_hub`` (serve, demo)
+        raise SystemExit(cli_common.broken(exc).exit_code) from None

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import ConfigurationError, Settings
-from integration_hub.domain.errors import HubError
+from integration_hub.domain.errors import HubError, InvariantBreach
 
 T = TypeVar("T")
 
@@ -50,3 +50,22 @@ def with_hub(settings: Settings, fn: Callable[[Hub], Awaitable[T]]) -> T:
     except (HubError, ConfigurationError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    except InvariantBreach as exc:
+        raise broken(exc) from None
+
+
+# sysexits.h EX_SOFTWARE: an internal software error, not the operator's doing.
+BREACH_EXIT = 70
+
+
+def broken(exc: InvariantBreach) -> typer.Exit:
+    """Print one line for a bug the hub caught in itself; the exit to raise (70).
+
+    No traceback: the kind and message say which rule broke (docs/runbook.md,
+    "IhubInvariantBreach"), and nothing in them is a secret.
+    """
+    err.print(
+        f"[red]internal error ({exc.kind}):[/red] {exc.message}; this is a bug, report it",
+        soft_wrap=True,  # one line, whatever the terminal's width
+    )
+    return typer.Exit(BREACH_EXIT)

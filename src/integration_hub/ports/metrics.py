@@ -29,6 +29,10 @@ class Metrics(Protocol):
         """The notification reached DONE or FAILED at ``at`` (epoch seconds)."""
         ...
 
+    def invariant_breach(self, kind: str) -> None:
+        """The code broke one of its own rules (``InvariantBreach.kind``): a bug."""
+        ...
+
 
 class NoMetrics:
     """Counts nothing: the default for services built without metrics."""
@@ -42,4 +46,7 @@ class NoMetrics:
         """Nothing."""
 
     def finished(self, n: Notification, provider: str, status: Status, at: float) -> None:
+        """Nothing."""
+
+    def invariant_breach(self, kind: str) -> None:
         """Nothing."""

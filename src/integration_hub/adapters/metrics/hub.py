@@ -7,6 +7,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from integration_hub.adapters.metrics import labels
+from integration_hub.domain import errors
 from integration_hub.domain.delivery import Delivered, DeliveryResult
 from integration_hub.domain.models import Notification
 from integration_hub.domain.status import Status
@@ -44,6 +45,7 @@ class HubMetrics:
         self._provider = labels.BoundedLabel(labels.PROVIDER_LIMIT)
         self._error_class = labels.BoundedLabel(labels.ERROR_CLASS_LIMIT)
         self._country = labels.BoundedLabel(labels.COUNTRY_LIMIT)
+        self._kind = labels.BoundedLabel(labels.BREACH_KIND_LIMIT)
         r = self.registry
         self.accepted_total = Counter(
             "ihub_notifications_accepted",
@@ -85,6 +87,16 @@ class HubMetrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
+        self.invariant_breaches_total = Counter(
+            "ihub_invariant_breaches",
+            "Invariant breaches (bugs: the code broke one of its own rules) by kind",
+            ["kind"],
+            registry=r,
+        )
+        # Every kind from zero: an alert on increase() sees the first breach,
+        # and the family is exposed (multiprocess mode too) before one happens.
+        for kind in errors.breach_kinds():
+            self.invariant_breaches_total.labels(self._kind(kind))
         self.in_flight = Gauge(
             "ihub_attempts_in_flight",
             "Messages a worker is handling right now (claim, provider call, finish)",
@@ -127,6 +139,10 @@ class HubMetrics:
         ).inc()
         elapsed = max(0.0, at - n.created_at.timestamp())
         self.delivery_seconds.labels(str(n.channel), outcome).observe(elapsed)
+
+    def invariant_breach(self, kind: str) -> None:
+        """An InvariantBreach of ``kind`` was caught (and logged) by the dispatcher."""
+        self.invariant_breaches_total.labels(self._kind(kind)).inc()
 
     # -- entry-point hooks ----------------------------------------------------------
 

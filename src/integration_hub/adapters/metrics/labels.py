@@ -87,8 +87,9 @@ class TenantLabel:
 
 
 # Generous bounds for labels that are bounded by the code already (providers,
-# error classes, countries): a guard against a bug or a fault-injection string
+# error classes, countries, breach kinds): a guard against a bug or a fault-injection string
 # turning into a series per request, not a limit anyone should reach.
 PROVIDER_LIMIT = 64
 ERROR_CLASS_LIMIT = 128
 COUNTRY_LIMIT = 300  # ISO 3166-1 has 249 codes
+BREACH_KIND_LIMIT = 32  # one per InvariantBreach class

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from integration_hub.domain.errors import HubError, ProviderNotConfigured
+from integration_hub.domain.errors import HubError, ProviderNotConfigured, Unavailable
 from integration_hub.domain.models import canonical_json
 from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
 from integration_hub.domain.routing import Channel
@@ -170,7 +170,10 @@ class ProviderRegistry:
     async def _refresh(self, tenant: str, name: str, now: float) -> Provider:
         try:
             config = await self.credentials.get_credentials(tenant, name)
-        except ProviderNotConfigured:
+        except (ProviderNotConfigured, Unavailable):
+            # Unavailable: the store holding the settings is down for now. Not
+            # "not configured" (permanent: the notification would end FAILED);
+            # it propagates, and the message comes back after the outage.
             raise
         except HubError as exc:
             # A missing master key or a ciphertext that does not decrypt: an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import ssl
 from email.message import EmailMessage
 from typing import Any, Literal, Self
@@ -27,6 +28,8 @@ from integration_hub.domain.delivery import (
     TransientFailure,
 )
 from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 # 552 on MAIL FROM is "message size exceeds fixed maximum": the message, not the sender.
@@ -141,7 +144,15 @@ class SmtpProvider:
         try:
             mail = build_email(self.settings, message)
         except ValueError as exc:
-            return PermanentFailure("invalid_message", f"smtp: {exc}")
+            # The tenant reads the attempt's message, and the email library's
+            # text may quote the header or address it refused: the type only
+            # there, the text for operators (the log chain redacts recipients).
+            log.warning("smtp: cannot build the email of %s: %s", message.notification_id, exc)
+            return PermanentFailure(
+                "invalid_message",
+                f"smtp: the message cannot be built safely ({type(exc).__name__});"
+                " a header or address is malformed (a line break in the subject?)",
+            )
         async with self._slots:
             try:
                 return await self._send_pooled(mail, message.recipient.email)

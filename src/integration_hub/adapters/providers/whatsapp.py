@@ -106,7 +106,11 @@ class WhatsAppSettings(BaseModel):
 
 
 class InvalidTemplate(ValueError):
-    """``metadata["whatsapp"]["template"]`` is not a usable template request."""
+    """``metadata["whatsapp"]["template"]`` is not a usable template request.
+
+    Its text becomes the attempt's message, which the tenant reads: it names
+    the rule broken and never quotes a value from the request.
+    """
 
 
 class WhatsAppProvider(HttpProvider):

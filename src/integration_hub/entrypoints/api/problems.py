@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from integration_hub import tracing
 from integration_hub.domain import errors
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,6 @@ _MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
     (errors.DataRejected, 422, "data-rejected", "Data rejected"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
     (errors.RateLimited, 429, "rate-limited", "Too many requests"),
-    (errors.InvalidTransition, 409, "invalid-transition", "Invalid status transition"),
     (errors.HubError, 422, "invalid-field", "Invalid field"),
 ]
 
@@ -119,6 +119,16 @@ def from_hub_error(exc: errors.HubError) -> JSONResponse:
         field=exc.field,
         headers=headers,
         supported_countries=supported,
+    )
+
+
+def internal_error() -> JSONResponse:
+    """The 500 of a bug: nothing about its cause reaches the client."""
+    return problem(
+        500,
+        "internal-error",
+        "Internal error",
+        "an unexpected error occurred; it has been logged",
     )
 
 
@@ -200,16 +210,29 @@ def install(app: FastAPI) -> None:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
 
+    async def breach(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the client's doing (never a 409): the body says nothing
+        # of it, the log says which rule broke (docs/runbook.md).
+        assert isinstance(exc, errors.InvariantBreach)
+        hub = getattr(request.app.state, "hub", None)
+        if hub is not None and hub.metrics is not None:
+            hub.metrics.metrics.invariant_breach(exc.kind)
+        with tracing.log_scope(breach=exc.kind):
+            log.error(
+                "invariant breach (%s) on %s %s: %s",
+                exc.kind,
+                request.method,
+                request.url.path,
+                exc.message,
+            )
+        return internal_error()
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(
-            500,
-            "internal-error",
-            "Internal error",
-            "an unexpected error occurred; it has been logged",
-        )
+        return internal_error()
 
     app.add_exception_handler(errors.HubError, hub_error)
+    app.add_exception_handler(errors.InvariantBreach, breach)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,79 @@
+"""The provider registry reading a tenant's settings: an outage is not "not configured"."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from integration_hub.adapters.crypto.local import KeyRingError
+from integration_hub.adapters.providers.registry import ProviderRegistry
+from integration_hub.domain.errors import ProviderNotConfigured, Unavailable
+from integration_hub.domain.routing import Channel
+from support import LOCAL_OUTBOUND, ManualClock
+
+CONFIG = {
+    "phone_number_id": "1234567890",
+    "access_token": "EAAG-token",
+    "base_url": "http://127.0.0.1:9",
+}
+
+
+class Credentials:
+    """Stored provider settings that fail with ``errors`` first, one per read."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.stored: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def get_credentials(self, tenant: str, provider: str) -> dict[str, Any] | None:
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.stored.get((tenant, provider))
+
+    async def put_credentials(self, tenant: str, provider: str, config: dict[str, Any]) -> None:
+        self.stored[(tenant, provider)] = config
+
+    async def list_credentials(self, tenant: str) -> list[str]:
+        return sorted(p for t, p in self.stored if t == tenant)
+
+
+@pytest.fixture
+async def credentials() -> Credentials:
+    made = Credentials()
+    await made.put_credentials("acme", "whatsapp_cloud", CONFIG)
+    return made
+
+
+@pytest.fixture
+async def registry(credentials: Credentials) -> AsyncIterator[ProviderRegistry]:
+    made = ProviderRegistry(credentials, {}, ManualClock(), ttl_seconds=0, outbound=LOCAL_OUTBOUND)
+    yield made
+    await made.close()
+
+
+async def test_a_store_outage_reading_the_settings_is_unavailable_not_provider_not_configured(
+    credentials: Credentials, registry: ProviderRegistry
+) -> None:
+    credentials.errors.append(Unavailable("database unavailable"))
+    # Before the fix this was ProviderNotConfigured, and the notification
+    # ended FAILED as a configuration problem although nothing was wrong.
+    with pytest.raises(Unavailable):
+        await registry.get("acme", Channel.WHATSAPP, "whatsapp_cloud")
+    # Once the store is back, the same registry finds the provider.
+    provider = await registry.get("acme", Channel.WHATSAPP, "whatsapp_cloud")
+    assert provider.name == "whatsapp_cloud"
+
+
+async def test_settings_that_cannot_be_decrypted_are_still_not_configured(
+    credentials: Credentials, registry: ProviderRegistry
+) -> None:
+    credentials.errors.append(KeyRingError("the data key does not decrypt"))
+    with pytest.raises(ProviderNotConfigured, match="cannot be read: the data key does not"):
+        await registry.get("acme", Channel.WHATSAPP, "whatsapp_cloud")
+
+
+async def test_a_tenant_without_settings_is_not_configured(registry: ProviderRegistry) -> None:
+    with pytest.raises(ProviderNotConfigured, match="has no configuration"):
+        await registry.get("globex", Channel.WHATSAPP, "whatsapp_cloud")
