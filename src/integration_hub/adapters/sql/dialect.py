@@ -108,7 +108,7 @@ class Dialect:
                 raise KeyError(f"{statement.name}: unknown SQL slot {match[0]!r}")
             return self.slots[name]
 
-        sql = _SLOT.sub(slot, statement.sql.strip())
+        sql = _SLOT.sub(slot, statement.sql).strip()
         if statement.notify:
             sql = self.notify.replace("{sql}", sql)
         names: list[str] = []
