@@ -66,7 +66,7 @@ ON CONFLICT (tenant, "window") DO UPDATE SET
 # (expired, or in progress with a lapsed lock); otherwise the conflicting row
 # stays as it is (locked by this transaction on PostgreSQL until we have read
 # it). The WHERE is key_free in SQL, for atomicity; tests/contract/
-# test_sql_key_takeover.py checks the two agree on both databases.
+# test_sql_conditions.py checks the two agree on both databases.
 RESERVE = S(
     "reserve",
     """

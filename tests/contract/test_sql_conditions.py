@@ -1,4 +1,7 @@
-"""The SQL stores take an Idempotency-Key exactly when ``lifecycle.key_free`` says so.
+"""The rules the SQL stores state in SQL, against domain/lifecycle.py, on both databases.
+
+**The Idempotency-Key takeover.** The stores take a key exactly when
+``lifecycle.key_free`` says so.
 
 The takeover must be atomic, so statements.RESERVE (and RESERVE_COMPLETE)
 state ``key_free`` in SQL, as the conflict clause of one upsert. Here
@@ -29,6 +32,9 @@ from integration_hub.adapters.sql.store import SqlStore
 from integration_hub.adapters.sqlite.database import SqliteDatabase
 from integration_hub.adapters.sqlite.store import SqliteStore
 from integration_hub.domain import lifecycle
+from integration_hub.domain.models import Attempt, Outcome, from_epoch
+from integration_hub.domain.status import Status
+from integration_hub.ports import Completion
 from support import ManualClock, notification
 
 EXAMPLES = settings(
@@ -123,3 +129,44 @@ async def test_a_one_step_accept_takes_a_key_exactly_when_lifecycle_says_it_is_f
 
     assert (accepted.existing is None) == free, (state, accepted)
     assert (await store.get_notification("acme", n.id) is not None) == free
+
+
+# -- recording an outcome ----------------------------------------------------------------
+
+OURS = "ours"
+SHAPE = Statement(
+    "test_shape", "UPDATE notifications SET status = :status, claim_token = :token WHERE id = :id"
+)
+
+
+@EXAMPLES
+@given(
+    status=st.sampled_from(list(Status)),
+    token=st.sampled_from([None, OURS, "theirs"]),
+    target=st.sampled_from([Status.PROCESSING, Status.DONE, Status.FAILED]),
+)
+async def test_an_outcome_is_recorded_exactly_when_lifecycle_says_it_may(
+    store: SqlStore, status: Status, token: str | None, target: Status
+) -> None:
+    n = notification()
+    accepted = await store.accept_new(n, {"id": n.id}, fingerprint="fp", ttl_seconds=60)
+    assert accepted.existing is None
+    assert await store.claim(n.id, OURS, lease_seconds=30, max_attempts=5) is not None
+    await store.sql.write(single(run(SHAPE, status=str(status), token=token, id=n.id)))
+    allowed = lifecycle.may_complete(status, token, OURS)
+    attempt = Attempt(
+        number=1,
+        provider="sandbox",
+        started_at=from_epoch(0),
+        outcome=Outcome.PERMANENT,
+        latency_ms=1.0,
+        error_class="permanent",
+        message="refused",
+    )
+
+    done = await store.complete_attempt(n.id, OURS, attempt, status=target)
+
+    assert (done is not Completion.LOST) == allowed, (status, token, target, done)
+    seen = await store.get_notification("acme", n.id)
+    assert seen is not None
+    assert seen.status is (target if allowed else status)
