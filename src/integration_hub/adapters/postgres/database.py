@@ -27,12 +27,13 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from asyncpg import Connection as Connection
 
+from integration_hub.adapters.sql.dialect import NOTIFY_CHANNEL
 from integration_hub.domain.errors import DataRejected, Unavailable
 from integration_hub.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "ihub_queue"
+CHANNEL = NOTIFY_CHANNEL
 """The LISTEN/NOTIFY channel that wakes idle workers after an enqueue."""
 
 # Any constant works; it only has to differ from other applications' advisory locks.

@@ -1,80 +1,27 @@
-"""Retention on PostgreSQL: forget finished notifications and expired idempotency keys.
+"""Retention on PostgreSQL (``adapters/sql/retention.py``).
 
-A notification is finished when DONE or FAILED; it goes together with its
-attempts, its dead letter, its sandbox deliveries and any queue entry left
-behind. Deletion runs in small batches, each its own transaction, so that a
-large purge never holds many locks or one long transaction; rows a worker
-holds right now are skipped and left for the next run.
+Batches of 1000, each its own transaction, skipping rows a worker holds.
+The module-level names are the PostgreSQL text of the two searches, as
+tests/contract/test_postgres_indexes.py EXPLAINs them.
 """
 
 from __future__ import annotations
 
 from integration_hub.adapters.postgres.database import PostgresDatabase
+from integration_hub.adapters.sql import retention
+from integration_hub.adapters.sql import statements as q
+from integration_hub.adapters.sql.dialect import POSTGRES
+from integration_hub.adapters.sql.flow import AsyncRunner
 
-PURGE_FINISHED = """
-WITH doomed AS MATERIALIZED (
-    SELECT id FROM notifications
-    WHERE finished_at < $1 AND status IN ('DONE', 'FAILED')
-    ORDER BY finished_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-),
-attempts_gone AS (
-    DELETE FROM attempts WHERE notification_id IN (SELECT id FROM doomed) RETURNING 1
-),
-dead_letters_gone AS (
-    DELETE FROM dead_letters WHERE notification_id IN (SELECT id FROM doomed) RETURNING 1
-),
-outbox_gone AS (
-    DELETE FROM outbox WHERE notification_id IN (SELECT id FROM doomed) RETURNING 1
-),
-queue_gone AS (
-    DELETE FROM queue WHERE notification_id IN (SELECT id FROM doomed) RETURNING 1
-),
-notifications_gone AS (
-    DELETE FROM notifications WHERE id IN (SELECT id FROM doomed) RETURNING 1
-)
-SELECT
-    (SELECT COUNT(*) FROM notifications_gone) AS notifications,
-    (SELECT COUNT(*) FROM attempts_gone) AS attempts,
-    (SELECT COUNT(*) FROM dead_letters_gone) AS dead_letters,
-    (SELECT COUNT(*) FROM outbox_gone) AS outbox,
-    (SELECT COUNT(*) FROM queue_gone) AS queue
-"""
-
-PURGE_KEYS = """
-WITH doomed AS MATERIALIZED (
-    SELECT tenant, key FROM idempotency_keys
-    WHERE expires_at <= $1
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM idempotency_keys k USING doomed
-WHERE k.tenant = doomed.tenant AND k.key = doomed.key
-"""
-
-COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
+PURGE_FINISHED = POSTGRES.compile(q.FINISHED).sql
+PURGE_KEYS = POSTGRES.compile(q.PURGE_KEYS).sql
+COUNTS = retention.COUNTS
 
 
 async def purge_database(
     db: PostgresDatabase, *, older_than_seconds: float, batch_size: int = 1000
 ) -> dict[str, int]:
     """Delete what finished more than ``older_than_seconds`` ago; rows deleted per table."""
-    now = db.clock.now()
-    cutoff = now - older_than_seconds
-    counts = dict.fromkeys(COUNTS, 0)
-    while True:
-        async with db.transaction() as conn:
-            row = await conn.fetchrow(PURGE_FINISHED, cutoff, batch_size)
-        for name in COUNTS[:-1]:
-            counts[name] += row[name]
-        if row["notifications"] < batch_size:
-            break
-    while True:
-        async with db.transaction() as conn:
-            status = await conn.execute(PURGE_KEYS, now, batch_size)
-        deleted = int(status.split()[-1])  # "DELETE <n>"
-        counts["idempotency_keys"] += deleted
-        if deleted < batch_size:
-            break
-    return counts
+    return await retention.purge(
+        AsyncRunner(db), older_than_seconds=older_than_seconds, batch_size=batch_size
+    )
