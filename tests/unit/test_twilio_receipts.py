@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from integration_hub.adapters.receipts import twilio
 from integration_hub.adapters.receipts.common import BadSignature, MalformedReceipt
