@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from integration_hub.adapters.sql.backend import SqlBackend
 from integration_hub.config import ConfigurationError
-from integration_hub.ports import Backend, Clock, QueueDeadLetters
+from integration_hub.ports import Backend, Clock
 
 if TYPE_CHECKING:
     from integration_hub.adapters.postgres.database import PostgresDatabase
@@ -64,21 +65,18 @@ class PostgresKind:
         return backend
 
 
-class PostgresBackend:
+class PostgresBackend(SqlBackend):
     """An open PostgreSQL database (a pool, and a LISTEN connection when waiting)."""
-
-    queue_dead_letters: QueueDeadLetters | None = None  # the store dead-letters; no queue DLQ
 
     def __init__(self, db: PostgresDatabase) -> None:
         from integration_hub.adapters.postgres.credentials import PostgresCredentials
         from integration_hub.adapters.postgres.queue import PostgresOutbox, PostgresQueue
         from integration_hub.adapters.postgres.store import PostgresStore
 
+        super().__init__(
+            PostgresStore(db), PostgresQueue(db), PostgresOutbox(db), PostgresCredentials(db)
+        )
         self.db = db
-        self.store = PostgresStore(db)
-        self.queue = PostgresQueue(db)
-        self.outbox = PostgresOutbox(db)
-        self.secrets = PostgresCredentials(db)
 
     async def versions(self) -> tuple[int, int]:
         """(the schema's version, the version this release needs)."""
@@ -103,11 +101,3 @@ class PostgresBackend:
         from integration_hub.adapters.postgres.retention import purge_database
 
         return await purge_database(self.db, older_than_seconds=older_than_seconds)
-
-    async def reconcile(self, older_than_seconds: float) -> int | None:
-        """Nothing to reconcile: accepting enqueues in the same transaction."""
-        return None
-
-    async def close(self) -> None:
-        """Close the pool and the LISTEN connection."""
-        await self.store.close()

@@ -6,13 +6,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from integration_hub.adapters.sql.backend import SqlBackend
 from integration_hub.adapters.sqlite.credentials import SqliteCredentials
 from integration_hub.adapters.sqlite.database import SqliteDatabase, path_from_url
 from integration_hub.adapters.sqlite.queue import SqliteOutbox, SqliteQueue
 from integration_hub.adapters.sqlite.retention import purge_database
 from integration_hub.adapters.sqlite.store import SqliteStore
 from integration_hub.config import ConfigurationError
-from integration_hub.ports import Backend, Clock, QueueDeadLetters
+from integration_hub.ports import Backend, Clock
 
 if TYPE_CHECKING:
     from integration_hub.config import Settings
@@ -49,17 +50,12 @@ class SqliteKind:
         return SqliteBackend(db)
 
 
-class SqliteBackend:
+class SqliteBackend(SqlBackend):
     """An open SQLite file."""
 
-    queue_dead_letters: QueueDeadLetters | None = None  # the store dead-letters; no queue DLQ
-
     def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(SqliteStore(db), SqliteQueue(db), SqliteOutbox(db), SqliteCredentials(db))
         self.db = db
-        self.store = SqliteStore(db)
-        self.queue = SqliteQueue(db)
-        self.outbox = SqliteOutbox(db)
-        self.secrets = SqliteCredentials(db)
 
     async def migrate(self) -> int | None:
         """Opening migrated: the schema is at the newest script."""
@@ -73,11 +69,3 @@ class SqliteBackend:
     async def purge(self, older_than_seconds: float) -> dict[str, int]:
         """Retention in short write transactions."""
         return await purge_database(self.db, older_than_seconds=older_than_seconds)
-
-    async def reconcile(self, older_than_seconds: float) -> int | None:
-        """Nothing to reconcile: accepting enqueues in the same transaction."""
-        return None
-
-    async def close(self) -> None:
-        """Close the file (the store owns the connections)."""
-        await self.store.close()
