@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from integration_hub.domain.errors import InvalidRecipient
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
 
@@ -306,3 +307,10 @@ class Notification:
     # processes join its trace (ADR 0015).
     traceparent: str | None = None
     tracestate: str | None = None
+    # What happened after a provider accepted it (ADR 0019): None until an
+    # attempt is DELIVERED with a provider message id, then ``sent`` and
+    # whatever the provider's receipts say; never lowered (receipts.advance).
+    delivery_state: DeliveryState | None = None
+    delivery_updated_at: datetime | None = None
+    provider_message_id: str | None = None
+    """The accepted attempt's message id at ``provider``: what receipts name it by."""

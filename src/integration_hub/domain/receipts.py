@@ -236,3 +236,39 @@ def normalise_address(channel: Channel, address: str) -> str:
     if channel is Channel.EMAIL:
         return normalise_email(address)
     return normalise_phone(address)
+
+
+EXPIRY_PROVIDER = "hub"
+"""The provider named by the event ``expire_deliveries`` records: the hub itself."""
+EXPIRY_STATUS = "expired"
+
+
+def expiry_cutoff(now: datetime, timeout: timedelta) -> datetime:
+    """The sent time at or before which a message still ``sent`` expires now (``expiry_due``)."""
+    return now - timeout
+
+
+# Who added a suppression decides who may lift it: the operator's own entries
+# only the operator; a tenant may lift any other on its own list (its user
+# re-subscribed), and an inbound START lifts only what an inbound STOP (or the
+# provider's own opt-out code) added.
+OPERATOR_ONLY: frozenset[SuppressionReason] = frozenset({SuppressionReason.OPERATOR})
+OPT_IN_LIFTS: frozenset[SuppressionReason] = frozenset({SuppressionReason.OPTED_OUT})
+
+
+class Lifter(StrEnum):
+    """Who asks to lift a suppression."""
+
+    OPERATOR = "operator"
+    TENANT = "tenant"
+    RECIPIENT = "recipient"
+    """The recipient themselves, by an opt-in keyword (START)."""
+
+
+def may_lift(reason: SuppressionReason, by: Lifter) -> bool:
+    """Whether ``by`` may lift a suppression added for ``reason``."""
+    if by is Lifter.OPERATOR:
+        return True
+    if by is Lifter.TENANT:
+        return reason not in OPERATOR_ONLY
+    return reason in OPT_IN_LIFTS

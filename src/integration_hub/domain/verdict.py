@@ -124,3 +124,12 @@ def poison(error: Exception, deliveries: int, policy: RetryPolicy) -> Verdict | 
         f"poison message: handling raised {type(error).__name__} on each of {deliveries} deliveries"
     )
     return Verdict(Status.FAILED, reason=reason)
+
+
+def suppressed(channel: str, reason: str) -> PermanentFailure:
+    """The classified answer for a notification whose recipient became suppressed
+    after it was accepted: FAILED with error class ``suppressed``, no provider call."""
+    return PermanentFailure(
+        error_class="suppressed",
+        message=f"the recipient is on this tenant's {channel} suppression list ({reason})",
+    )

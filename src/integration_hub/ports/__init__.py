@@ -40,6 +40,14 @@ from integration_hub.ports.queue import (
     QueueStats,
     Settle,
 )
+from integration_hub.ports.receipts import (
+    DeliveryEvent,
+    Match,
+    ReceiptRecord,
+    ReceiptStore,
+    Suppression,
+    SuppressionStore,
+)
 from integration_hub.ports.secrets import (
     CredentialStore,
     DataKeyStore,
@@ -72,10 +80,12 @@ __all__ = [
     "DataKeyStore",
     "DeadLetter",
     "DeadLetterStore",
+    "DeliveryEvent",
     "FirstAccept",
     "IdempotencyRecord",
     "IngestStore",
     "KeyRing",
+    "Match",
     "Metrics",
     "NewKeyAccept",
     "NoMetrics",
@@ -91,9 +101,13 @@ __all__ = [
     "QueueMessage",
     "QueueStats",
     "ReadStore",
+    "ReceiptRecord",
+    "ReceiptStore",
     "SecretStore",
     "Settle",
     "Store",
+    "Suppression",
+    "SuppressionStore",
     "SystemClock",
     "TenantStore",
 ]

@@ -10,9 +10,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
 from integration_hub.ports.queue import Settle
+from integration_hub.ports.receipts import ReceiptStore, SuppressionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +166,14 @@ class ReadStore(Protocol):
         *,
         status: Status | None = None,
         country: str | None = None,
+        delivery_state: DeliveryState | None = None,
         limit: int = 50,
         before_id: str | None = None,
     ) -> list[Notification]:
-        """The tenant's notifications, newest first, strictly older than ``before_id``."""
+        """The tenant's notifications, newest first, strictly older than ``before_id``.
+
+        Filters combine (AND); ``delivery_state`` matches the current state.
+        """
         ...
 
 
@@ -264,7 +270,16 @@ class DeadLetterStore(Protocol):
         ...
 
 
-class Store(TenantStore, IngestStore, ReadStore, ClaimStore, DeadLetterStore, Protocol):
+class Store(
+    TenantStore,
+    IngestStore,
+    ReadStore,
+    ClaimStore,
+    DeadLetterStore,
+    ReceiptStore,
+    SuppressionStore,
+    Protocol,
+):
     """Durable state: every role of one backend, and its connections."""
 
     async def close(self) -> None:
