@@ -38,6 +38,12 @@ RECONCILE_HANDLER = "integration_hub.entrypoints.aws_lambda.reconcile_handler"
 # The sparse index of RECEIVED notifications, the only one the reconciler reads.
 RECONCILER_INDEX = "GSI4"
 TTL_ATTRIBUTE = "expires_ttl"
+# The public receipt callbacks (issue 15): WhatsApp verifies a webhook with a GET.
+RECEIPT_ROUTES = (
+    ("/v1/receipts/twilio/{tenant}", (apigw.HttpMethod.POST,)),
+    ("/v1/receipts/whatsapp/{tenant}", (apigw.HttpMethod.GET, apigw.HttpMethod.POST)),
+    ("/v1/receipts/ses/{tenant}", (apigw.HttpMethod.POST,)),
+)
 # IHUB_MAX_ATTEMPTS's default, which the stack does not override.
 DEFAULT_MAX_ATTEMPTS = 5
 GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
@@ -260,15 +266,18 @@ class HubStack(Stack):
             )
         )
 
+        self.api_integration = integrations.HttpLambdaIntegration(
+            "ApiIntegration", self.api_function
+        )
         self.http_api = apigw.HttpApi(
             self,
             "HttpApi",
             api_name=f"{settings.prefix}-api",
-            description="Integration Hub API (/v1/notifications, /admin/v1, /healthz)",
-            default_integration=integrations.HttpLambdaIntegration(
-                "ApiIntegration", self.api_function
-            ),
+            description="Integration Hub API (/v1/notifications, /v1/receipts, /admin/v1,"
+            " /healthz)",
+            default_integration=self.api_integration,
         )
+        self._receipt_routes()
 
         self._alarms()
 
@@ -284,6 +293,23 @@ class HubStack(Stack):
             value=self.credentials_key.key_arn,
             description="KMS key of the tenant credentials (IHUB_KMS_KEY_ID)",
         )
+
+    def _receipt_routes(self) -> None:
+        """The providers' receipt callbacks, as routes of their own with no authorizer.
+
+        They reach the API function like every other path (the ``$default``
+        route would take them too); naming them keeps them public if the API
+        ever gains a default authorizer: a provider cannot present one, it
+        signs the request instead, and the hub checks that signature
+        (docs/receipts.md). The function gets the body and headers unchanged.
+        """
+        for path, methods in RECEIPT_ROUTES:
+            self.http_api.add_routes(
+                path=path,
+                methods=list(methods),
+                integration=self.api_integration,
+                authorizer=apigw.HttpNoneAuthorizer(),
+            )
 
     def _reconciler_schedule(self) -> None:
         """Run the reconciler every few minutes, allowed only what ``reconcile`` does."""
