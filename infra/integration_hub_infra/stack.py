@@ -80,6 +80,9 @@ WORKER_TABLE_ACTIONS = (
     "dynamodb:Query",
     *TRANSACT_ITEM_ACTIONS,
 )
+# The reconciler re-enqueues (UpdateItem) and expires deliveries (GetItem, then
+# a transaction of UpdateItem + PutItem of the event).
+RECONCILER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 # The admin API's /queue-dead-letters lists and redrives SQS's own DLQ: it finds
 # the DLQ through the queue's RedrivePolicy, receives (short visibility, then
 # visible again), and deletes only what it has sent back to the queue.
@@ -315,7 +318,12 @@ class HubStack(Stack):
         """Run the reconciler every few minutes, allowed only what ``reconcile`` does."""
         function = self.reconciler_function
         # It queries the sparse RECEIVED index, moves an item's index entry
-        # (a conditional UpdateItem on the table) and sends to the queue.
+        # (a conditional UpdateItem on the table) and sends to the queue. It
+        # also expires deliveries nobody reported on (the periodic job of
+        # issue 15: no worker process runs on AWS): it queries the SENT
+        # entries of the same index, reads each notification (GetItem) and
+        # writes its state with an event item in one transaction (UpdateItem
+        # + PutItem).
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Query"],
@@ -323,7 +331,9 @@ class HubStack(Stack):
             )
         )
         function.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[self.table.table_arn])
+            iam.PolicyStatement(
+                actions=list(RECONCILER_TABLE_ACTIONS), resources=[self.table.table_arn]
+            )
         )
         self.queue.grant(function, "sqs:SendMessage")  # its URL is in IHUB_DATABASE_URL
         self.reconcile_rule = events.Rule(

@@ -19,6 +19,7 @@ import app as app_module
 from integration_hub_infra import STACK_NAME, HubStack, SettingsError, build, parse_regions
 from integration_hub_infra.stack import (
     API_HANDLER,
+    RECEIPT_ROUTES,
     RECONCILE_HANDLER,
     RECONCILER_INDEX,
     WORKER_HANDLER,
@@ -393,12 +394,15 @@ def test_no_identity_policy_allows_every_resource(hub: Synthesized) -> None:
 def test_the_reconciler_may_only_query_the_received_index_touch_items_and_send(
     hub: Synthesized,
 ) -> None:
+    """Re-enqueue (UpdateItem) and expire deliveries (GetItem, UpdateItem + PutItem)."""
     s = hub.stack
     grants = hub.grants_of(s.reconciler_function.role)
     table = {"Fn::GetAtt": [hub.logical_id(s.table), "Arn"]}
     logs = [{"Fn::GetAtt": [hub.logical_id(s.reconciler_function.log_group), "Arn"]}]
     assert grants == {
         "dynamodb:Query": [{"Fn::Join": ["", [table, "/index/GSI4"]]}],
+        "dynamodb:GetItem": [table],
+        "dynamodb:PutItem": [table],
         "dynamodb:UpdateItem": [table],
         "sqs:SendMessage": [{"Fn::GetAtt": [hub.logical_id(s.queue), "Arn"]}],
         "logs:CreateLogStream": logs,
@@ -407,8 +411,11 @@ def test_the_reconciler_may_only_query_the_received_index_touch_items_and_send(
 
 
 def test_the_reconcilers_index_is_the_one_the_backend_queries() -> None:
+    """Both periodic jobs it runs read one index: RECEIVED for reconcile, sent for expiry."""
     tables = pytest.importorskip("integration_hub.adapters.aws.tables")
     assert tables.RECEIVED_INDEX == RECONCILER_INDEX
+    assert tables.SENT_INDEX == RECONCILER_INDEX
+    assert RECONCILER_INDEX in tables.GSIS
 
 
 @pytest.mark.parametrize(("fixture", "minutes", "after"), [("hub", 1, 300), ("tuned", 5, 600)])
@@ -468,8 +475,6 @@ def test_the_receipt_callbacks_are_public_routes_to_the_api_function(hub: Synthe
 
 def test_the_api_function_serves_every_receipt_route() -> None:
     """The routes the stack opens are the ones the FastAPI app (the API function) has."""
-    from integration_hub_infra.stack import RECEIPT_ROUTES
-
     api = pytest.importorskip("integration_hub.entrypoints.api")
     receipts = [f"{method.value} {path}" for path, methods in RECEIPT_ROUTES for method in methods]
     assert len(receipts) == 4
