@@ -10,10 +10,12 @@ received, with API Gateway HTTP API (payload 2.0) events.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +23,18 @@ from fastapi import FastAPI, Request, Response
 
 from integration_hub.entrypoints import aws_lambda
 from support import api_gateway_event
+
+
+@pytest.fixture(autouse=True)
+def lambda_loop() -> Iterator[None]:
+    """The container's event loop, as ``aws_lambda._loop`` sets it (Mangum runs on it)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def echo_app() -> FastAPI:
