@@ -476,6 +476,8 @@ def test_the_receipt_callbacks_are_public_routes_to_the_api_function(hub: Synthe
 def test_the_api_function_serves_every_receipt_route() -> None:
     """The routes the stack opens are the ones the FastAPI app (the API function) has."""
     api = pytest.importorskip("integration_hub.entrypoints.api")
+    # Skipped only where the receipt endpoints are not part of the app at all.
+    pytest.importorskip("integration_hub.entrypoints.api.receipts")
     receipts = [f"{method.value} {path}" for path, methods in RECEIPT_ROUTES for method in methods]
     assert len(receipts) == 4
     paths = {
