@@ -480,14 +480,11 @@ def test_the_api_function_serves_every_receipt_route() -> None:
     pytest.importorskip("integration_hub.entrypoints.api.receipts")
     receipts = [f"{method.value} {path}" for path, methods in RECEIPT_ROUTES for method in methods]
     assert len(receipts) == 4
-    paths = {
-        (method, route.path)
-        for route in api.create_app().routes
-        for method in getattr(route, "methods", None) or ()
-    }
+    # The OpenAPI document lists every route of the app, included routers too.
+    paths = api.create_app().openapi()["paths"]
     for key in receipts:
         method, path = key.split(" ")
-        assert (method, path) in paths, f"{key} has no FastAPI route"
+        assert method.lower() in paths.get(path, {}), f"{key} has no FastAPI route"
 
 
 # -- alarms and outputs ----------------------------------------------------------
