@@ -23,6 +23,7 @@ from integration_hub.ports.receipts import DeliveryEvent, Match, ReceiptRecord, 
 
 EVENTS_LIMIT = 100
 """The most events ``delivery_events`` answers (the port's maximum)."""
+_MICROSECOND = 1e-6
 
 
 def identity_text(receipt: Receipt) -> str:
@@ -115,7 +116,10 @@ def expire_deliveries(sent_before: datetime, now: datetime, limit: int) -> Flow[
     so that a receipt recorded meanwhile (SQLite: never, one writer;
     PostgreSQL: the candidates are locked, others skipped) is not overwritten.
     """
-    found = yield rows(q.EXPIRY_DUE, cutoff=to_epoch(sent_before), limit=limit)
+    # Stored times are the clock's floats, finer than a datetime's microsecond:
+    # the search takes a microsecond more and expiry_due decides on datetimes.
+    cutoff = to_epoch(sent_before) + _MICROSECOND
+    found = yield rows(q.EXPIRY_DUE, cutoff=cutoff, limit=limit)
     timeout = now - sent_before
     expired = 0
     for candidate in found:
