@@ -297,8 +297,11 @@ class ReceiptService:
         return RemoveResult(Removal.REMOVED, found.reason)
 
     async def lift(self, tenant: str, channel: Channel, address: str, *, by: Lifter) -> None:
-        """``remove`` for the API and CLI: NotFound or LiftForbidden unless it was lifted."""
-        result = await self.remove(tenant, channel, address, by=by)
+        """``remove`` for the API and CLI: NotFound or LiftForbidden unless it was lifted.
+
+        An address that does not normalise cannot be on the list: NotFound too.
+        """
+        result = await self.remove(tenant, channel, address, by=by, strict=False)
         if result.outcome is Removal.NOT_FOUND:
             raise errors.NotFound("no such suppression", field="address")
         if result.outcome is Removal.FORBIDDEN:
