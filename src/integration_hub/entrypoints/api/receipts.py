@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -152,7 +153,7 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-def _now(hub: Hub) -> Any:
+def _now(hub: Hub) -> datetime:
     return from_epoch(hub.clock.now())
 
 
@@ -252,11 +253,14 @@ async def _inbound(hub: Hub, tenant: str, params: Mapping[str, str]) -> None:
     if action is None:
         return
     sender = twilio.inbound_sender(params)
+    # WhatsApp through Twilio names the sender whatsapp:+...: that channel's list.
+    from_whatsapp = (params.get("From") or "").strip().lower().startswith("whatsapp:")
+    channel = Channel.WHATSAPP if from_whatsapp else Channel.SMS
     if action is twilio.OptAction.OPT_OUT:
-        await hub.receipts.opt_out(tenant, Channel.SMS, sender)
-        log.info("inbound opt-out keyword: sender suppressed on sms")
+        await hub.receipts.opt_out(tenant, channel, sender)
+        log.info("inbound opt-out keyword: sender suppressed on %s", channel)
     else:
-        lifted = await hub.receipts.opt_in(tenant, Channel.SMS, sender)
+        lifted = await hub.receipts.opt_in(tenant, channel, sender)
         log.info("inbound opt-in keyword: %s", "opt-out lifted" if lifted else "nothing to lift")
 
 
