@@ -29,11 +29,13 @@ from integration_hub.ports import (
 )
 from integration_hub.service.dispatch import Dispatcher, DispatchSettings
 from integration_hub.service.ingest import IngestPolicy, IngestService
+from integration_hub.service.receipts import ReceiptPolicy, ReceiptService, SuppressionCheck
 from integration_hub.service.tenants import ApiKeyCache, TenantCache
 
 if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
     from integration_hub.adapters.metrics import MetricsExporter
+    from integration_hub.adapters.receipts.sns import SnsVerifier
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Hub:
     tenants: TenantCache
     keys: ApiKeyCache
     purge: Callable[[float], Awaitable[dict[str, int]]]
+    receipts: ReceiptService
     # The queue service's own DLQ (SQS), apart from the store's dead letters.
     queue_dead_letters: QueueDeadLetters | None = None
     metrics: MetricsExporter | None = None
@@ -69,7 +72,16 @@ class Hub:
     schema_check: Callable[[], Awaitable[str | None]] | None = None
     # The backend itself, for its maintenance (migrate, reconcile) from the CLI.
     backend: Backend | None = None
+    # Verifies SNS messages for the SES receipt endpoint: one per process, so
+    # that its certificate cache is shared (made on first use).
+    sns_verifier: SnsVerifier | None = None
     _closed: bool = field(default=False, repr=False)
+
+    def sns(self) -> SnsVerifier:
+        """The process's SNS verifier, trusting what the settings say (production: the system)."""
+        if self.sns_verifier is None:
+            self.sns_verifier = sns_verifier(self.settings)
+        return self.sns_verifier
 
     async def close(self) -> None:
         """Close providers, then the store (which owns the connections)."""
@@ -78,9 +90,29 @@ class Hub:
         self._closed = True
         if self.metrics is not None:
             self.metrics.close()
+        if self.sns_verifier is not None:
+            await self.sns_verifier.close()
         await self.providers.close()
         await self.credentials.close()
         await self.store.close()
+
+
+def sns_verifier(settings: Settings) -> SnsVerifier:
+    """An SNS verifier: the system's CA and DNS, unless the test-only settings are set."""
+    from integration_hub.adapters.receipts.sns import CertFetch, SnsVerifier
+
+    connect_to: tuple[str, int] | None = None
+    if settings.sns_test_connect_to:
+        host, _, port = settings.sns_test_connect_to.rpartition(":")
+        connect_to = (host, int(port))
+    return SnsVerifier(CertFetch(ca_file=settings.sns_test_ca_file, connect_to=connect_to))
+
+
+def receipt_policy(settings: Settings) -> ReceiptPolicy:
+    """The receipt timeout and the inbound keyword lists."""
+    return ReceiptPolicy(
+        timeout=settings.receipt_timeout, opt_out=settings.opt_out, opt_in=settings.opt_in
+    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -207,6 +239,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     )
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     exporter = metrics_exporter(settings, store, queue)
+    suppressions = SuppressionCheck(store)
     ingest = IngestService(
         store,
         queue,
@@ -216,6 +249,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             lock_seconds=settings.idempotency_lock_seconds,
         ),
         metrics=exporter.metrics,
+        suppressions=suppressions,
     )
     dispatcher = Dispatcher(
         store,
@@ -229,7 +263,9 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             provider_timeout_seconds=settings.provider_timeout_seconds,
         ),
         metrics=exporter.metrics,
+        suppressions=suppressions,
     )
+    receipts = ReceiptService(store, clock, exporter.metrics, receipt_policy(settings))
     return Hub(
         settings,
         clock,
@@ -243,6 +279,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         tenants,
         ApiKeyCache(store, clock, settings.tenant_cache_seconds),
         backend.purge,
+        receipts,
         backend.queue_dead_letters,
         metrics=exporter,
         schema_check=backend.schema_problem,

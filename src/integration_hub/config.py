@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integration_hub.domain import outbound
+
+# The defaults of the inbound keyword lists (adapters/receipts/twilio.py has them
+# too; the settings must not import an adapter).
+DEFAULT_OPT_OUT = ("STOP", "UNSUBSCRIBE", "ARRET", "BAJA")
+DEFAULT_OPT_IN = ("START", "UNSTOP")
+
+
+def keyword_list(value: str) -> tuple[str, ...]:
+    """A comma-separated keyword setting as its keywords, blanks dropped."""
+    return tuple(word.strip() for word in value.split(",") if word.strip())
 
 
 class ConfigurationError(Exception):
@@ -192,6 +204,85 @@ class Settings(BaseSettings):
         description="open connections per API process; a new one beyond it is answered 503"
         " and closed before anything of it is read (keep it below `ulimit -n`)",
     )
+
+    # -- Delivery receipts and suppression lists (docs/receipts.md)
+    public_url: str | None = Field(
+        default=None,
+        description="the hub's public base URL as providers call it (http(s), no query or"
+        " fragment), e.g. https://hub.example.com: receipt endpoints check signatures over it"
+        " and answer 503 without it",
+    )
+    receipt_timeout_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="a notification still `sent` this long after the provider accepted it"
+        " becomes `expired` (by the workers' periodic purge and `ihub purge`)",
+    )
+    opt_out_keywords: str = Field(
+        default=",".join(DEFAULT_OPT_OUT),
+        description="comma-separated inbound SMS keywords that add the sender to the"
+        " tenant's SMS suppression list (case and accents ignored)",
+    )
+    opt_in_keywords: str = Field(
+        default=",".join(DEFAULT_OPT_IN),
+        description="comma-separated inbound SMS keywords that lift the sender's opt-out",
+    )
+    sns_test_ca_file: str | None = Field(
+        default=None,
+        description="tests only: a CA file trusted for SNS signing certificates instead of"
+        " the system's (off by default)",
+    )
+    sns_test_connect_to: str | None = Field(
+        default=None,
+        description="tests only: host:port every SNS host name connects to instead of its"
+        " DNS answer (off by default)",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("IHUB_PUBLIC_URL must be an http(s) URL with a host")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("IHUB_PUBLIC_URL must not have a query or a fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("IHUB_PUBLIC_URL must not carry a user or password")
+        return value.strip().rstrip("/")
+
+    @field_validator("opt_out_keywords", "opt_in_keywords")
+    @classmethod
+    def _keywords(cls, value: str) -> str:
+        if not keyword_list(value):
+            raise ValueError("name at least one keyword")
+        return value
+
+    @field_validator("sns_test_connect_to")
+    @classmethod
+    def _connect_to(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, _, port = value.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("IHUB_SNS_TEST_CONNECT_TO must be host:port")
+        return value.strip()
+
+    @property
+    def receipt_timeout(self) -> timedelta:
+        """IHUB_RECEIPT_TIMEOUT_HOURS as a duration."""
+        return timedelta(hours=self.receipt_timeout_hours)
+
+    @property
+    def opt_out(self) -> tuple[str, ...]:
+        """The opt-out keywords."""
+        return keyword_list(self.opt_out_keywords)
+
+    @property
+    def opt_in(self) -> tuple[str, ...]:
+        """The opt-in keywords."""
+        return keyword_list(self.opt_in_keywords)
 
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Self:

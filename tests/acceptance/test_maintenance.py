@@ -67,6 +67,7 @@ def test_purge_forgets_finished_notifications_only_once_old_enough(
             "outbox": 2,
             "queue": 0,
             "idempotency_keys": 0,
+            "expired_deliveries": 0,
         }
         for nid in ids:
             gone = client.get(f"/v1/notifications/{nid}", headers=hub.headers("acme"))

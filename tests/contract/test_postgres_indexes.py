@@ -19,6 +19,7 @@ import pytest
 import pg
 from integration_hub.adapters.postgres import queue, retention, store
 from integration_hub.adapters.postgres.database import PostgresDatabase
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 
 ROWS = 10_000
@@ -61,6 +62,30 @@ FILL = [
         'pm-' || i, $3 - $1 + i
     FROM generate_series(1, $1) AS i
     """,
+    # Delivery receipts: a DONE notification reached a provider with a message
+    # id; one in twenty is still waiting for its receipt, most were delivered.
+    """
+    UPDATE notifications SET provider = 'twilio', provider_message_id = 'SM' || id,
+        sent_at = finished_at, delivery_updated_at = finished_at,
+        delivery_state = (ARRAY['sent', 'delivered', 'delivered', 'delivered', 'read',
+            'bounced', 'delivered', 'undelivered', 'delivered', 'delivered', 'delivered',
+            'delivered', 'read', 'delivered', 'delivered', 'delivered', 'delivered',
+            'delivered', 'expired', 'delivered'])[1 + (created_at::bigint % 20)]
+    WHERE status = 'DONE' AND $1::integer > 0 AND $2::integer > 0 AND $3::float8 > 0
+    """,
+    """
+    INSERT INTO delivery_events (notification_id, provider, state, raw_status, received_at,
+        identity)
+    SELECT n.id, 'twilio', s, s, n.sent_at + 1, '["' || n.id || '", "' || s || '"]'
+    FROM notifications n, unnest(ARRAY['sent', 'delivered']) AS s
+    WHERE n.delivery_state IS NOT NULL AND $1::integer > 0 AND $2::integer > 0
+        AND $3::float8 > 0
+    """,
+    """
+    INSERT INTO suppressions (tenant, channel, address, reason, created_at)
+    SELECT 't' || (i % $2), 'sms', '+3460' || lpad(i::text, 7, '0'), 'opted_out', $3
+    FROM generate_series(1, $1) AS i
+    """,
     # One key in fifty has expired.
     """
     INSERT INTO idempotency_keys (tenant, key, fingerprint, reservation, created_at,
@@ -95,7 +120,12 @@ def filled() -> Iterator[str]:
 
 def _listing(**filters: Any) -> tuple[str, list[Any]]:
     return store.listing_query(
-        "t3", filters.get("status"), filters.get("country"), 50, filters.get("before_id")
+        "t3",
+        filters.get("status"),
+        filters.get("country"),
+        50,
+        filters.get("before_id"),
+        delivery_state=filters.get("delivery_state"),
     )
 
 
@@ -122,6 +152,41 @@ CASES = [
         *_listing(before_id="000000000c00"),
         r"notifications_tenant\w*",
         "notifications",
+    ),
+    case(
+        "list by delivery state",
+        *_listing(delivery_state=DeliveryState.BOUNCED),
+        "notifications_tenant_delivery",
+        "notifications",
+    ),
+    # A receipt finds its notification in one indexed read.
+    case(
+        "a receipt's notification",
+        store.RECEIPT_TARGET,
+        ["t3", "twilio", "SM000000000067"],
+        "notifications_provider_message",
+        "notifications",
+    ),
+    case(
+        "due for expiry",
+        store.EXPIRY_DUE,
+        [NOW - ROWS / 2, 1000],
+        "notifications_delivery_expiry",
+        "notifications",
+    ),
+    case(
+        "a notification's events",
+        store.DELIVERY_EVENTS,
+        ["000000000abc", "t3", 100],
+        "delivery_events_notification_id_identity_key",
+        "delivery_events",
+    ),
+    case(
+        "a suppression",
+        store.SUPPRESSION,
+        ["t3", "sms", "+34600000003"],
+        "suppressions_pkey",
+        "suppressions",
     ),
     case("claim", store.CLAIM_LOCK, ["000000000abc"], "notifications_pkey", "notifications"),
     case(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
+from integration_hub.domain.receipts import DeliveryState, Receipt, SuppressionReason
+from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
+from integration_hub.ports import Match, Suppression
 from support import Backend, accept, notification
 
 
@@ -23,7 +26,9 @@ async def purge(backend: Backend, older_than_seconds: float) -> dict[str, int]:
     return await purge_database(backend.store.db, older_than_seconds=older_than_seconds)
 
 
-async def finish(backend: Backend, n: Notification, status: Status) -> None:
+async def finish(
+    backend: Backend, n: Notification, status: Status, provider_message_id: str | None = None
+) -> None:
     """Claim and finish one attempt; a delivery lands in the outbox."""
     token = "t-" + n.id
     claimed = await backend.store.claim(n.id, token, lease_seconds=30, max_attempts=5)
@@ -38,7 +43,12 @@ async def finish(backend: Backend, n: Notification, status: Status) -> None:
             f"pm-{n.id}",
         )
     done = Attempt(
-        number=1, provider="sandbox", started_at=from_epoch(0), outcome=outcome, latency_ms=1.0
+        number=1,
+        provider="sandbox",
+        started_at=from_epoch(0),
+        outcome=outcome,
+        latency_ms=1.0,
+        provider_message_id=provider_message_id,
     )
     assert await backend.store.complete_attempt(
         n.id, token, done, status=status, dead_letter_reason="permanent: no"
@@ -46,7 +56,15 @@ async def finish(backend: Backend, n: Notification, status: Status) -> None:
 
 
 def nothing(**counts: int) -> dict[str, int]:
-    names = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
+    names = (
+        "notifications",
+        "attempts",
+        "dead_letters",
+        "outbox",
+        "delivery_events",
+        "queue",
+        "idempotency_keys",
+    )
     return {name: counts.get(name, 0) for name in names}
 
 
@@ -57,14 +75,27 @@ async def test_a_purge_forgets_old_finished_notifications_with_their_history(
     old_done, old_failed, unfinished, recent = (notification(clock=backend.clock) for _ in range(4))
     for n in (old_done, old_failed, unfinished, recent):
         await accept(backend, n)
-    await finish(backend, old_done, Status.DONE)
+    await finish(backend, old_done, Status.DONE, provider_message_id="pm-old")
     await finish(backend, old_failed, Status.FAILED)
+    now = from_epoch(backend.clock.now())
+    delivered = Receipt("acme", "sandbox", "pm-old", DeliveryState.DELIVERED, "ok", None, now, now)
+    assert (await store.record_receipt(delivered)).match is Match.RECORDED
+    # A suppression its receipt caused is the tenant's list: no purge removes it.
+    suppression = Suppression(
+        "acme", Channel.EMAIL, "ana@example.com", SuppressionReason.HARD_BOUNCE, now, old_done.id
+    )
+    await store.add_suppression(suppression)
     backend.clock.advance(100)
     await finish(backend, recent, Status.DONE)
 
     counts = await purge(backend, older_than_seconds=50)
 
-    assert counts == nothing(notifications=2, attempts=2, dead_letters=1, outbox=1, queue=2)
+    assert counts == nothing(
+        notifications=2, attempts=2, dead_letters=1, outbox=1, delivery_events=1, queue=2
+    )
+    assert await store.delivery_events("acme", old_done.id) == []
+    assert (await store.record_receipt(delivered)).match is Match.UNMATCHED
+    assert await store.get_suppression("acme", Channel.EMAIL, "ana@example.com") == suppression
     assert await store.get_notification(None, old_done.id) is None
     assert await store.get_notification(None, old_failed.id) is None
     assert await store.list_dead_letters(None) == []

@@ -16,6 +16,7 @@ from integration_hub.domain.models import (
     Outcome,
     from_epoch,
 )
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.routing import Channel, Route
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant, TenantStatus
@@ -117,7 +118,14 @@ def notification_from_row(
         attempts=attempts or [],
         traceparent=_optional(row, "traceparent"),
         tracestate=_optional(row, "tracestate"),
+        delivery_state=_delivery_state(_optional(row, "delivery_state")),
+        delivery_updated_at=to_dt(_optional(row, "delivery_updated_at")),
+        provider_message_id=_optional(row, "provider_message_id"),
     )
+
+
+def _delivery_state(value: str | None) -> DeliveryState | None:
+    return None if value is None else DeliveryState(value)
 
 
 def _optional(row: Mapping[str, Any], column: str) -> Any:

@@ -9,8 +9,10 @@
     ├── TenantExists           a tenant with that id exists already
     ├── Unauthenticated        missing, unknown or revoked API key
     ├── Forbidden              the key belongs to another tenant
+    │   └── LiftForbidden      only the operator may lift this suppression
     ├── ProviderNotConfigured  the tenant has no usable configuration for a provider
     ├── RateLimited            the tenant is over its rate limit or daily quota
+    ├── Suppressed             the recipient is on the tenant's suppression list
     ├── DataRejected           a backend refused a value: no retry can succeed
     └── Unavailable            a backend cannot be reached right now
 
@@ -89,6 +91,17 @@ class Forbidden(HubError):
     """This API key does not belong to the tenant named in X-Tenant."""
 
 
+class LiftForbidden(Forbidden):
+    """Only the operator may lift this suppression."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"this suppression was added for reason {reason!r}: only the operator may lift it",
+            field="address",
+        )
+
+
 class ProviderNotConfigured(HubError):
     """No usable configuration for this provider."""
 
@@ -99,6 +112,19 @@ class RateLimited(HubError):
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class Suppressed(HubError):
+    """The recipient is on this tenant's suppression list for the channel."""
+
+    def __init__(self, channel: str, reason: str, *, field: str) -> None:
+        self.channel = channel
+        self.reason = reason
+        super().__init__(
+            f"the recipient is on this tenant's {channel} suppression list ({reason}):"
+            " nothing was stored",
+            field=field,
+        )
 
 
 class DataRejected(HubError):

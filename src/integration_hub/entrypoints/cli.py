@@ -12,7 +12,7 @@ from rich.table import Table
 from integration_hub.bootstrap import Hub
 from integration_hub.config import Settings
 from integration_hub.domain.errors import InvariantBreach
-from integration_hub.entrypoints import cli_common, cli_dlq, cli_tenants
+from integration_hub.entrypoints import cli_common, cli_dlq, cli_suppressions, cli_tenants
 from integration_hub.entrypoints.api.schemas import OperatorNotificationView
 from integration_hub.entrypoints.cli_common import (
     Database,
@@ -31,6 +31,7 @@ app.add_typer(cli_tenants.tenants_app, name="tenants")
 app.add_typer(cli_tenants.keys_app, name="keys")
 app.add_typer(cli_tenants.providers_app, name="providers")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
+app.add_typer(cli_suppressions.suppressions_app, name="suppressions")
 
 
 def _run(settings: Settings, role: str, *, api: bool, worker: bool) -> None:
@@ -92,8 +93,9 @@ def status(
         if n is None:
             err.print(f"no notification {notification_id}")
             raise typer.Exit(1)
+        events = await hub.store.delivery_events(n.tenant, n.id) if n.delivery_state else []
         if as_json:
-            typer.echo(OperatorNotificationView.full(n).model_dump_json())
+            typer.echo(OperatorNotificationView.full(n, events).model_dump_json())
             return
         console.print(
             f"[bold]{n.id}[/bold] tenant={n.tenant} country={n.country} channel={n.channel}"
@@ -101,6 +103,9 @@ def status(
         )
         if n.last_error:
             console.print(f"last error: {n.last_error}")
+        if n.delivery_state is not None:
+            receipts = ", ".join(f"{e.provider}:{e.raw_status}" for e in events)
+            console.print(f"delivery: [bold]{n.delivery_state}[/bold] ({receipts or 'no receipt'})")
         if n.traceparent:  # 00-<trace id>-<span id>-<flags>: the trace to open (runbook)
             console.print(f"trace id: {n.traceparent.split('-')[1]}")
         table = Table("#", "started", "provider", "outcome", "error", "latency ms")
@@ -198,12 +203,15 @@ def purge(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON on stdout")] = False,
 ) -> None:
-    """Delete old finished notifications (with their history) and expired Idempotency-Keys."""
+    """Delete old finished notifications (with their history) and expired Idempotency-Keys;
+    notifications still ``sent`` after IHUB_RECEIPT_TIMEOUT_HOURS become ``expired``."""
     settings = settings_for(database)
     seconds = settings.retention_finished_seconds if older_than is None else older_than
 
     async def run(hub: Hub) -> dict[str, int]:
-        return await hub.purge(seconds)
+        counts = dict(await hub.purge(seconds))
+        counts["expired_deliveries"] = await hub.receipts.expire()
+        return counts
 
     counts = with_hub(settings, run)
     if as_json:

@@ -46,6 +46,14 @@ class Worker:
                 continue
             if any(counts.values()):
                 log.info("retention purge: %s", counts)
+            try:
+                # Nothing stays "sent" forever: IHUB_RECEIPT_TIMEOUT_HOURS.
+                expired = await self.hub.receipts.expire()
+            except Exception as exc:
+                log.warning("receipt expiry failed: %s", exc)
+                continue
+            if expired:
+                log.info("receipt expiry: %d notifications expired", expired)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish what is in flight.

@@ -33,6 +33,26 @@ class Metrics(Protocol):
         """The code broke one of its own rules (``InvariantBreach.kind``): a bug."""
         ...
 
+    def receipt(self, provider: str, state: str) -> None:
+        """A receipt was recorded as a new event (duplicates and unmatched not counted)."""
+        ...
+
+    def receipt_unmatched(self, provider: str) -> None:
+        """A receipt named no notification of its tenant: nothing changed."""
+        ...
+
+    def receipt_duplicate(self, provider: str) -> None:
+        """A receipt repeated an event already recorded: nothing changed."""
+        ...
+
+    def receipt_rejected(self, provider: str, reason: str) -> None:
+        """A receipt request was refused (signature, malformed, too_large, untrusted)."""
+        ...
+
+    def receipt_latency(self, provider: str, seconds: float) -> None:
+        """A notification reached ``delivered`` for the first time, ``seconds`` after ``sent``."""
+        ...
+
 
 class NoMetrics:
     """Counts nothing: the default for services built without metrics."""
@@ -49,4 +69,19 @@ class NoMetrics:
         """Nothing."""
 
     def invariant_breach(self, kind: str) -> None:
+        """Nothing."""
+
+    def receipt(self, provider: str, state: str) -> None:
+        """Nothing."""
+
+    def receipt_unmatched(self, provider: str) -> None:
+        """Nothing."""
+
+    def receipt_duplicate(self, provider: str) -> None:
+        """Nothing."""
+
+    def receipt_rejected(self, provider: str, reason: str) -> None:
+        """Nothing."""
+
+    def receipt_latency(self, provider: str, seconds: float) -> None:
         """Nothing."""

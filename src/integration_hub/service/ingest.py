@@ -27,6 +27,11 @@ from integration_hub.ports import (
     NoMetrics,
     Queue,
 )
+from integration_hub.service.receipts import (
+    SuppressionCheck,
+    recipient_address,
+    recipient_field,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +61,11 @@ class IngestService:
         policy: IngestPolicy | None = None,
         *,
         metrics: Metrics | None = None,
+        suppressions: SuppressionCheck | None = None,
     ) -> None:
         self.store = store
+        # A new notification to a suppressed recipient is refused (None: no lists).
+        self.suppressions = suppressions
         self.queue = queue
         self.clock = clock
         self.policy = policy or IngestPolicy()
@@ -84,8 +92,9 @@ class IngestService:
         route = tenant.route(code)
         check_recipient(route.channel, request.recipient)
         fp = fingerprint(code, request)
+        suppressed = await self._suppressed(tenant, route.channel, request)
         limited = tenant.rate_limit_per_second is not None or tenant.daily_quota is not None
-        if self._one_step is not None and not limited:
+        if self._one_step is not None and not limited and suppressed is None:
             # The common case, a key never seen: one transaction instead of
             # reserve + accept. Limits must be counted between the two phases.
             notification, body = self._new(tenant, code, route, idempotency_key, request)
@@ -108,6 +117,10 @@ class IngestService:
         )
         if existing is not None:
             return self._answer(existing, fp)
+        if suppressed is not None:
+            # A new notification (a replay was answered above): nothing is stored.
+            await self._release(tenant.id, idempotency_key, reservation)
+            raise suppressed
 
         if tenant.rate_limit_per_second is not None or tenant.daily_quota is not None:
             try:
@@ -136,6 +149,18 @@ class IngestService:
             await self.queue.enqueue(notification.id, tenant.id)
         self.metrics.accepted(notification)
         return Accepted(body, replayed=False)
+
+    async def _suppressed(
+        self, tenant: Tenant, channel: routing.Channel, request: NotificationRequest
+    ) -> errors.Suppressed | None:
+        """The refusal to raise for a new notification, if its recipient is suppressed."""
+        if self.suppressions is None:
+            return None
+        address = recipient_address(channel, request.recipient)
+        found = await self.suppressions.find(tenant.id, channel, address)
+        if found is None:
+            return None
+        return errors.Suppressed(str(channel), str(found.reason), field=recipient_field(channel))
 
     def _answer(self, existing: IdempotencyRecord, fp: str) -> Accepted:
         """The answer when the key is held: a replay, a conflict, or still in progress."""

@@ -22,6 +22,24 @@ DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0
 # API requests: an accepted notification is one or two store transactions.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+# Provider accepted -> handset or mailbox: seconds for SMS, up to days for a
+# phone that is off (IHUB_RECEIPT_TIMEOUT_HOURS, 72 h by default, ends the wait).
+RECEIPT_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    6 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+)
+RECEIPT_STATES = ("sent", "delivered", "read", "undelivered", "bounced", "complained", "expired")
+REJECT_REASONS = ("signature", "malformed", "too_large", "untrusted")
+
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -97,6 +115,37 @@ class HubMetrics:
         # and the family is exposed (multiprocess mode too) before one happens.
         for kind in errors.breach_kinds():
             self.invariant_breaches_total.labels(self._kind(kind))
+        self.receipts_total = Counter(
+            "ihub_receipts",
+            "Delivery receipts recorded as new events, by provider and delivery state",
+            ["provider", "state"],
+            registry=r,
+        )
+        self.receipts_unmatched_total = Counter(
+            "ihub_receipts_unmatched",
+            "Receipts naming no notification of their tenant (nothing changed)",
+            ["provider"],
+            registry=r,
+        )
+        self.receipts_duplicate_total = Counter(
+            "ihub_receipts_duplicate",
+            "Receipts repeating an event already recorded (nothing changed)",
+            ["provider"],
+            registry=r,
+        )
+        self.receipts_rejected_total = Counter(
+            "ihub_receipts_rejected",
+            "Receipt requests refused: signature, malformed, too_large or untrusted",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.receipt_seconds = Histogram(
+            "ihub_receipt_latency_seconds",
+            "From the provider accepting a message to its first delivered receipt",
+            ["provider"],
+            buckets=RECEIPT_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge(
             "ihub_attempts_in_flight",
             "Messages a worker is handling right now (claim, provider call, finish)",
@@ -143,6 +192,28 @@ class HubMetrics:
     def invariant_breach(self, kind: str) -> None:
         """An InvariantBreach of ``kind`` was caught (and logged) by the dispatcher."""
         self.invariant_breaches_total.labels(self._kind(kind)).inc()
+
+    def receipt(self, provider: str, state: str) -> None:
+        """A receipt recorded as a new event."""
+        label = state if state in RECEIPT_STATES else "other"
+        self.receipts_total.labels(self._provider(provider), label).inc()
+
+    def receipt_unmatched(self, provider: str) -> None:
+        """A receipt for no known notification of its tenant."""
+        self.receipts_unmatched_total.labels(self._provider(provider)).inc()
+
+    def receipt_duplicate(self, provider: str) -> None:
+        """A receipt repeating a recorded event."""
+        self.receipts_duplicate_total.labels(self._provider(provider)).inc()
+
+    def receipt_rejected(self, provider: str, reason: str) -> None:
+        """A refused receipt request; the reason is one of four (else ``other``)."""
+        label = reason if reason in REJECT_REASONS else "other"
+        self.receipts_rejected_total.labels(self._provider(provider), label).inc()
+
+    def receipt_latency(self, provider: str, seconds: float) -> None:
+        """Sent to first delivered."""
+        self.receipt_seconds.labels(self._provider(provider)).observe(max(0.0, seconds))
 
     # -- entry-point hooks ----------------------------------------------------------
 

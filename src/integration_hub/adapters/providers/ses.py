@@ -11,7 +11,7 @@ import asyncio
 import email.utils
 import re
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -108,6 +108,13 @@ class SesSettings(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=15.0, gt=0)
     max_pool_connections: int = Field(default=20, ge=1)
+    # Receipts (SNS at /v1/receipts/ses/{tenant}): the topics whose messages
+    # the endpoint accepts; any other topic is refused before a certificate
+    # is fetched. Empty: the endpoint refuses everything.
+    receipt_topic_arns: tuple[
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+$")],
+        ...,
+    ] = ()
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never leave the adapter."""

@@ -103,6 +103,11 @@ class WhatsAppSettings(BaseModel):
     access_token: SecretStr
     api_version: str = DEFAULT_API_VERSION
     base_url: str = DEFAULT_BASE_URL
+    # Receipts (the webhook at /v1/receipts/whatsapp/{tenant}): the app secret
+    # Meta signs each POST with, and the token the tenant chose for the GET
+    # handshake. Optional: without them the webhook refuses everything.
+    app_secret: SecretStr | None = None
+    webhook_verify_token: SecretStr | None = None
 
 
 class InvalidTemplate(ValueError):

@@ -274,6 +274,22 @@ class SnsVerifier:
             subscribe_url=subscribe_url,
         )
 
+    async def confirm(self, message: SnsMessage) -> None:
+        """Visit a verified SubscriptionConfirmation's SubscribeURL, as AWS asks.
+
+        Through the same session as the certificates: https to an SNS host
+        only (``subscribe_url_to_visit``), TLS verified, no redirects, the
+        answer read up to a bound. UntrustedSource if it cannot be visited.
+        """
+        url = subscribe_url_to_visit(message)
+        try:
+            async with self._client().get(url, allow_redirects=False) as reply:
+                await reply.content.read(MAX_CERT_BYTES)
+                if reply.status != 200:
+                    raise UntrustedSource(f"SubscribeURL answered {reply.status}")
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+            raise UntrustedSource("the SubscribeURL could not be visited") from exc
+
 
 def subscribe_url_to_visit(message: SnsMessage) -> str:
     """The URL to GET to confirm a verified SubscriptionConfirmation."""

@@ -1,10 +1,11 @@
 """Retention on a SQL database: forget finished notifications and expired keys.
 
 A notification that finished (DONE or FAILED) longer ago than the cut-off
-goes together with its attempts, dead letter, sandbox deliveries and any
-leftover queue entry. Deletion runs in batches, each its own transaction, so
-that a large purge never holds the SQLite writer or many PostgreSQL locks
-for long; on PostgreSQL rows a worker holds right now are skipped
+goes together with its attempts, dead letter, sandbox deliveries, delivery
+events and any leftover queue entry; suppressions stay (they are the
+tenant's list). Deletion runs in batches, each its own transaction, so that
+a large purge never holds the SQLite writer or many PostgreSQL locks for
+long; on PostgreSQL rows a worker holds right now are skipped
 (``{skip_locked}``) and left for the next run.
 """
 
@@ -13,7 +14,17 @@ from __future__ import annotations
 from integration_hub.adapters.sql import statements as q
 from integration_hub.adapters.sql.flow import Flow, Runner, count, rows
 
-COUNTS = ("notifications", "attempts", "dead_letters", "outbox", "queue", "idempotency_keys")
+COUNTS = (
+    "notifications",
+    "attempts",
+    "dead_letters",
+    "outbox",
+    "delivery_events",
+    "queue",
+    "idempotency_keys",
+)
+"""Rows deleted per table. Suppressions are not here: they are the tenant's
+list, kept whatever happens to the notification that caused one."""
 
 
 def finished_batch(cutoff: float, batch_size: int, counts: dict[str, int]) -> Flow[int]:

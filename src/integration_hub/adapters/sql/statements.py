@@ -136,17 +136,19 @@ ATTEMPTS = S("attempts", "SELECT * FROM attempts WHERE notification_id = :id ORD
 
 
 @cache
-def listing(*, status: bool, country: bool, before: bool) -> S:
+def listing(*, status: bool, country: bool, before: bool, delivery: bool = False) -> S:
     """One page of a tenant's notifications, newest first, with the filters given."""
     sql = ["SELECT * FROM notifications WHERE tenant = :tenant"]
     if status:
         sql.append("AND status = :status")
     if country:
         sql.append("AND country = :country")
+    if delivery:
+        sql.append("AND delivery_state = :delivery_state")
     if before:
         sql.append("AND id < :before_id")
     sql.append("ORDER BY id DESC LIMIT :limit")
-    filters = {"status": status, "country": country, "before": before}
+    filters = {"status": status, "country": country, "delivery": delivery, "before": before}
     name = "_".join(["list", *(f for f, on in filters.items() if on)])
     return S(name, " ".join(sql))
 
@@ -216,6 +218,113 @@ UPDATE notifications SET status = :status, provider = :provider, claim_token = N
 WHERE id = :id
 """,
 )
+
+# DONE with a provider message id: the provider accepted it, so its delivery
+# state starts at 'sent' in the same write (ports/receipts.py).
+FINISH_SENT = S(
+    "finish_sent",
+    """
+UPDATE notifications SET status = :status, provider = :provider, claim_token = NULL,
+    claim_expires_at = NULL, last_error = :last_error, finished_at = :finished_at,
+    updated_at = :now, delivery_state = 'sent', delivery_updated_at = :now, sent_at = :now,
+    provider_message_id = :provider_message_id
+WHERE id = :id
+""",
+)
+
+# -- delivery receipts ----------------------------------------------------------------------------
+
+# The notification a receipt names, locked so that concurrent receipts for it
+# serialise (PostgreSQL). Should a provider ever reuse a message id, the
+# latest sent wins (the index is not unique: see the migration).
+RECEIPT_TARGET = S(
+    "receipt_target",
+    """
+SELECT id, channel, request, delivery_state, sent_at FROM notifications
+WHERE tenant = :tenant AND provider = :provider AND provider_message_id = :provider_message_id
+ORDER BY sent_at DESC, id DESC
+LIMIT 1
+{lock}
+""",
+)
+# Inserts nothing (0 rows) when this event is already recorded: the unique
+# (notification_id, identity) is the duplicate check.
+ADD_DELIVERY_EVENT = S(
+    "add_delivery_event",
+    """
+INSERT INTO delivery_events (notification_id, provider, state, raw_status, error_code,
+    occurred_at, received_at, identity)
+VALUES (:id, :provider, :state, :raw_status, :error_code, :occurred_at, :received_at, :identity)
+ON CONFLICT (notification_id, identity) DO NOTHING
+""",
+)
+SET_DELIVERY_STATE = S(
+    "set_delivery_state",
+    "UPDATE notifications SET delivery_state = :state, delivery_updated_at = :now WHERE id = :id",
+)
+DELIVERY_EVENTS = S(
+    "delivery_events",
+    """
+SELECT e.* FROM delivery_events e
+JOIN notifications n ON n.id = e.notification_id
+WHERE e.notification_id = :id AND n.tenant = :tenant
+ORDER BY e.received_at, e.seq
+LIMIT :limit
+""",
+)
+# Candidates for expiry, oldest sent first; on PostgreSQL rows a receipt holds
+# right now are skipped (it is about to give them an outcome anyway).
+EXPIRY_DUE = S(
+    "expiry_due",
+    """
+SELECT id, tenant, provider_message_id, delivery_state, sent_at FROM notifications
+WHERE delivery_state = 'sent' AND sent_at <= :cutoff
+ORDER BY sent_at
+LIMIT :limit
+{skip_locked}
+""",
+)
+# The 'sent' guard again: a receipt that won meanwhile is not overwritten.
+EXPIRE = S(
+    "expire",
+    "UPDATE notifications SET delivery_state = 'expired', delivery_updated_at = :now"
+    " WHERE id = :id AND delivery_state = 'sent'",
+)
+
+# -- suppression lists ---------------------------------------------------------------------------
+
+ADD_SUPPRESSION = S(
+    "add_suppression",
+    """
+INSERT INTO suppressions (tenant, channel, address, reason, source, note, created_at)
+VALUES (:tenant, :channel, :address, :reason, :source, :note, :created_at)
+ON CONFLICT (tenant, channel, address) DO NOTHING
+""",
+)
+SUPPRESSION = S(
+    "suppression",
+    "SELECT * FROM suppressions WHERE tenant = :tenant AND channel = :channel"
+    " AND address = :address",
+)
+REMOVE_SUPPRESSION = S(
+    "remove_suppression",
+    "DELETE FROM suppressions WHERE tenant = :tenant AND channel = :channel AND address = :address",
+)
+
+
+@cache
+def suppression_listing(*, channel: bool, after: bool) -> S:
+    """One page of a tenant's suppressions in (channel, address) order, the filters given."""
+    sql = ["SELECT * FROM suppressions WHERE tenant = :tenant"]
+    if channel:
+        sql.append("AND channel = :channel")
+    if after:
+        sql.append("AND (channel, address) > (:after_channel, :after_address)")
+    sql.append("ORDER BY channel, address LIMIT :limit")
+    filters = {"channel": channel, "after": after}
+    name = "_".join(["list_suppressions", *(f for f, on in filters.items() if on)])
+    return S(name, " ".join(sql))
+
 
 # -- dead letters and redrive -------------------------------------------------------------------
 
@@ -350,6 +459,7 @@ PURGE_DEPENDENTS = (
     ("attempts", _purge("attempts", "notification_id")),
     ("dead_letters", _purge("dead_letters", "notification_id")),
     ("outbox", _purge("outbox", "notification_id")),
+    ("delivery_events", _purge("delivery_events", "notification_id")),
     ("queue", _purge("queue", "notification_id")),
     ("notifications", _purge("notifications", "id")),
 )
@@ -407,5 +517,12 @@ def every() -> list[S]:
     found = [v for v in globals().values() if isinstance(v, S)]
     found += [s for _, s in PURGE_DEPENDENTS]
     flags = (False, True)
-    found += [listing(status=a, country=b, before=c) for a in flags for b in flags for c in flags]
+    found += [
+        listing(status=a, country=b, before=c, delivery=d)
+        for a in flags
+        for b in flags
+        for c in flags
+        for d in flags
+    ]
+    found += [suppression_listing(channel=a, after=b) for a in flags for b in flags]
     return found

@@ -11,27 +11,34 @@ upsert whose conflict clause only takes over a free record.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from integration_hub.adapters.sql import tenants, work
+from integration_hub.adapters.sql import receipts, tenants, work
 from integration_hub.adapters.sql.flow import Runner
 from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification
+from integration_hub.domain.receipts import DeliveryState, Receipt
+from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
 from integration_hub.ports import (
     ClaimRequest,
     Completion,
     DeadLetter,
+    DeliveryEvent,
     FirstAccept,
     IdempotencyRecord,
+    ReceiptRecord,
     Settle,
+    Suppression,
 )
 
 
 class SqlStore:
-    """Tenants, keys, idempotency records, notifications and dead letters in SQL."""
+    """Tenants, keys, idempotency records, notifications, dead letters, receipts and
+    suppression lists in SQL."""
 
     def __init__(self, sql: Runner) -> None:
         self.sql = sql
@@ -137,11 +144,12 @@ class SqlStore:
         *,
         status: Status | None = None,
         country: str | None = None,
+        delivery_state: DeliveryState | None = None,
         limit: int = 50,
         before_id: str | None = None,
     ) -> list[Notification]:
         """The tenant's notifications, newest first, strictly older than ``before_id``."""
-        flow = work.list_notifications(tenant, status, country, limit, before_id)
+        flow = work.list_notifications(tenant, status, country, limit, before_id, delivery_state)
         return await self.sql.read(flow)
 
     # -- worker ---------------------------------------------------------------------------------
@@ -207,3 +215,44 @@ class SqlStore:
         if result:
             self.sql.notify_enqueued()
         return result
+
+    # -- delivery receipts --------------------------------------------------------------------
+
+    async def record_receipt(self, receipt: Receipt) -> ReceiptRecord:
+        """Apply one provider event to the notification it names, in one write transaction."""
+        return await self.sql.write(receipts.record_receipt(receipt))
+
+    async def delivery_events(self, tenant: str, notification_id: str) -> list[DeliveryEvent]:
+        """The tenant's notification's recorded events, oldest received first (max 100)."""
+        return await self.sql.read(receipts.delivery_events(tenant, notification_id))
+
+    async def expire_deliveries(self, *, sent_before: datetime, now: datetime, limit: int) -> int:
+        """Up to ``limit`` notifications still ``sent`` since before ``sent_before`` expire."""
+        return await self.sql.write(receipts.expire_deliveries(sent_before, now, limit))
+
+    # -- suppression lists ----------------------------------------------------------------------
+
+    async def add_suppression(self, suppression: Suppression) -> Suppression:
+        """Store it unless that address is already suppressed: the stored one either way."""
+        return await self.sql.write(receipts.add_suppression(suppression))
+
+    async def get_suppression(
+        self, tenant: str, channel: Channel, address: str
+    ) -> Suppression | None:
+        """The suppression for a normalised address, by primary key."""
+        return await self.sql.read(receipts.get_suppression(tenant, channel, address))
+
+    async def list_suppressions(
+        self,
+        tenant: str,
+        *,
+        channel: Channel | None = None,
+        limit: int = 100,
+        after: tuple[Channel, str] | None = None,
+    ) -> list[Suppression]:
+        """The tenant's suppressions ordered by (channel, address), strictly after ``after``."""
+        return await self.sql.read(receipts.list_suppressions(tenant, channel, limit, after))
+
+    async def remove_suppression(self, tenant: str, channel: Channel, address: str) -> bool:
+        """Lift a suppression; False if there was none."""
+        return await self.sql.autocommit(receipts.remove_suppression(tenant, channel, address))

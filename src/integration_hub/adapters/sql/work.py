@@ -15,6 +15,7 @@ from integration_hub.adapters.sql.flow import Flow, row, rows, run, value
 from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 from integration_hub.ports import ClaimRequest, Completion, DeadLetter, Settle
 
@@ -34,17 +35,26 @@ def get_notification(tenant: str | None, notification_id: str) -> Flow[Notificat
 
 
 def list_notifications(
-    tenant: str, status: Status | None, country: str | None, limit: int, before_id: str | None
+    tenant: str,
+    status: Status | None,
+    country: str | None,
+    limit: int,
+    before_id: str | None,
+    delivery_state: DeliveryState | None = None,
 ) -> Flow[list[Notification]]:
     """The tenant's notifications, newest first, strictly older than ``before_id``."""
     statement = q.listing(
-        status=status is not None, country=country is not None, before=before_id is not None
+        status=status is not None,
+        country=country is not None,
+        before=before_id is not None,
+        delivery=delivery_state is not None,
     )
     found = yield rows(
         statement,
         tenant=tenant,
         status=None if status is None else str(status),
         country=country,
+        delivery_state=None if delivery_state is None else str(delivery_state),
         before_id=before_id,
         limit=limit,
     )
@@ -172,14 +182,18 @@ def complete_attempt(
         fail = lifecycle.Fail(finish.dead_letter, now, provider=finish.provider)
         yield from _fail(notification_id, holder["tenant"], fail)
     else:
+        # DONE with the provider's message id starts the delivery state at
+        # 'sent' (ports/receipts.py); without an id nothing can report on it.
+        sent = finish.status is Status.DONE and attempt.provider_message_id is not None
         yield run(
-            q.FINISH,
+            q.FINISH_SENT if sent else q.FINISH,
             status=str(finish.status),
             provider=finish.provider,
             last_error=finish.last_error,
             finished_at=finish.finished_at,
             now=now,
             id=notification_id,
+            provider_message_id=attempt.provider_message_id,
         )
     if outbox is not None:
         yield from append_outbox(outbox, attempt.provider_message_id or "", now)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from integration_hub.adapters.providers import registry
 from integration_hub.bootstrap import Hub
 from integration_hub.domain import errors, routing
 from integration_hub.domain.models import CONTROL, ONE_LINE_PATTERN
+from integration_hub.domain.receipts import Lifter
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.tenants import (
     TENANT_ID,
@@ -22,7 +23,14 @@ from integration_hub.domain.tenants import (
     validate_tenant_id,
 )
 from integration_hub.entrypoints.api.problems import Problem
-from integration_hub.entrypoints.api.schemas import OperatorNotificationView, PoisonView
+from integration_hub.entrypoints.api.schemas import (
+    OperatorNotificationView,
+    PoisonView,
+    SuppressionPage,
+    SuppressionView,
+)
+from integration_hub.entrypoints.api.suppressions import AddressPath
+from integration_hub.entrypoints.api.suppressions import page as suppression_page
 from integration_hub.entrypoints.tenant_admin import TenantAdmin, TenantLimits, key_view
 from integration_hub.service import redrive as redrive_service
 
@@ -269,10 +277,12 @@ async def get_notification(
 ) -> OperatorNotificationView:
     """A tenant's notification with every attempt, including the provider's raw answers."""
     await admin.get(tenant_id)
-    n = await admin.hub.store.get_notification(tenant_id, notification_id)
+    store = admin.hub.store
+    n = await store.get_notification(tenant_id, notification_id)
     if n is None:
         raise errors.NotFound(f"no notification {notification_id!r}", field="notification_id")
-    return OperatorNotificationView.full(n)
+    events = await store.delivery_events(tenant_id, n.id) if n.delivery_state else []
+    return OperatorNotificationView.full(n, events)
 
 
 @router.get("/tenants/{tenant_id}/dead-letters")
@@ -346,3 +356,57 @@ async def redrive_queue_dead_letter(
             field="notification_id",
         )
     return Redriven(redriven=moved)
+
+
+class NewSuppressionBody(BaseModel):
+    """An operator's suppression: only the operator can lift it."""
+
+    model_config = ConfigDict(extra="forbid")
+    channel: Channel
+    address: str = Field(
+        min_length=1, max_length=320, description="an email address or an E.164 phone number"
+    )
+    note: (
+        Annotated[str, Field(max_length=500), WithJsonSchema(_ONE_LINE | {"maxLength": 500})] | None
+    ) = Field(default=None, description="why (one line): shown to the tenant too")
+
+    @field_validator("note")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL.search(value):
+            raise ValueError("note must be one line without control characters")
+        return value
+
+
+@router.get("/tenants/{tenant_id}/suppressions", response_model=SuppressionPage)
+async def list_suppressions(
+    request: Request,
+    admin: Admin,
+    tenant_id: TenantId,
+    channel: Annotated[Channel | None, Query(description="only this channel")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    cursor: str | None = None,
+) -> SuppressionPage:
+    """A tenant's suppression list, by channel and address."""
+    await admin.get(tenant_id)
+    return await suppression_page(request, tenant_id, channel, limit, cursor)
+
+
+@router.post("/tenants/{tenant_id}/suppressions", status_code=201, response_model=SuppressionView)
+async def add_suppression(
+    admin: Admin, tenant_id: TenantId, body: NewSuppressionBody
+) -> SuppressionView:
+    """Suppress a recipient for a tenant (reason ``operator``); an existing entry is kept."""
+    await admin.get(tenant_id)
+    added = await admin.hub.receipts.add(tenant_id, body.channel, body.address, note=body.note)
+    return SuppressionView.of(added)
+
+
+@router.delete("/tenants/{tenant_id}/suppressions/{channel}/{address:path}", status_code=204)
+async def remove_suppression(
+    admin: Admin, tenant_id: TenantId, channel: Channel, address: AddressPath
+) -> Response:
+    """Lift any suppression of a tenant, whoever added it."""
+    await admin.get(tenant_id)
+    await admin.hub.receipts.lift(tenant_id, channel, address, by=Lifter.OPERATOR)
+    return Response(status_code=204)

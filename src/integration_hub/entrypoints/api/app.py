@@ -10,11 +10,20 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from integration_hub import __version__
+from integration_hub.adapters.receipts.common import MAX_BODY_BYTES as RECEIPT_MAX_BYTES
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.config import Settings
 from integration_hub.domain import errors
 from integration_hub.entrypoints import metrics
-from integration_hub.entrypoints.api import admin, openapi, problems, routes, shedding
+from integration_hub.entrypoints.api import (
+    admin,
+    openapi,
+    problems,
+    receipts,
+    routes,
+    shedding,
+    suppressions,
+)
 from integration_hub.entrypoints.api.context import FASTAPI_TELEMETRY, RequestContext
 
 
@@ -25,10 +34,18 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
+    def _limit(self, scope: Scope) -> int:
+        # Providers' receipts (an SNS message is up to 256 KiB before JSON
+        # escaping) have their own bound, whatever IHUB_MAX_BODY_BYTES says.
+        if str(scope.get("path", "")).startswith(receipts.PREFIX + "/"):
+            return max(self.max_bytes, RECEIPT_MAX_BYTES)
+        return self.max_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and b"transfer-encoding" in headers:
@@ -43,8 +60,8 @@ class BodyLimit:
             )
             await response(scope, receive, send)
             return
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send, limit)
             return
         # Count what actually arrives, whatever was declared: read up to the
         # limit before the app sees anything, so an oversized body is refused
@@ -58,8 +75,8 @@ class BodyLimit:
                 return
             body = message.get("body", b"")
             seen += len(body)
-            if seen > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if seen > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -67,12 +84,10 @@ class BodyLimit:
         whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([whole], then=receive), send)
 
-    def _detail(self) -> str:
-        return f"the body is larger than {self.max_bytes} bytes"
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        detail = f"the body is larger than {limit} bytes"
         response = problems.problem(
-            413, "payload-too-large", "Payload too large", self._detail(), field="body"
+            413, "payload-too-large", "Payload too large", detail, field="body"
         )
         await response(scope, receive, send)
 
@@ -113,6 +128,8 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     )
     problems.install(app)
     app.include_router(routes.router)
+    app.include_router(suppressions.router)
+    app.include_router(receipts.router)
     app.include_router(admin.router)
     openapi.install(app)
 

@@ -39,6 +39,8 @@ class Problem(BaseModel):
     field: str | None = Field(default=None, description="the offending field or header")
     errors: list[FieldError] | None = None
     supported_countries: list[str] | None = None
+    channel: str | None = Field(default=None, description="suppressed: the channel")
+    reason: str | None = Field(default=None, description="suppressed, forbidden: the reason")
 
 
 class BadRequest(errors.HubError):
@@ -94,6 +96,7 @@ _MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
     (errors.IdempotencyInProgress, 409, "idempotency-in-progress", "Request in progress"),
     (errors.TenantExists, 409, "tenant-exists", "Tenant exists"),
     (errors.DataRejected, 422, "data-rejected", "Data rejected"),
+    (errors.Suppressed, 422, "suppressed", "Recipient suppressed"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
     (errors.RateLimited, 429, "rate-limited", "Too many requests"),
     (errors.HubError, 422, "invalid-field", "Invalid field"),
@@ -111,6 +114,8 @@ def from_hub_error(exc: errors.HubError) -> JSONResponse:
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     supported = exc.supported if isinstance(exc, errors.UnsupportedCountry) else None
+    suppressed = exc if isinstance(exc, errors.Suppressed) else None
+    locked = exc if isinstance(exc, errors.LiftForbidden) else None
     return problem(
         status,
         slug,
@@ -119,6 +124,8 @@ def from_hub_error(exc: errors.HubError) -> JSONResponse:
         field=exc.field,
         headers=headers,
         supported_countries=supported,
+        channel=suppressed.channel if suppressed else None,
+        reason=suppressed.reason if suppressed else (locked.reason if locked else None),
     )
 
 

@@ -14,6 +14,7 @@ from integration_hub import tracing
 from integration_hub.bootstrap import Hub
 from integration_hub.domain import errors, routing
 from integration_hub.domain.models import NotificationRequest
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import TENANT_ID, Tenant
 from integration_hub.entrypoints.api.problems import BadRequest, Problem, UnsupportedMediaType
@@ -173,16 +174,19 @@ async def submit(
     "/notifications/{notification_id}",
     response_model=NotificationView,
     responses={**COMMON_ERRORS, 404: {**_PROBLEM, "description": "no such notification"}},
-    summary="Get a notification with its attempts",
+    summary="Get a notification with its attempts and delivery receipts",
 )
 async def get_notification(
     request: Request, tenant: Caller, notification_id: str
 ) -> NotificationView:
-    """Status, channel, provider, attempts and timestamps; only the caller's own."""
-    n = await hub(request).store.get_notification(tenant.id, notification_id)
+    """Status, channel, provider, attempts, timestamps and the delivery state with its
+    receipts; only the caller's own."""
+    store = hub(request).store
+    n = await store.get_notification(tenant.id, notification_id)
     if n is None:
         raise errors.NotFound(f"no notification {notification_id!r}", field="id")
-    return NotificationView.full(n)
+    events = await store.delivery_events(tenant.id, n.id) if n.delivery_state else []
+    return NotificationView.full(n, events)
 
 
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -216,6 +220,9 @@ async def list_notifications(
             json_schema_extra={"pattern": r"^([A-Za-z]{2})?$"},
         ),
     ] = None,
+    delivery_state: Annotated[
+        DeliveryState | None, Query(description="only notifications in this delivery state")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: str | None = None,
 ) -> NotificationPage:
@@ -226,7 +233,12 @@ async def list_notifications(
         raise errors.HubError(exc.message, field="country") from None
     before = _decode_cursor(cursor) if cursor else None
     found = await hub(request).store.list_notifications(
-        tenant.id, status=status, country=code, limit=limit + 1, before_id=before
+        tenant.id,
+        status=status,
+        country=code,
+        limit=limit + 1,
+        before_id=before,
+        delivery_state=delivery_state,
     )
     more = len(found) > limit
     items = found[:limit]

@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from integration_hub.domain.models import Attempt, Notification, Outcome, Recipient
+from integration_hub.domain.receipts import DeliveryState, SuppressionReason
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
-from integration_hub.ports import PoisonMessage
+from integration_hub.ports import DeliveryEvent, PoisonMessage, Suppression
 
 
 class AcceptedBody(BaseModel):
@@ -70,6 +71,48 @@ class RecipientView(BaseModel):
         return cls(email=r.email, phone=r.phone)
 
 
+class DeliveryEventView(BaseModel):
+    """One receipt recorded for a notification, as the provider reported it."""
+
+    provider: str
+    state: DeliveryState
+    raw_status: str = Field(description="the provider's own status word")
+    error_code: str | None
+    occurred_at: datetime | None = Field(description="the provider's time, where it gives one")
+    received_at: datetime
+
+    @classmethod
+    def of(cls, e: DeliveryEvent) -> DeliveryEventView:
+        """From the port's event."""
+        return cls(
+            provider=e.provider,
+            state=e.state,
+            raw_status=e.raw_status,
+            error_code=e.error_code,
+            occurred_at=e.occurred_at,
+            received_at=e.received_at,
+        )
+
+
+class DeliveryView(BaseModel):
+    """What happened after the provider accepted the message (receipts merged)."""
+
+    state: DeliveryState
+    updated_at: datetime | None
+    events: list[DeliveryEventView] = Field(description="oldest received first (at most 100)")
+
+    @classmethod
+    def of(cls, n: Notification, events: list[DeliveryEvent]) -> DeliveryView | None:
+        """None while the notification never reached a provider that reports on it."""
+        if n.delivery_state is None:
+            return None
+        return cls(
+            state=n.delivery_state,
+            updated_at=n.delivery_updated_at,
+            events=[DeliveryEventView.of(e) for e in events],
+        )
+
+
 class NotificationSummary(BaseModel):
     """A notification in a listing."""
 
@@ -84,6 +127,10 @@ class NotificationSummary(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     last_error: str | None
+    delivery_state: DeliveryState | None = Field(
+        description="sent, delivered, read, undelivered, bounced, complained or expired;"
+        " null until a provider accepted it"
+    )
 
     @classmethod
     def of(cls, n: Notification) -> NotificationSummary:
@@ -100,6 +147,7 @@ class NotificationSummary(BaseModel):
             updated_at=n.updated_at,
             finished_at=n.finished_at,
             last_error=n.last_error,
+            delivery_state=n.delivery_state,
         )
 
 
@@ -110,16 +158,20 @@ class NotificationView(NotificationSummary):
     subject: str | None
     metadata: dict[str, Any] | None
     attempts: list[AttemptView]
+    delivery: DeliveryView | None = Field(
+        description="the delivery state and its receipts; null when no provider accepted it"
+    )
 
     @classmethod
-    def full(cls, n: Notification) -> NotificationView:
-        """From the domain notification, attempts included."""
+    def full(cls, n: Notification, events: list[DeliveryEvent] | None = None) -> NotificationView:
+        """From the domain notification, attempts and recorded receipts included."""
         return cls(
             **NotificationSummary.of(n).model_dump(),
             recipient=RecipientView.of(n.request.recipient),
             subject=n.request.subject,
             metadata=n.request.metadata,
             attempts=[AttemptView.of(a) for a in n.attempts],
+            delivery=DeliveryView.of(n, events or []),
         )
 
 
@@ -142,9 +194,11 @@ class OperatorNotificationView(NotificationView):
     attempts: list[OperatorAttemptView]  # type: ignore[assignment]  # a wider view of each
 
     @classmethod
-    def full(cls, n: Notification) -> OperatorNotificationView:
+    def full(
+        cls, n: Notification, events: list[DeliveryEvent] | None = None
+    ) -> OperatorNotificationView:
         """From the domain notification, with every attempt's raw provider answer."""
-        tenant_view = NotificationView.full(n).model_dump(exclude={"attempts"})
+        tenant_view = NotificationView.full(n, events).model_dump(exclude={"attempts"})
         return cls(**tenant_view, attempts=[OperatorAttemptView.of(a) for a in n.attempts])
 
 
@@ -176,3 +230,35 @@ class PoisonView(BaseModel):
             sent_at=m.sent_at,
             age_seconds=max(0.0, round(now - m.sent_at.timestamp(), 3)),
         )
+
+
+class SuppressionView(BaseModel):
+    """A recipient the tenant does not send to on a channel, and why."""
+
+    channel: Channel
+    address: str = Field(description="normalised: email lower-cased, phone E.164")
+    reason: SuppressionReason
+    created_at: datetime
+    source: str | None = Field(
+        description="the notification whose receipt added it, `inbound` for a STOP keyword"
+    )
+    note: str | None
+
+    @classmethod
+    def of(cls, s: Suppression) -> SuppressionView:
+        """From the port's suppression."""
+        return cls(
+            channel=s.channel,
+            address=s.address,
+            reason=s.reason,
+            created_at=s.created_at,
+            source=s.source,
+            note=s.note,
+        )
+
+
+class SuppressionPage(BaseModel):
+    """A page of suppressions, ordered by channel and address."""
+
+    items: list[SuppressionView]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at end")

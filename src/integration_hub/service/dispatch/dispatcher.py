@@ -39,6 +39,7 @@ from integration_hub.ports import (
 from integration_hub.service.dispatch import replay, tracing
 from integration_hub.service.dispatch.calls import attempt_of, call_provider
 from integration_hub.service.dispatch.model import QUIET, Claim, DispatchSettings, Result
+from integration_hub.service.receipts import SuppressionCheck, recipient_address
 from integration_hub.service.tenants import TenantCache
 from integration_hub.tracing import log_scope
 
@@ -66,10 +67,14 @@ class Dispatcher:
         settings: DispatchSettings | None = None,
         *,
         metrics: Metrics | None = None,
+        suppressions: SuppressionCheck | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.providers = providers
+        # The recipient may have become suppressed after ingest: looked up
+        # again before each provider call (None: no suppression lists).
+        self.suppressions = suppressions
         self.clock = clock
         self.retry = retry
         self.tenants = tenants
@@ -210,6 +215,15 @@ class Dispatcher:
             attempt = attempt_of(n, n.provider, self.clock.now(), judged.result)
             return await self._finish(message, n, attempt, judged, claim.lease_ends)
         provider_name = self._provider_name(tenant, n.country, n.channel) or n.provider
+        if self.suppressions is not None:
+            address = recipient_address(n.channel, n.request.recipient)
+            found = await self.suppressions.find(n.tenant, n.channel, address)
+            if found is not None:
+                # Queued before its recipient was suppressed: FAILED, no call.
+                result = verdict.suppressed(str(n.channel), str(found.reason))
+                judged = verdict.judge(result, claim.policy, n.attempts_used)
+                attempt = attempt_of(n, provider_name, self.clock.now(), result)
+                return await self._finish(message, n, attempt, judged, claim.lease_ends)
         return await self._attempt(message, n, provider_name, claim.policy, claim.lease_ends)
 
     async def _attempt(
