@@ -37,7 +37,7 @@ states = st.sampled_from(list(DeliveryState))
 def receipts(draw: st.DrawFn) -> Receipt:
     return Receipt(
         tenant="acme",
-        provider=draw(st.sampled_from(["twilio", "whatsapp_cloud", "ses"])),
+        provider=draw(st.sampled_from(["twilio", "whatsapp", "ses"])),
         provider_message_id=draw(st.sampled_from(["m1", "m2"])),
         state=draw(states),
         raw_status=draw(st.sampled_from(["delivered", "read", "failed", "Bounce/Permanent"])),
@@ -156,10 +156,10 @@ def _receipt(provider: str, state: S, code: str | None = None) -> Receipt:
         ("twilio", S.UNDELIVERED, "30003", None),  # handset off: says nothing lasting
         ("twilio", S.UNDELIVERED, "30007", None),  # carrier filtered the content
         ("twilio", S.DELIVERED, "30006", None),  # a code on a success suppresses nothing
-        ("whatsapp_cloud", S.UNDELIVERED, "131050", SuppressionReason.OPTED_OUT),
-        ("whatsapp_cloud", S.UNDELIVERED, "131026", SuppressionReason.NOT_ON_WHATSAPP),
-        ("whatsapp_cloud", S.UNDELIVERED, "21610", None),  # codes are per provider
-        ("whatsapp_cloud", S.READ, None, None),
+        ("whatsapp", S.UNDELIVERED, "131050", SuppressionReason.OPTED_OUT),
+        ("whatsapp", S.UNDELIVERED, "131026", SuppressionReason.NOT_ON_WHATSAPP),
+        ("whatsapp", S.UNDELIVERED, "21610", None),  # codes are per provider
+        ("whatsapp", S.READ, None, None),
     ],
 )
 def test_suppression_triggers(

@@ -164,15 +164,12 @@ class SuppressionReason(StrEnum):
 # about the person. WhatsApp Cloud API: 131050 the user stopped marketing
 # messages from this business; 131026 message undeliverable (not a WhatsApp
 # number, terms not accepted, or a client too old to take it).
-# Providers are named as a notification records them (the provider adapters'
-# names: twilio, whatsapp_cloud, ses), since a receipt finds its notification
-# by (tenant, provider, provider message id).
 SUPPRESSING_CODES: Mapping[tuple[str, str], SuppressionReason] = {
     ("twilio", "21610"): SuppressionReason.OPTED_OUT,
     ("twilio", "30004"): SuppressionReason.BLOCKED,
     ("twilio", "30006"): SuppressionReason.LANDLINE,
-    ("whatsapp_cloud", "131050"): SuppressionReason.OPTED_OUT,
-    ("whatsapp_cloud", "131026"): SuppressionReason.NOT_ON_WHATSAPP,
+    ("whatsapp", "131050"): SuppressionReason.OPTED_OUT,
+    ("whatsapp", "131026"): SuppressionReason.NOT_ON_WHATSAPP,
 }
 
 _FAILED = frozenset({DeliveryState.UNDELIVERED, DeliveryState.BOUNCED})

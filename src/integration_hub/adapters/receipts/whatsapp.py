@@ -35,7 +35,7 @@ from integration_hub.domain.receipts import (
 )
 from integration_hub.domain.routing import Channel
 
-PROVIDER: Final = "whatsapp_cloud"
+PROVIDER: Final = "whatsapp"
 SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
 _PREFIX: Final = "sha256="
 
