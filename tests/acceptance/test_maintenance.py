@@ -65,6 +65,7 @@ def test_purge_forgets_finished_notifications_only_once_old_enough(
             "attempts": 3,
             "dead_letters": 1,
             "outbox": 2,
+            "delivery_events": 0,
             "queue": 0,
             "idempotency_keys": 0,
             "expired_deliveries": 0,

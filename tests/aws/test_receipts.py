@@ -209,3 +209,30 @@ async def test_retention_leaves_an_index_item_a_newer_notification_took_over(
     assert index["notification_id"] == newer.id
     got = await store.record_receipt(receipt(aws, S.DELIVERED, "SM-reused"))
     assert (got.match, got.notification_id) == (Match.RECORDED, newer.id)
+
+
+async def test_a_hash_in_an_address_stays_inside_its_channel(aws: Backend) -> None:
+    """The sort key is <channel>#<address>: only the first '#' ends the channel."""
+    at = from_epoch(aws.clock.now())
+    odd = Suppression("acme", Channel.EMAIL, "a#sms@example.com", SuppressionReason.OPERATOR, at)
+    phone = Suppression("acme", Channel.SMS, "+34600000001", SuppressionReason.OPTED_OUT, at)
+    for entry in (odd, phone):
+        await aws.store.add_suppression(entry)
+    assert await aws.store.get_suppression("acme", Channel.EMAIL, "a#sms@example.com") == odd
+    assert await aws.store.list_suppressions("acme", channel=Channel.EMAIL) == [odd]
+    assert await aws.store.list_suppressions("acme", channel=Channel.SMS) == [phone]
+    assert (
+        await aws.store.list_suppressions(
+            "acme", channel=Channel.EMAIL, after=(Channel.EMAIL, "a#sms@example.com")
+        )
+        == []
+    )
+    # An ``after`` in an earlier channel starts the listing at this channel's first.
+    assert await aws.store.list_suppressions(
+        "acme", channel=Channel.SMS, after=(Channel.EMAIL, "zz@example.com")
+    ) == [phone]
+    # And one past this channel lists nothing of it.
+    assert (
+        await aws.store.list_suppressions("acme", channel=Channel.EMAIL, after=(Channel.SMS, "+1"))
+        == []
+    )

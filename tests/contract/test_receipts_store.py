@@ -379,3 +379,28 @@ async def test_a_suppression_can_be_lifted(backend: Backend) -> None:
     # Lifted, it can be added again (a later STOP).
     again = suppression(backend, reason=SuppressionReason.OPERATOR)
     assert await backend.store.add_suppression(again) == again
+
+
+# -- rules found while building the SQL store ----------------------------------------------
+
+
+async def test_a_message_id_reused_by_a_later_send_never_fails_it(backend: Backend) -> None:
+    """Should a provider ever reuse an id, the send still completes; receipts go to the latest."""
+    first = await sent(backend, "SM-reused")
+    backend.clock.advance(10)
+    second = await sent(backend, "SM-reused")
+    assert await state_of(backend, second) is S.SENT
+    got = await backend.store.record_receipt(receipt(backend, S.DELIVERED, "SM-reused"))
+    assert got.notification_id == second.id
+    assert await state_of(backend, second) is S.DELIVERED
+    assert await state_of(backend, first) is S.SENT
+
+
+async def test_what_was_sent_exactly_at_the_cutoff_expires(backend: Backend) -> None:
+    """``expiry_due`` is ``now - sent_at >= timeout``: the boundary itself is due."""
+    sent_at = from_epoch(backend.clock.now())
+    n = await sent(backend, "SM1")
+    backend.clock.advance(60)
+    now = from_epoch(backend.clock.now())
+    assert await backend.store.expire_deliveries(sent_before=sent_at, now=now, limit=10) == 1
+    assert await state_of(backend, n) is S.EXPIRED

@@ -25,6 +25,10 @@ from .fake_twilio import FakeTwilio
 from .messages import sms
 
 FAST = HttpOptions(total_timeout=0.5, connect_timeout=0.5, pool_limit=8)
+# For tests whose expected answer is a refusal before any connection: a timeout
+# is never the right answer there, so it must not be short enough for a loaded
+# machine's scheduling stall to reach it first.
+PATIENT = HttpOptions(total_timeout=30, connect_timeout=30, pool_limit=8)
 
 
 @pytest.fixture
@@ -443,7 +447,7 @@ async def test_twilio_refuses_a_name_that_resolves_to_an_internal_address(
     base_url = twilio.base_url.replace("127.0.0.1", "sms.example.test")
     adapter = TwilioProvider(
         settings_for(twilio, base_url=base_url),
-        options=FAST,
+        options=PATIENT,
         outbound=OutboundPolicy(allow_http=True),
     )
     try:
@@ -477,7 +481,7 @@ async def test_twilio_reaches_the_same_name_when_its_network_is_allowed(
 async def test_twilio_refuses_an_internal_base_url_without_sending(twilio: FakeTwilio) -> None:
     # Stored before the rule existed, say: the adapter refuses it unsent.
     adapter = TwilioProvider(
-        settings_for(twilio), options=FAST, outbound=OutboundPolicy(allow_http=True)
+        settings_for(twilio), options=PATIENT, outbound=OutboundPolicy(allow_http=True)
     )
     try:
         result = await adapter.send(sms())
@@ -493,7 +497,7 @@ async def test_twilio_refuses_an_internal_base_url_without_sending(twilio: FakeT
 
 async def test_a_guarded_session_refuses_a_literal_internal_address(twilio: FakeTwilio) -> None:
     # aiohttp does not resolve a literal address: the socket factory checks it.
-    session = build_session(FAST, OutboundPolicy(allow_http=True))
+    session = build_session(PATIENT, OutboundPolicy(allow_http=True))
     try:
         with pytest.raises(aiohttp.ClientConnectorError) as raised:
             await session.get(twilio.base_url + "/")

@@ -15,7 +15,11 @@ from security.secfixtures import ADMIN_TOKEN, CLOSE, TENANTS, Ledger, Submitter
 def security_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcesses]:
     """`ihub api` on a fresh SQLite file with the security tenants; no worker, so that
     what is stored is exactly what the API accepted."""
-    procs = make_hub(tmp_path_factory.mktemp("security-hub"), IHUB_ADMIN_TOKEN=ADMIN_TOKEN)
+    procs = make_hub(
+        tmp_path_factory.mktemp("security-hub"),
+        IHUB_ADMIN_TOKEN=ADMIN_TOKEN,
+        IHUB_PUBLIC_URL="https://hub.example.test",
+    )
     try:
         for tenant in TENANTS:
             procs.create_tenant(tenant)

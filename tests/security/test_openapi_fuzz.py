@@ -73,8 +73,10 @@ schema.config.generation.update(
     modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=25
 )
 
-tenant_api = schema.exclude(path_regex=r"^/admin/")
+tenant_api = schema.exclude(path_regex=r"^/admin/|^/v1/receipts/")
 admin_api = schema.include(path_regex=r"^/admin/")
+# Called by providers, authenticated by their signature (no key): fuzzed on their own.
+receipts_api = schema.include(path_regex=r"^/v1/receipts/")
 
 FUZZ_SETTINGS = settings(
     max_examples=25,
@@ -92,7 +94,10 @@ OPERATIONS = [
     for method in item
     if method in HTTP_METHODS
 ]
-V1_OPERATIONS = [op for op in OPERATIONS if op[1].startswith("/v1/")]
+RECEIPT_OPERATIONS = [op for op in OPERATIONS if op[1].startswith("/v1/receipts/")]
+V1_OPERATIONS = [
+    op for op in OPERATIONS if op[1].startswith("/v1/") and op not in RECEIPT_OPERATIONS
+]
 ADMIN_OPERATIONS = [op for op in OPERATIONS if op[1].startswith("/admin/")]
 
 
@@ -231,11 +236,43 @@ def test_tenant_api_conforms_to_its_openapi(
             # And half the reads name a notification that exists, so that the 200 is checked.
             case.path_parameters = {**case.path_parameters, "notification_id": real_notification}
             checks = WITH_ACCEPTANCE
-        if choice % 2 and case.method == "GET" and case.path == "/v1/notifications" and positive:
+        listing = case.path in {"/v1/notifications", "/v1/suppressions"}
+        if choice % 2 and case.method == "GET" and listing and positive:
             # A cursor is only valid if the API returned it: half the listings send none.
             case.query = {k: v for k, v in (case.query or {}).items() if k != "cursor"}
             checks = WITH_ACCEPTANCE
     case.call_and_validate(base_url=security_hub.base_url, headers=CLOSE, checks=checks)
+
+
+# -- the receipt endpoints: no key, a signature nobody but the provider can make --------
+
+
+RECEIPT_CHECKS: list[Callable[..., bool | None]] = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    problem_details,
+]
+
+
+@receipts_api.parametrize()
+@FUZZ_SETTINGS
+def test_receipt_endpoints_refuse_what_is_not_signed(
+    case: OpenApiCase, security_hub: HubProcesses
+) -> None:
+    """Generated requests cannot carry a provider's signature: each is refused with a
+    documented problem (400, 401, 403, 413), never a 5xx, whatever the tenant."""
+    if case.path_parameters and choice_is_odd(case):
+        # Half name a real tenant, so that the signature check itself is reached.
+        case.path_parameters = {**case.path_parameters, "tenant": FUZZ}
+    response = case.call(base_url=security_hub.base_url, headers=CLOSE)
+    case.validate_response(response, checks=RECEIPT_CHECKS)
+    assert response.status_code in {400, 401, 403, 405, 413, 415, 422}, response.text
+
+
+def choice_is_odd(case: OpenApiCase) -> bool:
+    """A stable coin flip per generated case."""
+    return _choice(case) % 2 == 1
 
 
 # -- the admin API: the admin token, always on a tenant of its own ----------------------
@@ -265,6 +302,13 @@ def test_admin_api_conforms_to_its_openapi(case: OpenApiCase, security_hub: HubP
             case.body = _ordered_backoff(body)
         if case.path.endswith("/credentials/{provider}"):
             # The settings a provider takes depend on the provider in the path.
+            checks = CHECKS
+        if case.method == "GET" and case.path.endswith("/suppressions"):
+            # A cursor is only valid if the API returned it.
+            case.query = {k: v for k, v in (case.query or {}).items() if k != "cursor"}
+        if case.method == "POST" and case.path.endswith("/suppressions"):
+            # An address is an email or an E.164 number by the channel in the body
+            # (spacing allowed): no pattern can say which without refusing valid input.
             checks = CHECKS
     case.call_and_validate(base_url=security_hub.base_url, headers=CLOSE, checks=checks)
 
@@ -321,7 +365,7 @@ NO_AUTHORIZATION = [
 ]
 
 
-@schema.include(path_regex=r"^/(v1|admin)/").parametrize()
+@schema.include(path_regex=r"^/(v1|admin)/").exclude(path_regex=r"^/v1/receipts/").parametrize()
 @FEW_SETTINGS
 def test_no_operation_answers_without_credentials(
     case: OpenApiCase, security_hub: HubProcesses
@@ -349,6 +393,7 @@ def _request_for(method: str, path: str, notification_id: str) -> dict[str, Any]
         .replace("{channel}", "email")
         .replace("{provider}", "sandbox")
         .replace("{key_id}", "000000000000")
+        .replace("{address}", "nobody%40example.com")
     )
     headers = {"X-Country": "ES", "Idempotency-Key": f"auth-{uuid.uuid4()}"}
     request: dict[str, Any] = {"method": method, "url": filled, "headers": headers}
@@ -394,7 +439,11 @@ def test_every_v1_operation_refuses_a_request_without_valid_credentials(
     assert_problem(other, 403, "X-Tenant", "forbidden")
     # The control: the same request with the right credentials is not refused for auth.
     ok = send(**security_hub.headers(FUZZ))
-    assert 200 <= ok.status_code < 300, ok.text
+    if "{address}" in path:
+        # Lifting a suppression that is not there: past auth, to the list itself.
+        assert_problem(ok, 404, "address", "not-found")
+    else:
+        assert 200 <= ok.status_code < 300, ok.text
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_OPERATIONS, ids=map(" ".join, ADMIN_OPERATIONS))

@@ -304,3 +304,16 @@ async def test_expire_runs_in_batches_until_a_short_one(stores: FakeStores) -> N
     stores.expirable = 25
     assert await _service(stores, expire_batch=10).expire() == 25
     assert stores.expire_calls == [10, 10, 10]
+
+
+async def test_routed_as_finds_the_notification_under_the_routes_name(
+    stores: FakeStores,
+) -> None:
+    stores.send("acme", "whatsapp_cloud", "wamid.1", Channel.WHATSAPP, "+5215512345678")
+    metrics = Counted()
+    failed = _receipt("wamid.1", DeliveryState.UNDELIVERED, provider="whatsapp", code="131050")
+    [rec] = await _service(stores, metrics).record([failed], routed_as="whatsapp_cloud")
+    assert rec.match is Match.RECORDED
+    assert metrics.calls == [("receipt", "whatsapp", "undelivered")]
+    found = stores.suppressions[("acme", Channel.WHATSAPP, "+5215512345678")]
+    assert found.reason is SuppressionReason.OPTED_OUT

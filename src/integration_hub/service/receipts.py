@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -125,11 +125,23 @@ class ReceiptService:
 
     # -- receipts ---------------------------------------------------------------------
 
-    async def record(self, receipts: Sequence[Receipt]) -> list[ReceiptRecord]:
-        """Record each receipt (in order), count it, and suppress where it says so."""
+    async def record(
+        self, receipts: Sequence[Receipt], *, routed_as: str | None = None
+    ) -> list[ReceiptRecord]:
+        """Record each receipt (in order), count it, and suppress where it says so.
+
+        ``routed_as`` is the provider name routes and attempts use when the
+        receipt adapter names the provider otherwise (``whatsapp_cloud`` sends
+        what the ``whatsapp`` adapter reports on): the store finds and records
+        the event under it, while the suppression codes and the metrics keep
+        the adapter's name.
+        """
         records: list[ReceiptRecord] = []
         for receipt in receipts:
-            rec = await self.store.record_receipt(receipt)
+            stored = receipt
+            if routed_as is not None and routed_as != receipt.provider:
+                stored = replace(receipt, provider=routed_as)
+            rec = await self.store.record_receipt(stored)
             records.append(rec)
             if rec.match is Match.UNMATCHED:
                 self.metrics.receipt_unmatched(receipt.provider)
@@ -285,8 +297,11 @@ class ReceiptService:
         return RemoveResult(Removal.REMOVED, found.reason)
 
     async def lift(self, tenant: str, channel: Channel, address: str, *, by: Lifter) -> None:
-        """``remove`` for the API and CLI: NotFound or LiftForbidden unless it was lifted."""
-        result = await self.remove(tenant, channel, address, by=by)
+        """``remove`` for the API and CLI: NotFound or LiftForbidden unless it was lifted.
+
+        An address that does not normalise cannot be on the list: NotFound too.
+        """
+        result = await self.remove(tenant, channel, address, by=by, strict=False)
         if result.outcome is Removal.NOT_FOUND:
             raise errors.NotFound("no such suppression", field="address")
         if result.outcome is Removal.FORBIDDEN:

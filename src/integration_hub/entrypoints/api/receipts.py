@@ -155,9 +155,9 @@ def _now(hub: Hub) -> Any:
     return from_epoch(hub.clock.now())
 
 
-async def _record(hub: Hub, receipts: list[Receipt]) -> None:
+async def _record(hub: Hub, receipts: list[Receipt], routed_as: str | None = None) -> None:
     if receipts:
-        await hub.receipts.record(receipts)
+        await hub.receipts.record(receipts, routed_as=routed_as)
 
 
 # -- Twilio ---------------------------------------------------------------------------
@@ -330,7 +330,8 @@ async def whatsapp_webhook(request: Request, tenant: str) -> Response:
             raise _Refused("signature", missing)
         config = await _settings(hub, tenant, WHATSAPP_SETTINGS)
         whatsapp.verify(_secret(config, "app_secret"), body, header)
-        await _record(hub, whatsapp.parse(tenant, body, _now(hub)))
+        # Notifications name the provider as routes do (whatsapp_cloud).
+        await _record(hub, whatsapp.parse(tenant, body, _now(hub)), WHATSAPP_SETTINGS)
     except _Refused as refused:
         _rejected(hub, provider, tenant, refused.reason, "signature header missing")
         return refused.response
