@@ -254,6 +254,21 @@ def test_whatsapp_read_before_delivered_and_duplicates_end_read(stack: Stack) ->
     assert {e["provider"] for e in delivery["events"]} == {"whatsapp_cloud"}
 
 
+def test_whatsapp_not_a_whatsapp_user_suppresses_the_next_message(stack: Stack) -> None:
+    number = "+5215512340001"
+    stack.whatsapp.script(Step("failed", error_code="131026"))
+    view = stack.send("rcpt", "MX", recipient={"phone": number})
+
+    flush(stack, stack.whatsapp)
+
+    delivery = stack.delivery("rcpt", view["id"], "undelivered")
+    assert delivery["state"] == "undelivered", delivery
+    assert delivery["events"][0]["error_code"] == "131026"
+    again = stack.refused("rcpt", "MX", recipient={"phone": number})
+    assert again.status_code == 422, again.text
+    assert (again.json()["channel"], again.json()["reason"]) == ("whatsapp", "not_on_whatsapp")
+
+
 def test_whatsapp_statuses_of_two_messages_in_one_payload(stack: Stack) -> None:
     stack.whatsapp.script(Step("delivered"))
     stack.whatsapp.script(Step("read"))

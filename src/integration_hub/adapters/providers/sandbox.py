@@ -78,8 +78,8 @@ class ReceiptTiming:
     """
 
     delay: float = 0.3
-    retry: float = 0.3
-    attempts: int = 10
+    retry: float = 0.5
+    attempts: int = 20
 
 
 class SandboxProvider:
