@@ -442,3 +442,9 @@ async def test_garbage_never_gets_a_500(env: Env) -> None:
                 answer = await env.client.post(f"/v1/receipts/{path}", content=raw, headers=headers)
                 assert answer.status_code in {400, 401, 403}, (path, raw[:40], answer.text)
                 assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_stop_through_twilio_whatsapp_suppresses_on_whatsapp(env: Env) -> None:
+    assert (await post_twilio(env, inbound("STOP", "whatsapp:+15005550010"))).status_code == 200
+    listed = (await env.client.get("/v1/suppressions", headers=env.headers())).json()["items"]
+    assert [(s["channel"], s["address"]) for s in listed] == [("whatsapp", "+15005550010")]

@@ -48,6 +48,13 @@ def _body(response: JSONResponse) -> dict[str, Any]:
         pytest.param(errors.TenantExists(), 409, "tenant-exists", id="TenantExists"),
         pytest.param(errors.Unavailable(), 503, "unavailable", id="Unavailable"),
         pytest.param(errors.DataRejected(), 422, "data-rejected", id="DataRejected"),
+        pytest.param(
+            errors.Suppressed("sms", "opted_out", field="recipient.phone"),
+            422,
+            "suppressed",
+            id="Suppressed",
+        ),
+        pytest.param(errors.LiftForbidden("operator"), 403, "forbidden", id="LiftForbidden"),
         pytest.param(errors.HubError("bad value"), 422, "invalid-field", id="HubError"),
     ],
 )
@@ -195,3 +202,18 @@ def test_an_invariant_breach_is_not_a_hub_error_so_no_client_error_handler_catch
     assert not issubclass(errors.InvalidTransition, errors.HubError)
     assert issubclass(errors.InvalidTransition, errors.InvariantBreach)
     assert errors.InvalidTransition.kind in errors.breach_kinds()
+
+
+def test_suppressed_names_channel_reason_and_field() -> None:
+    body = _body(from_hub_error(errors.Suppressed("email", "hard_bounce", field="recipient.email")))
+    assert (body["channel"], body["reason"], body["field"]) == (
+        "email",
+        "hard_bounce",
+        "recipient.email",
+    )
+
+
+def test_a_forbidden_lift_names_the_reason() -> None:
+    body = _body(from_hub_error(errors.LiftForbidden("operator")))
+    assert body["reason"] == "operator"
+    assert body["field"] == "address"

@@ -56,7 +56,11 @@ def suppressions_list(
     if as_json:
         typer.echo(json.dumps([_view(s) for s in found]))
         return
-    table = Table("channel", "address", "reason", "added", "source", "note")
+    table = Table("channel")
+    # Operators copy addresses into `remove`: never wrap or cut one.
+    table.add_column("address", no_wrap=True)
+    for name in ("reason", "added", "source", "note"):
+        table.add_column(name)
     for s in found:
         when = s.created_at.isoformat(timespec="seconds")
         table.add_row(str(s.channel), s.address, str(s.reason), when, s.source or "", s.note or "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -120,6 +121,7 @@ def _rejected(hub: Hub, provider: str, tenant: str, reason: str, why: str) -> No
 def _unavailable_without_public_url(hub: Hub) -> str:
     if hub.settings.public_url is None:
         raise errors.Unavailable("receipts need IHUB_PUBLIC_URL", retry_after=60.0)
+    hub.receipts.require()  # a backend without the receipt roles yet: 503
     return hub.settings.public_url
 
 
@@ -151,7 +153,7 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-def _now(hub: Hub) -> Any:
+def _now(hub: Hub) -> datetime:
     return from_epoch(hub.clock.now())
 
 
@@ -251,11 +253,14 @@ async def _inbound(hub: Hub, tenant: str, params: Mapping[str, str]) -> None:
     if action is None:
         return
     sender = twilio.inbound_sender(params)
+    # WhatsApp through Twilio names the sender whatsapp:+...: that channel's list.
+    from_whatsapp = (params.get("From") or "").strip().lower().startswith("whatsapp:")
+    channel = Channel.WHATSAPP if from_whatsapp else Channel.SMS
     if action is twilio.OptAction.OPT_OUT:
-        await hub.receipts.opt_out(tenant, Channel.SMS, sender)
-        log.info("inbound opt-out keyword: sender suppressed on sms")
+        await hub.receipts.opt_out(tenant, channel, sender)
+        log.info("inbound opt-out keyword: sender suppressed on %s", channel)
     else:
-        lifted = await hub.receipts.opt_in(tenant, Channel.SMS, sender)
+        lifted = await hub.receipts.opt_in(tenant, channel, sender)
         log.info("inbound opt-in keyword: %s", "opt-out lifted" if lifted else "nothing to lift")
 
 

@@ -238,7 +238,9 @@ async def list_notifications(
         country=code,
         limit=limit + 1,
         before_id=before,
-        delivery_state=delivery_state,
+        # Only when asked: a store without delivery states (DynamoDB, for now)
+        # serves every other listing as before.
+        **({"delivery_state": delivery_state} if delivery_state is not None else {}),
     )
     more = len(found) > limit
     items = found[:limit]
