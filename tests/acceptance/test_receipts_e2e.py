@@ -309,6 +309,7 @@ def test_an_ses_hard_bounce_ends_bounced_and_suppresses_the_next_send(stack: Sta
 
     delivery = stack.delivery("rcptses", view["id"], "bounced")
     assert delivery["state"] == "bounced", delivery
+    assert [e["raw_status"] for e in delivery["events"]] == ["Bounce/Permanent", "Delivery"]
     again = stack.refused("rcptses", "FR", recipient={"email": address.upper()})
     assert again.status_code == 422, again.text
     assert again.json()["reason"] == "hard_bounce"

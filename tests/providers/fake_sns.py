@@ -177,6 +177,7 @@ class FakeSns(Reporter):
         self.certificate_fetches = 0
         self.port = 0
         self._seen: set[str] = set()
+        self._sent: dict[tuple[str, str, str | None], dict[str, str]] = {}
         self._runner: web.AppRunner | None = None
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ca = _certificate("Fake SNS test CA", ca_key, ca_key, ca=True)
@@ -339,7 +340,16 @@ class FakeSns(Reporter):
         return found
 
     def request_for(self, item: Pending) -> tuple[bytes, dict[str, str]]:
-        """The SNS notification of the SES event for ``item``."""
-        event = ses_event(item.step.status, item.message_id, item.recipient, item.step.error_code)
-        message = self.notification(event)
+        """The SNS notification of the SES event for ``item``.
+
+        A step repeated for the same message is the same event delivered
+        again (SNS retries with the same message): the very same signed
+        notification, so the hub sees a duplicate, not a new event.
+        """
+        key = (item.message_id, item.step.status, item.step.error_code)
+        message = self._sent.get(key)
+        if message is None:
+            detail = item.step.error_code
+            event = ses_event(item.step.status, item.message_id, item.recipient, detail)
+            message = self._sent[key] = self.notification(event)
         return json.dumps(message).encode(), self._headers(message)

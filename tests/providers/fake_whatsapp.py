@@ -110,6 +110,7 @@ class FakeWhatsApp(FakeHttpServer, Reporter):
         self.waba_id = "102290129340398"
         self.app_secret = "fake-whatsapp-app-secret-0123456789"
         self.webhook_url: str | None = None
+        self._statuses: dict[tuple[str, str, str | None], dict[str, Any]] = {}
         self.phone_number_id = phone_number_id
         self.access_token = access_token
         # Approved templates and how many body parameters each expects.
@@ -196,7 +197,18 @@ class FakeWhatsApp(FakeHttpServer, Reporter):
         )
 
     def status(self, item: Pending) -> dict[str, Any]:
-        """One ``statuses[]`` element as Meta writes it."""
+        """One ``statuses[]`` element as Meta writes it.
+
+        A step repeated for the same message is the same status sent again
+        (Meta retries a webhook): the same element, timestamp included.
+        """
+        key = (item.message_id, item.step.status, item.step.error_code)
+        found = self._statuses.get(key)
+        if found is None:
+            found = self._statuses[key] = self._new_status(item)
+        return found
+
+    def _new_status(self, item: Pending) -> dict[str, Any]:
         status: dict[str, Any] = {
             "id": item.message_id,
             "status": item.step.status,

@@ -169,3 +169,15 @@ async def test_what_moto_ses_sent_is_picked_up_once(
     assert receipt.provider_message_id == message_id
     assert receipt.recipient == "bob@example.com"
     assert receipt.state is DeliveryState.DELIVERED
+
+
+async def test_a_repeated_step_is_the_same_notification_again(
+    topic: FakeSns, receiver: CallbackReceiver
+) -> None:
+    topic.script(Step("Bounce"), Step("Delivery"), Step("Bounce"))
+    topic.accepted("m-4", "ana@example.com")
+    await topic.settle()
+
+    first, delivery, again = (r.body for r in receiver.requests)
+    assert again == first
+    assert delivery != first

@@ -113,3 +113,15 @@ async def test_without_a_webhook_url_nothing_is_sent(receiver: CallbackReceiver)
         await send(meta)
         await meta.settle()
     assert receiver.requests == []
+
+
+async def test_a_repeated_step_is_the_same_status_again(
+    meta: FakeWhatsApp, receiver: CallbackReceiver
+) -> None:
+    meta.script(Step("read"), Step("delivered"), Step("read"))
+    await send(meta)
+    await meta.settle()
+
+    first, delivered, again = receipts_in(meta, receiver)
+    assert again.identity == first.identity
+    assert delivered.identity != first.identity
