@@ -38,6 +38,12 @@ RECONCILE_HANDLER = "integration_hub.entrypoints.aws_lambda.reconcile_handler"
 # The sparse index of RECEIVED notifications, the only one the reconciler reads.
 RECONCILER_INDEX = "GSI4"
 TTL_ATTRIBUTE = "expires_ttl"
+# The public receipt callbacks (issue 15): WhatsApp verifies a webhook with a GET.
+RECEIPT_ROUTES = (
+    ("/v1/receipts/twilio/{tenant}", (apigw.HttpMethod.POST,)),
+    ("/v1/receipts/whatsapp/{tenant}", (apigw.HttpMethod.GET, apigw.HttpMethod.POST)),
+    ("/v1/receipts/ses/{tenant}", (apigw.HttpMethod.POST,)),
+)
 # IHUB_MAX_ATTEMPTS's default, which the stack does not override.
 DEFAULT_MAX_ATTEMPTS = 5
 GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
@@ -74,6 +80,9 @@ WORKER_TABLE_ACTIONS = (
     "dynamodb:Query",
     *TRANSACT_ITEM_ACTIONS,
 )
+# The reconciler re-enqueues (UpdateItem) and expires deliveries (GetItem, then
+# a transaction of UpdateItem + PutItem of the event).
+RECONCILER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 # The admin API's /queue-dead-letters lists and redrives SQS's own DLQ: it finds
 # the DLQ through the queue's RedrivePolicy, receives (short visibility, then
 # visible again), and deletes only what it has sent back to the queue.
@@ -260,15 +269,18 @@ class HubStack(Stack):
             )
         )
 
+        self.api_integration = integrations.HttpLambdaIntegration(
+            "ApiIntegration", self.api_function
+        )
         self.http_api = apigw.HttpApi(
             self,
             "HttpApi",
             api_name=f"{settings.prefix}-api",
-            description="Integration Hub API (/v1/notifications, /admin/v1, /healthz)",
-            default_integration=integrations.HttpLambdaIntegration(
-                "ApiIntegration", self.api_function
-            ),
+            description="Integration Hub API (/v1/notifications, /v1/receipts, /admin/v1,"
+            " /healthz)",
+            default_integration=self.api_integration,
         )
+        self._receipt_routes()
 
         self._alarms()
 
@@ -285,11 +297,33 @@ class HubStack(Stack):
             description="KMS key of the tenant credentials (IHUB_KMS_KEY_ID)",
         )
 
+    def _receipt_routes(self) -> None:
+        """The providers' receipt callbacks, as routes of their own with no authorizer.
+
+        They reach the API function like every other path (the ``$default``
+        route would take them too); naming them keeps them public if the API
+        ever gains a default authorizer: a provider cannot present one, it
+        signs the request instead, and the hub checks that signature
+        (docs/receipts.md). The function gets the body and headers unchanged.
+        """
+        for path, methods in RECEIPT_ROUTES:
+            self.http_api.add_routes(
+                path=path,
+                methods=list(methods),
+                integration=self.api_integration,
+                authorizer=apigw.HttpNoneAuthorizer(),
+            )
+
     def _reconciler_schedule(self) -> None:
         """Run the reconciler every few minutes, allowed only what ``reconcile`` does."""
         function = self.reconciler_function
         # It queries the sparse RECEIVED index, moves an item's index entry
-        # (a conditional UpdateItem on the table) and sends to the queue.
+        # (a conditional UpdateItem on the table) and sends to the queue. It
+        # also expires deliveries nobody reported on (the periodic job of
+        # issue 15: no worker process runs on AWS): it queries the SENT
+        # entries of the same index, reads each notification (GetItem) and
+        # writes its state with an event item in one transaction (UpdateItem
+        # + PutItem).
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Query"],
@@ -297,7 +331,9 @@ class HubStack(Stack):
             )
         )
         function.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[self.table.table_arn])
+            iam.PolicyStatement(
+                actions=list(RECONCILER_TABLE_ACTIONS), resources=[self.table.table_arn]
+            )
         )
         self.queue.grant(function, "sqs:SendMessage")  # its URL is in IHUB_DATABASE_URL
         self.reconcile_rule = events.Rule(

@@ -19,6 +19,7 @@ import app as app_module
 from integration_hub_infra import STACK_NAME, HubStack, SettingsError, build, parse_regions
 from integration_hub_infra.stack import (
     API_HANDLER,
+    RECEIPT_ROUTES,
     RECONCILE_HANDLER,
     RECONCILER_INDEX,
     WORKER_HANDLER,
@@ -116,10 +117,12 @@ def test_the_stack_holds_the_hub_and_nothing_else(hub: Synthesized) -> None:
     expected = {
         "AWS::ApiGatewayV2::Api": 1,
         "AWS::ApiGatewayV2::Integration": 1,
-        "AWS::ApiGatewayV2::Route": 1,
+        # $default and the four receipt callbacks (RECEIPT_ROUTES).
+        "AWS::ApiGatewayV2::Route": 5,
         "AWS::ApiGatewayV2::Stage": 1,
         "AWS::Lambda::Function": 3,
-        "AWS::Lambda::Permission": 2,
+        # The reconciler's schedule, and API Gateway once per route.
+        "AWS::Lambda::Permission": 6,
         "AWS::Lambda::EventSourceMapping": 1,
         "AWS::Events::Rule": 1,
         "AWS::Logs::LogGroup": 3,
@@ -391,12 +394,15 @@ def test_no_identity_policy_allows_every_resource(hub: Synthesized) -> None:
 def test_the_reconciler_may_only_query_the_received_index_touch_items_and_send(
     hub: Synthesized,
 ) -> None:
+    """Re-enqueue (UpdateItem) and expire deliveries (GetItem, UpdateItem + PutItem)."""
     s = hub.stack
     grants = hub.grants_of(s.reconciler_function.role)
     table = {"Fn::GetAtt": [hub.logical_id(s.table), "Arn"]}
     logs = [{"Fn::GetAtt": [hub.logical_id(s.reconciler_function.log_group), "Arn"]}]
     assert grants == {
         "dynamodb:Query": [{"Fn::Join": ["", [table, "/index/GSI4"]]}],
+        "dynamodb:GetItem": [table],
+        "dynamodb:PutItem": [table],
         "dynamodb:UpdateItem": [table],
         "sqs:SendMessage": [{"Fn::GetAtt": [hub.logical_id(s.queue), "Arn"]}],
         "logs:CreateLogStream": logs,
@@ -405,8 +411,11 @@ def test_the_reconciler_may_only_query_the_received_index_touch_items_and_send(
 
 
 def test_the_reconcilers_index_is_the_one_the_backend_queries() -> None:
+    """Both periodic jobs it runs read one index: RECEIVED for reconcile, sent for expiry."""
     tables = pytest.importorskip("integration_hub.adapters.aws.tables")
     assert tables.RECEIVED_INDEX == RECONCILER_INDEX
+    assert tables.SENT_INDEX == RECONCILER_INDEX
+    assert RECONCILER_INDEX in tables.GSIS
 
 
 @pytest.mark.parametrize(("fixture", "minutes", "after"), [("hub", 1, 300), ("tuned", 5, 600)])
@@ -432,14 +441,50 @@ def test_an_eventbridge_rule_runs_the_reconciler_on_schedule(
 
 
 def test_only_this_http_api_may_invoke_the_api_function(hub: Synthesized) -> None:
-    permission = hub.one("AWS::Lambda::Permission", {"Principal": "apigateway.amazonaws.com"})[
-        "Properties"
-    ]
-    assert permission["Principal"] == "apigateway.amazonaws.com"
-    assert permission["FunctionName"] == {
-        "Fn::GetAtt": [hub.logical_id(hub.stack.api_function), "Arn"]
+    permissions = hub.resources(
+        "AWS::Lambda::Permission", {"Principal": "apigateway.amazonaws.com"}
+    )
+    assert len(permissions) == 5  # one per route
+    for found in permissions.values():
+        permission = found["Properties"]
+        assert permission["FunctionName"] == {
+            "Fn::GetAtt": [hub.logical_id(hub.stack.api_function), "Arn"]
+        }
+        assert hub.logical_id(hub.stack.http_api) in json.dumps(permission["SourceArn"])
+
+
+def test_the_receipt_callbacks_are_public_routes_to_the_api_function(hub: Synthesized) -> None:
+    """Providers sign their callbacks and cannot present an authorizer's credentials."""
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in hub.resources("AWS::ApiGatewayV2::Route").values()
     }
-    assert hub.logical_id(hub.stack.http_api) in json.dumps(permission["SourceArn"])
+    receipts = {key: route for key, route in routes.items() if "/v1/receipts/" in key}
+    assert sorted(receipts) == [
+        "GET /v1/receipts/whatsapp/{tenant}",
+        "POST /v1/receipts/ses/{tenant}",
+        "POST /v1/receipts/twilio/{tenant}",
+        "POST /v1/receipts/whatsapp/{tenant}",
+    ]
+    [integration] = hub.resources("AWS::ApiGatewayV2::Integration")
+    for route in [*receipts.values(), routes["$default"]]:
+        assert route["AuthorizationType"] == "NONE"
+        assert "AuthorizerId" not in route
+        assert route["Target"] == {"Fn::Join": ["", ["integrations/", {"Ref": integration}]]}
+
+
+def test_the_api_function_serves_every_receipt_route() -> None:
+    """The routes the stack opens are the ones the FastAPI app (the API function) has."""
+    api = pytest.importorskip("integration_hub.entrypoints.api")
+    # Skipped only where the receipt endpoints are not part of the app at all.
+    pytest.importorskip("integration_hub.entrypoints.api.receipts")
+    receipts = [f"{method.value} {path}" for path, methods in RECEIPT_ROUTES for method in methods]
+    assert len(receipts) == 4
+    # The OpenAPI document lists every route of the app, included routers too.
+    paths = api.create_app().openapi()["paths"]
+    for key in receipts:
+        method, path = key.split(" ")
+        assert method.lower() in paths.get(path, {}), f"{key} has no FastAPI route"
 
 
 # -- alarms and outputs ----------------------------------------------------------

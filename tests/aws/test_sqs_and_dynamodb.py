@@ -134,6 +134,7 @@ async def test_a_purge_forgets_old_finished_notifications_and_expired_keys(
         "attempts": 1,
         "dead_letters": 1,
         "outbox": 1,
+        "delivery_events": 0,
         "queue": 0,
         "idempotency_keys": 0,
     }

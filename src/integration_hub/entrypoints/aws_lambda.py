@@ -64,18 +64,30 @@ def _flush() -> None:
         observability.flush()
 
 
+def asgi_handler(app: Any) -> Any:
+    """API Gateway events -> ``app`` (Mangum), the request exactly as the client sent it.
+
+    The provider receipt callbacks are signed over their raw bytes (WhatsApp's
+    HMAC of the body, Twilio's of the URL and form parameters): Mangum hands
+    the app the body decoded from base64 when API Gateway encoded it (it does
+    for form posts and binary types), byte for byte, with every header
+    (``X-Twilio-Signature``, ``X-Hub-Signature-256``) and the raw query string.
+    """
+    from mangum import Mangum
+
+    return Mangum(app, lifespan="off")
+
+
 def api_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway (REST or HTTP API) event -> the same FastAPI app as ``ihub api``."""
     handler = _state.get("api")
     if handler is None:
-        from mangum import Mangum
-
         from integration_hub.entrypoints.api import create_app
 
         hub = _hub("lambda-api")
         app = create_app(hub=hub)
         app.state.hub = hub  # the lifespan that would set it is off: the hub outlives requests
-        handler = Mangum(app, lifespan="off")
+        handler = asgi_handler(app)
         _state["api"] = handler
     try:
         response: dict[str, Any] = handler(dict(event), context)

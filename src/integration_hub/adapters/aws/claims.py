@@ -19,11 +19,12 @@ from integration_hub.adapters.aws import conditions, items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.notifications import outbox_put
 from integration_hub.adapters.aws.session import is_client_error
-from integration_hub.adapters.aws.tables import epoch_key, item, plain
+from integration_hub.adapters.aws.tables import epoch_key, item, plain, sent_shard
 from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.models import Attempt, Notification
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 from integration_hub.ports import ClaimRequest, Completion, Settle
 
@@ -235,8 +236,11 @@ class ClaimItems(TableClient):
             u.set("finished_at", value=finish.finished_at).set("updated_at", value=finish.now)
             u.set("GSI2PK", value=items.status_index(found["tenant"], finish.status))
             u.remove("claim_token").remove("claim_expires_at").bump()
-            if delivery:
-                await self._transact({"Update": u.request(self.table, key, ours)}, *delivery)
+            index = self._sent(u, found, attempt, finish)
+            if delivery or index:
+                await self._transact(
+                    {"Update": u.request(self.table, key, ours)}, *delivery, *index
+                )
             else:
                 await self._update(key, u, ours)
         except Exception as exc:
@@ -244,6 +248,40 @@ class ClaimItems(TableClient):
                 return Completion.LOST
             raise
         return Completion.RECORDED
+
+    def _sent(
+        self,
+        u: items.Update,
+        found: Mapping[str, Any],
+        attempt: Attempt,
+        finish: lifecycle.Finish,
+    ) -> tuple[dict[str, Any], ...]:
+        """DONE with a provider message id starts the delivery state at ``sent``.
+
+        Adds to ``u`` the delivery fields and the sparse ``SENT#`` entry of
+        GSI4 (what ``expire_deliveries`` reads while the state is ``sent``),
+        and returns the Put of the index item that ``record_receipt`` finds
+        the notification by. Without a message id nothing can report on the
+        message: no delivery state.
+        """
+        pmid = attempt.provider_message_id
+        if finish.status is not Status.DONE or not pmid:
+            return ()
+        nid, tenant = found["id"], found["tenant"]
+        index_key = items.provider_message_key(tenant, attempt.provider, pmid)
+        u.set("delivery_state", value=str(DeliveryState.SENT))
+        u.set("delivery_updated_at", value=finish.now).set("sent_at", value=finish.now)
+        u.set("provider_message_id", value=pmid).set("receipt_index", value=index_key["PK"])
+        u.set("GSI4PK", value=sent_shard(nid))
+        u.set("GSI4SK", value=f"{epoch_key(finish.now)}#{nid}")
+        entry = index_key | {
+            "notification_id": nid,
+            "tenant": tenant,
+            "provider": attempt.provider,
+            "provider_message_id": pmid,
+        }
+        # Unconditional: a provider that reused an id names its latest message.
+        return ({"Put": {"TableName": self.table, "Item": item(entry)}},)
 
     async def _owner_of(self, notification_id: str) -> dict[str, Any] | None:
         """The notification's ``id`` and ``tenant`` (what writing an outcome needs)."""

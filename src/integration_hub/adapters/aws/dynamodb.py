@@ -5,7 +5,8 @@ items is one ``TransactWriteItems``; times are numbers from the injected
 clock, never the server's. Item layout and access patterns: ADR 0011.
 
 ``DynamoStore`` is assembled from one part per item kind (``tenants``,
-``idempotency``, ``notifications``, ``claims``, ``secrets``, ``retention``),
+``idempotency``, ``notifications``, ``claims``, ``receipts``,
+``suppressions``, ``secrets``, ``retention``),
 all on the calls of ``client.TableClient``.
 """
 
@@ -14,13 +15,22 @@ from __future__ import annotations
 from integration_hub.adapters.aws.claims import ClaimItems
 from integration_hub.adapters.aws.idempotency import IdempotencyItems
 from integration_hub.adapters.aws.notifications import NotificationItems
+from integration_hub.adapters.aws.receipts import ReceiptItems
 from integration_hub.adapters.aws.retention import RetentionItems
 from integration_hub.adapters.aws.secrets import SecretItems
+from integration_hub.adapters.aws.suppressions import SuppressionItems
 from integration_hub.adapters.aws.tenants import TenantItems
 
 
 class DynamoStore(
-    TenantItems, IdempotencyItems, NotificationItems, ClaimItems, SecretItems, RetentionItems
+    TenantItems,
+    IdempotencyItems,
+    NotificationItems,
+    ClaimItems,
+    ReceiptItems,
+    SuppressionItems,
+    SecretItems,
+    RetentionItems,
 ):
     """Store, Outbox and SecretStore on one DynamoDB table (see ADR 0011)."""
 

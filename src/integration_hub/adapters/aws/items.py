@@ -5,13 +5,16 @@ Shared by every part of the DynamoDB store; the item layout is in ADR 0011.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from integration_hub.adapters import rows
 from integration_hub.adapters.aws import tables
 from integration_hub.adapters.aws.tables import item
 from integration_hub.domain.models import Notification
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -123,6 +126,46 @@ def idempotency_key(tenant: str, key: str) -> dict[str, str]:
     return {"PK": f"IDEM#{tenant}#{key}", "SK": "IDEM"}
 
 
+def _part(value: str) -> str:
+    # Percent-encoding every '#' (and '%' itself) keeps a key's parts apart
+    # whatever a provider puts in its message ids.
+    return quote(value, safe="")
+
+
+# DynamoDB's partition keys hold at most 2048 bytes; a longer index key is hashed.
+_MAX_KEY_BYTES = 1024
+
+
+def provider_message_key(tenant: str, provider: str, provider_message_id: str) -> dict[str, str]:
+    """The key of the index item (tenant, provider, provider message id) -> notification.
+
+    Written by ``complete_attempt`` and read by ``record_receipt`` with one
+    strongly consistent GetItem. The parts are percent-encoded, so a ``#`` in
+    a provider's id cannot make two triples one key.
+    """
+    pk = f"PMSG#{_part(tenant)}#{_part(provider)}#{_part(provider_message_id)}"
+    if len(pk.encode()) > _MAX_KEY_BYTES:
+        pk = "PMSG#H#" + hashlib.sha256(pk.encode()).hexdigest()
+    return {"PK": pk, "SK": "PMSG"}
+
+
+EVENT_PREFIX = "EVENT#"
+
+
+def event_key(notification_id: str, identity_hash: str) -> dict[str, str]:
+    """The key of one recorded receipt: in its notification's partition, by identity."""
+    return {"PK": f"N#{notification_id}", "SK": f"{EVENT_PREFIX}{identity_hash}"}
+
+
+def suppression_key(tenant: str, channel: str, address: str) -> dict[str, str]:
+    """The key of a suppression: the tenant's partition, sorted by (channel, address).
+
+    A channel has no ``#``, so the first ``#`` of the sort key ends it; ``#``
+    sorts below every letter, so the keys sort as the (channel, address) pairs.
+    """
+    return {"PK": f"SUPP#{tenant}", "SK": f"{channel}#{address}"}
+
+
 def status_index(tenant: str, status: Status | str) -> str:
     """The GSI2 partition of a tenant's notifications in one status."""
     return f"T#{tenant}#S#{status}"
@@ -138,4 +181,9 @@ def notification(found: Mapping[str, Any]) -> Notification:
     """A notification item (attempts as a map by number) as the domain model."""
     row = Row(found)
     attempts = sorted((found.get("attempts") or {}).values(), key=lambda a: a["number"])
-    return rows.notification_from_row(row, [rows.attempt_from_row(Row(a)) for a in attempts])
+    made = rows.notification_from_row(row, [rows.attempt_from_row(Row(a)) for a in attempts])
+    state = row["delivery_state"]
+    made.delivery_state = None if state is None else DeliveryState(state)
+    made.delivery_updated_at = rows.to_dt(row["delivery_updated_at"])
+    made.provider_message_id = row["provider_message_id"]
+    return made

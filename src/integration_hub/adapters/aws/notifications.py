@@ -17,6 +17,7 @@ from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard, 
 from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Notification
+from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 from integration_hub.ports import DeadLetter, OutboxEntry
 
@@ -39,17 +40,27 @@ class NotificationItems(TableClient):
         *,
         status: Status | None = None,
         country: str | None = None,
+        delivery_state: DeliveryState | None = None,
         limit: int = 50,
         before_id: str | None = None,
     ) -> list[Notification]:
-        """The tenant's notifications, newest first, strictly older than ``before_id``."""
+        """The tenant's notifications, newest first, strictly older than ``before_id``.
+
+        The most selective index the filters allow (status, else country,
+        else all of the tenant's), the other filters as a FilterExpression.
+        """
+        wanted: dict[str, str] = {}
         if status is not None:
             index, partition = "GSI2", items.status_index(tenant, status)
+            if country is not None:
+                wanted["country"] = country
         elif country is not None:
             index, partition = "GSI3", f"T#{tenant}#C#{country}"
         else:
             index, partition = "GSI1", f"T#{tenant}#N"
-        filters = {"country": country} if status is not None and country is not None else None
+        if delivery_state is not None:
+            wanted["delivery_state"] = str(delivery_state)
+        filters = wanted or None
         found = await self._all(
             index, partition, below=before_id, newest_first=True, limit=limit, filters=filters
         )

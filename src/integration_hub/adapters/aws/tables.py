@@ -19,6 +19,13 @@ PENDING_SHARDS = 8
 GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
 # That index: the only one the reconciler reads (its IAM policy names it).
 RECEIVED_INDEX = "GSI4"
+# The same index also holds, in partitions of their own (``SENT#<0-7>``), the
+# notifications whose delivery state is ``sent``, by sent time: what
+# ``expire_deliveries`` reads. A notification is never RECEIVED and ``sent``
+# at once (``sent`` starts when an attempt finishes DONE), so one item never
+# needs both entries, and the reconciler, which runs expiry too, keeps reading
+# one index only.
+SENT_INDEX = "GSI4"
 
 
 def table_name(prefix: str) -> str:
@@ -98,6 +105,11 @@ def seq_key(seq: int) -> str:
 def pending_shard(notification_id: str) -> str:
     """The GSI4 partition of a RECEIVED notification."""
     return f"PENDING#{int(notification_id[-1], 16) % PENDING_SHARDS}"
+
+
+def sent_shard(notification_id: str) -> str:
+    """The GSI4 partition of a notification whose delivery state is ``sent``."""
+    return f"SENT#{int(notification_id[-1], 16) % PENDING_SHARDS}"
 
 
 # -- attribute values -------------------------------------------------------------
