@@ -229,13 +229,15 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     sealed = EncryptedCredentials(credentials, credentials, lambda: keyring(settings))
     from integration_hub.adapters.providers.sandbox import SandboxProvider
 
-    sandbox: dict[Channel, Provider] = {channel: SandboxProvider(channel) for channel in Channel}
+    sandboxes = {channel: SandboxProvider(channel) for channel in Channel}
+    sandbox: dict[Channel, Provider] = dict(sandboxes)
     providers = ProviderRegistry(
         sealed,
         sandbox,
         clock,
         ttl_seconds=settings.tenant_cache_seconds,
         outbound=outbound_policy(settings),
+        public_url=settings.public_url,
     )
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     exporter = metrics_exporter(settings, store, queue)
@@ -272,6 +274,9 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         suppressions=suppressions,
     )
     receipts = ReceiptService(store, clock, exporter.metrics, receipt_policy(settings))
+    for provider in sandboxes.values():
+        # The sandbox's receipts take the real callbacks' path (closed with the registry).
+        provider.emit_to(receipts.record)
     return Hub(
         settings,
         clock,

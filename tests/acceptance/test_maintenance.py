@@ -25,6 +25,14 @@ def own_hub(tmp_path: Path, backend_kind: str) -> Iterator[HubProcesses]:
         procs.stop()
 
 
+def delivery_state(client: httpx.Client, hub: HubProcesses, nid: str) -> str | None:
+    """The notification's delivery state as tenant acme sees it."""
+    view = client.get(f"/v1/notifications/{nid}", headers=hub.headers("acme")).json()
+    delivery = view["delivery"] or {}
+    state: str | None = delivery.get("state")
+    return state
+
+
 def test_migrate_prints_the_schema_version_and_can_run_again(own_hub: HubProcesses) -> None:
     first = own_hub.cli("migrate")
     assert first.returncode == 0, first.stderr
@@ -53,6 +61,14 @@ def test_purge_forgets_finished_notifications_only_once_old_enough(
             ids.append(resp.json()["id"])
         views = [wait_terminal(client, hub.headers("acme"), nid) for nid in ids]
         assert [v["status"] for v in views] == ["DONE", "DONE", "FAILED"]
+        # The sandbox's receipts (email delivered; WhatsApp delivered, read) are
+        # three delivery events, purged with their notifications: wait for them.
+        deadline = time.monotonic() + 20
+        states: list[str | None] = []
+        while states != ["delivered", "read"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            states = [delivery_state(client, hub, nid) for nid in ids[:2]]
+        assert states == ["delivered", "read"]
 
         kept = hub.cli("purge", "--older-than", "3600", "--json")
         assert kept.returncode == 0, kept.stderr
@@ -65,7 +81,7 @@ def test_purge_forgets_finished_notifications_only_once_old_enough(
             "attempts": 3,
             "dead_letters": 1,
             "outbox": 2,
-            "delivery_events": 0,
+            "delivery_events": 3,
             "queue": 0,
             "idempotency_keys": 0,
             "expired_deliveries": 0,

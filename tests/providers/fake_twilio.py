@@ -14,6 +14,13 @@ answers with Twilio's documented bodies. Typical use::
         twilio.queue_error(21610)                       # next send: unsubscribed
         twilio.queue_response(429, {...}, headers={"Retry-After": "3"})
         twilio.messages                                 # accepted messages
+
+A message sent with ``StatusCallback`` gets status callbacks as Twilio sends
+them (form fields, ``X-Twilio-Signature`` computed by the ``twilio``
+package's own RequestValidator), scripted with ``fake_callbacks.Step``::
+
+    twilio.script(Step("sent"), Step("undelivered", error_code="21610"))
+    twilio.hold = True                      # ... then: await twilio.flush()
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import re
 import secrets
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from .fake_callbacks import Pending, Reporter
 from .fake_http import FakeHttpServer, ReceivedRequest, json_response
 
 PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -47,8 +57,8 @@ def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
     }
 
 
-class FakeTwilio(FakeHttpServer):
-    """Twilio's Messages resource, validated like the real one."""
+class FakeTwilio(FakeHttpServer, Reporter):
+    """Twilio's Messages resource, validated like the real one, with status callbacks."""
 
     def __init__(
         self,
@@ -61,13 +71,19 @@ class FakeTwilio(FakeHttpServer):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        super().__init__(host=host, port=port)
+        FakeHttpServer.__init__(self, host=host, port=port)
+        Reporter.__init__(self)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.api_keys = dict(api_keys or {"SK" + "2" * 32: "fake-twilio-api-key-secret"})
         self.numbers = set(numbers or {"+15005550006"})
         self.messaging_services = set(messaging_services or {"MG" + "3" * 32})
         self.messages: list[dict[str, Any]] = []
+
+    async def stop(self) -> None:
+        """Stop sending callbacks, then stop listening."""
+        await self.close_reporter()
+        await super().stop()
 
     @property
     def from_number(self) -> str:
@@ -151,7 +167,46 @@ class FakeTwilio(FakeHttpServer):
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
         self.messages.append(resource)
+        callback = form.get("StatusCallback")
+        if callback:
+            sender = form.get("From") or form.get("MessagingServiceSid") or ""
+            extra = {"From": sender}
+            self.report(
+                [Pending(sid, form["To"], step, callback, extra) for step in self.next_steps()]
+            )
         return json_response(201, resource)
+
+    def callback_params(self, item: Pending) -> dict[str, str]:
+        """The form fields of Twilio's status callback for ``item``."""
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "From": item.extra.get("From", ""),
+            "MessageSid": item.message_id,
+            "MessageStatus": item.step.status,
+            "SmsSid": item.message_id,
+            "SmsStatus": item.step.status,
+            "To": item.recipient,
+        }
+        if item.step.error_code is not None:
+            params["ErrorCode"] = item.step.error_code
+        return params
+
+    def sign(self, url: str, params: dict[str, str]) -> str:
+        """``X-Twilio-Signature`` as Twilio computes it, by Twilio's own library."""
+        signature: str = RequestValidator(self.auth_token).compute_signature(url, params)
+        return signature
+
+    def request_for(self, item: Pending) -> tuple[bytes, dict[str, str]]:
+        """A status callback: the form, signed with this account's auth token."""
+        params = self.callback_params(item)
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": self.sign(item.url, params),
+            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        return urlencode(params).encode(), headers
 
     def _authenticated(self, request: ReceivedRequest) -> bool:
         header = request.headers.get("Authorization", "")

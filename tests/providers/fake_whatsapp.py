@@ -12,16 +12,31 @@ parameter counts), and answers with Meta's documented bodies. Typical use::
         )
         meta.queue_error(131026)                     # next send: undeliverable
         meta.messages                                # accepted message bodies
+
+With ``webhook_url`` set (the app's webhook, as configured at Meta) every
+accepted message gets status webhooks as Meta sends them (the
+``entry[].changes[].value.statuses[]`` JSON, ``X-Hub-Signature-256`` of the
+raw body with ``app_secret``), scripted with ``fake_callbacks.Step``::
+
+    meta.webhook_url = f"{hub}/v1/receipts/whatsapp/acme"
+    meta.script(Step("read"), Step("delivered"))   # read before delivered, as Meta does
+    meta.hold = True                               # ... then: await meta.flush()
+    await meta.flush_batch()                       # or every held status in one payload
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
 
+from .fake_callbacks import Pending, Reporter, SentCallback
 from .fake_http import FakeHttpServer, ReceivedRequest, json_response
 
 PATH = re.compile(r"^/(?P<version>v[0-9]+\.[0-9]+)/(?P<number>[^/]+)/messages$")
@@ -68,8 +83,18 @@ def meta_error(
     return {"error": error}
 
 
-class FakeWhatsApp(FakeHttpServer):
-    """The Cloud API's messages endpoint, validated like the real one."""
+# Titles Meta gives the error codes a failed status carries.
+ERROR_TITLES = {
+    "131026": "Message undeliverable",
+    "131047": "Re-engagement message",
+    "131050": "Unable to deliver the message. This recipient has chosen to stop receiving"
+    " marketing messages on WhatsApp from your business",
+    "131053": "Media upload error",
+}
+
+
+class FakeWhatsApp(FakeHttpServer, Reporter):
+    """The Cloud API's messages endpoint, validated like the real one, with status webhooks."""
 
     def __init__(
         self,
@@ -80,12 +105,22 @@ class FakeWhatsApp(FakeHttpServer):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        super().__init__(host=host, port=port)
+        FakeHttpServer.__init__(self, host=host, port=port)
+        Reporter.__init__(self)
+        self.waba_id = "102290129340398"
+        self.app_secret = "fake-whatsapp-app-secret-0123456789"
+        self.webhook_url: str | None = None
+        self._statuses: dict[tuple[str, str, str | None], dict[str, Any]] = {}
         self.phone_number_id = phone_number_id
         self.access_token = access_token
         # Approved templates and how many body parameters each expects.
         self.templates = dict(templates or {"hello_world": 0, "order_update": 2})
         self.messages: list[dict[str, Any]] = []
+
+    async def stop(self) -> None:
+        """Stop sending webhooks, then stop listening."""
+        await self.close_reporter()
+        await super().stop()
 
     def queue_error(
         self,
@@ -149,6 +184,9 @@ class FakeWhatsApp(FakeHttpServer):
         payload = request.json
         self.messages.append(payload)
         wamid = "wamid.HBgL" + secrets.token_urlsafe(24)
+        if self.webhook_url:
+            url = self.webhook_url
+            self.report([Pending(wamid, payload["to"], step, url) for step in self.next_steps()])
         return json_response(
             200,
             {
@@ -157,6 +195,91 @@ class FakeWhatsApp(FakeHttpServer):
                 "messages": [{"id": wamid}],
             },
         )
+
+    def status(self, item: Pending) -> dict[str, Any]:
+        """One ``statuses[]`` element as Meta writes it.
+
+        A step repeated for the same message is the same status sent again
+        (Meta retries a webhook): the same element, timestamp included.
+        """
+        key = (item.message_id, item.step.status, item.step.error_code)
+        found = self._statuses.get(key)
+        if found is None:
+            found = self._statuses[key] = self._new_status(item)
+        return found
+
+    def _new_status(self, item: Pending) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "id": item.message_id,
+            "status": item.step.status,
+            "timestamp": str(int(time.time())),
+            "recipient_id": item.recipient,
+        }
+        if item.step.status in ("sent", "delivered"):
+            status["conversation"] = {
+                "id": "CONVERSATION_" + item.message_id[-8:],
+                "origin": {"type": "utility"},
+            }
+            status["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "utility"}
+        if item.step.error_code is not None:
+            code = item.step.error_code
+            title = ERROR_TITLES.get(code, f"Error {code}")
+            status["errors"] = [
+                {
+                    "code": int(code),
+                    "title": title,
+                    "message": title,
+                    "error_data": {"details": title},
+                }
+            ]
+        return status
+
+    def webhook(self, items: list[Pending]) -> dict[str, Any]:
+        """The webhook payload carrying the statuses of ``items``."""
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": self.waba_id,
+                    "changes": [
+                        {
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550100",
+                                    "phone_number_id": self.phone_number_id,
+                                },
+                                "statuses": [self.status(item) for item in items],
+                            },
+                            "field": "messages",
+                        }
+                    ],
+                }
+            ],
+        }
+
+    def signed(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """The raw body and headers of a webhook POST, signed with the app secret."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        digest = hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": f"sha256={digest}",
+            "User-Agent": "facebookexternalua",
+        }
+        return body, headers
+
+    def request_for(self, item: Pending) -> tuple[bytes, dict[str, str]]:
+        """A webhook with the one status of ``item``."""
+        return self.signed(self.webhook([item]))
+
+    async def flush_batch(self) -> SentCallback | None:
+        """Send every held status in one webhook payload (Meta batches them too)."""
+        items, self.pending = self.pending, []
+        if not items:
+            return None
+        body, headers = self.signed(self.webhook(items))
+        return await self.post(items[0].url, body, headers)
 
     def _invalid(self, payload: Any) -> web.Response | None:
         if not isinstance(payload, dict):

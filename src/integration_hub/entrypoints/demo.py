@@ -43,6 +43,9 @@ PHONES = {
 }
 TIMEOUT_SECONDS = 60.0
 STATUS_STYLE = {"RECEIVED": "yellow", "PROCESSING": "cyan", "DONE": "green", "FAILED": "red"}
+DELIVERY_STYLE = {"sent": "cyan", "delivered": "green", "read": "bold green", "bounced": "red"}
+# What the sandbox reports for a message it accepted, as a real provider would.
+DELIVERED = {"email": "delivered", "sms": "delivered", "whatsapp": "read"}
 
 
 @dataclass
@@ -56,23 +59,38 @@ class Case:
     expect_status: str
     expect_attempts: int
     metadata: dict[str, Any] | None = None
+    expect_delivery: str | None = None
     id: str | None = None
     status: str = "-"
     attempts: int = 0
     provider: str = "-"
+    delivery: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing more is to come: processed, and the expected receipt is in."""
+        done = self.status in ("DONE", "FAILED")
+        return done and (self.expect_delivery is None or self.delivery == self.expect_delivery)
 
     @property
     def ok(self) -> bool:
         """Whether the outcome is the expected one."""
-        return self.status == self.expect_status and self.attempts == self.expect_attempts
+        return (
+            self.status == self.expect_status
+            and self.attempts == self.expect_attempts
+            and self.delivery == self.expect_delivery
+        )
+
+    def address(self) -> str:
+        """The recipient's address on the case's channel."""
+        if self.channel == "email":
+            return f"{self.tenant}.{self.country.lower()}@example.com"
+        return PHONES[self.country]
 
     def payload(self) -> dict[str, Any]:
         """The request body."""
-        recipient = (
-            {"email": f"{self.tenant}.{self.country.lower()}@example.com"}
-            if self.channel == "email"
-            else {"phone": PHONES[self.country]}
-        )
+        key = "email" if self.channel == "email" else "phone"
+        recipient = {key: self.address()}
         body: dict[str, Any] = {
             "recipient": recipient,
             "body": f"Hola from {self.tenant} to {self.country} ({self.note})",
@@ -85,8 +103,12 @@ class Case:
 
 
 def cases(tenants: list[str]) -> list[Case]:
-    """Every country for every tenant, plus a transient and a permanent failure."""
-    found = [Case(t, c, ch, "normal", "DONE", 1) for t in tenants for c, ch in COUNTRIES.items()]
+    """Every country for every tenant, a transient and a permanent failure, and a bounce."""
+    found = [
+        Case(t, c, ch, "normal", "DONE", 1, expect_delivery=DELIVERED[ch])
+        for t in tenants
+        for c, ch in COUNTRIES.items()
+    ]
     found.append(
         Case(
             tenants[0],
@@ -96,6 +118,19 @@ def cases(tenants: list[str]) -> list[Case]:
             "DONE",
             3,
             {"sandbox": {"fail": "transient", "times": 2}},
+            expect_delivery="delivered",
+        )
+    )
+    found.append(
+        Case(
+            tenants[1],
+            "IT",
+            "email",
+            "bounces: the address is suppressed",
+            "DONE",
+            1,
+            {"sandbox": {"receipts": ["bounced"]}},
+            expect_delivery="bounced",
         )
     )
     found.append(
@@ -115,10 +150,13 @@ def cases(tenants: list[str]) -> list[Case]:
 def render(all_cases: list[Case], elapsed: float) -> Table:
     """The live table."""
     table = Table(title=f"Integration Hub demo: {elapsed:4.1f}s", expand=False)
-    for column in ("tenant", "country", "channel", "provider", "status", "attempts", "case"):
+    columns = ("tenant", "country", "channel", "provider", "status", "attempts", "delivery")
+    for column in (*columns, "case"):
         table.add_column(column)
     for c in all_cases:
         style = STATUS_STYLE.get(c.status, "white")
+        delivery = c.delivery or "-"
+        delivery_style = DELIVERY_STYLE.get(delivery, "white")
         table.add_row(
             c.tenant,
             c.country,
@@ -126,6 +164,7 @@ def render(all_cases: list[Case], elapsed: float) -> Table:
             c.provider,
             f"[{style}]{c.status}[/{style}]",
             str(c.attempts),
+            f"[{delivery_style}]{delivery}[/{delivery_style}]",
             c.note,
         )
     return table
@@ -180,6 +219,7 @@ async def run_demo(console: Console, *, keep: bool = False) -> bool:
                         return False
                     case.id, case.status = body["id"], body["status"]
             ok = await _watch(console, http, all_cases, keys)
+            suppressed_ok = await _suppressed(console, http, all_cases, keys)
         outbox = await hub.outbox.list_outbox(limit=1000)
         letters = await hub.store.list_dead_letters(None)
         expected_deliveries = sum(1 for c in all_cases if c.expect_status == "DONE")
@@ -188,7 +228,7 @@ async def run_demo(console: Console, *, keep: bool = False) -> bool:
             c.id for c in all_cases if c.expect_status == "FAILED"
         ]
         _summary(console, all_cases, len(outbox), expected_deliveries, len(letters))
-        return ok and delivered_ok and dlq_ok
+        return ok and delivered_ok and dlq_ok and suppressed_ok
     finally:
         stop.set()
         server.should_exit = True
@@ -207,7 +247,7 @@ async def _watch(
     with Live(render(all_cases, 0.0), console=console, refresh_per_second=8) as live:
         while True:
             for case in all_cases:
-                if case.status in ("DONE", "FAILED"):
+                if case.settled:
                     continue
                 headers = {"Authorization": f"Bearer {keys[case.tenant]}", "X-Tenant": case.tenant}
                 async with http.get(f"/v1/notifications/{case.id}", headers=headers) as resp:
@@ -215,13 +255,39 @@ async def _watch(
                 case.status = view["status"]
                 case.attempts = len(view["attempts"])
                 case.provider = view["provider"]
+                delivery = view.get("delivery")
+                case.delivery = delivery["state"] if isinstance(delivery, dict) else None
             elapsed = time.monotonic() - started
             live.update(render(all_cases, elapsed))
-            if all(c.status in ("DONE", "FAILED") for c in all_cases):
+            if all(c.settled for c in all_cases):
                 return all(c.ok for c in all_cases)
             if elapsed > TIMEOUT_SECONDS:
                 return False
             await asyncio.sleep(0.1)
+
+
+async def _suppressed(
+    console: Console, http: aiohttp.ClientSession, all_cases: list[Case], keys: dict[str, str]
+) -> bool:
+    """Send again to each bounced address: the hub must refuse it (422 suppressed)."""
+    ok = True
+    for i, case in enumerate(c for c in all_cases if c.expect_delivery == "bounced"):
+        headers = {
+            "Authorization": f"Bearer {keys[case.tenant]}",
+            "X-Tenant": case.tenant,
+            "X-Country": case.country,
+            "Idempotency-Key": f"demo-again-{i}",
+        }
+        async with http.post("/v1/notifications", json=case.payload(), headers=headers) as resp:
+            body = await resp.json(content_type=None)
+        refused = resp.status == 422 and str(body.get("type", "")).endswith(":suppressed")
+        shown = "[green]422 suppressed[/green]" if refused else f"[red]HTTP {resp.status}[/red]"
+        console.print(
+            f"sending again to the bounced {case.address()} ({case.tenant}): {shown}"
+            f" (reason {body.get('reason')})"
+        )
+        ok = ok and refused
+    return ok
 
 
 def _summary(

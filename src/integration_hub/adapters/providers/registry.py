@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -22,12 +23,35 @@ from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
 from integration_hub.domain.routing import Channel
 from integration_hub.ports import Clock, CredentialStore, Provider
 
+
+@dataclass(frozen=True, slots=True)
+class Callbacks:
+    """Where a provider built for one tenant reports delivery receipts back to the hub.
+
+    The public URL is the operator's (``IHUB_PUBLIC_URL``), not a tenant
+    setting: it is where the hub's own receipt endpoints answer, so it is not
+    passed through the outbound rule, which guards what the hub connects to.
+    """
+
+    public_url: str | None = None
+    tenant: str | None = None
+
+    def url(self, provider: str) -> str | None:
+        """``{public_url}/v1/receipts/{provider}/{tenant}``, or None without a public URL."""
+        if not self.public_url or not self.tenant:
+            return None
+        tenant = quote(self.tenant, safe="")
+        return f"{self.public_url.rstrip('/')}/v1/receipts/{provider}/{tenant}"
+
+
+NO_CALLBACKS = Callbacks()
+
 # Each builder validates the settings, passes the outbound rule over every
 # URL and host in them (set time), and builds the adapter with the rule (which
 # it applies again at connect time, after resolution).
 
 
-def _smtp(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
+def _smtp(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
     from integration_hub.adapters.providers.smtp import SmtpProvider, SmtpSettings
 
     settings = SmtpSettings.model_validate(config)
@@ -35,7 +59,7 @@ def _smtp(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     return SmtpProvider(settings, outbound=outbound)
 
 
-def _twilio(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
+def _twilio(config: dict[str, Any], outbound: OutboundPolicy, callbacks: Callbacks) -> Provider:
     from integration_hub.adapters.providers.twilio import TwilioProvider, TwilioSettings
 
     settings = TwilioSettings.model_validate(config)
@@ -43,10 +67,12 @@ def _twilio(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     if settings.status_callback is not None:
         # Twilio, not the hub, calls it; still no internal address, no userinfo.
         _check_url(outbound, "status_callback", settings.status_callback)
-    return TwilioProvider(settings, outbound=outbound)
+    # With a public URL the hub's own endpoint takes the receipts: a tenant's
+    # own status_callback is used only by a hub that cannot receive them.
+    return TwilioProvider(settings, outbound=outbound, status_callback=callbacks.url("twilio"))
 
 
-def _whatsapp(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
+def _whatsapp(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
     from integration_hub.adapters.providers.whatsapp import WhatsAppProvider, WhatsAppSettings
 
     settings = WhatsAppSettings.model_validate(config)
@@ -54,7 +80,7 @@ def _whatsapp(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
     return WhatsAppProvider(settings, outbound=outbound)
 
 
-def _ses(config: dict[str, Any], outbound: OutboundPolicy) -> Provider:
+def _ses(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
     try:
         from integration_hub.adapters.providers.ses import SesProvider, SesSettings
     except ImportError:  # aiobotocore is the [aws] extra
@@ -86,7 +112,7 @@ class ProviderKind:
     """A provider adapter: the channels it serves and how to build it."""
 
     channels: frozenset[Channel]
-    build: Callable[[dict[str, Any], OutboundPolicy], Provider]
+    build: Callable[[dict[str, Any], OutboundPolicy, Callbacks], Provider]
 
 
 KINDS: Mapping[str, ProviderKind] = {
@@ -105,11 +131,18 @@ def describe_invalid(name: str, exc: ValidationError) -> str:
     return f"invalid {name} configuration: {problems}"
 
 
-def build(name: str, config: dict[str, Any], outbound: OutboundPolicy | None = None) -> Provider:
+def build(
+    name: str,
+    config: dict[str, Any],
+    outbound: OutboundPolicy | None = None,
+    *,
+    callbacks: Callbacks = NO_CALLBACKS,
+) -> Provider:
     """A provider of kind ``name``; ProviderNotConfigured if unknown, invalid or refused.
 
     ``outbound`` is the outbound rule (the strict default refuses every
     internal address); a URL or host it refuses names its field in the error.
+    ``callbacks`` says where the provider asks for receipts (none by default).
     """
     kind = KINDS.get(name)
     if kind is None:
@@ -117,7 +150,7 @@ def build(name: str, config: dict[str, Any], outbound: OutboundPolicy | None = N
             f"unknown provider {name!r}; known: sandbox, {', '.join(sorted(KINDS))}"
         )
     try:
-        return kind.build(config, outbound or OutboundPolicy())
+        return kind.build(config, outbound or OutboundPolicy(), callbacks)
     except ValidationError as exc:
         raise ProviderNotConfigured(describe_invalid(name, exc)) from None
 
@@ -140,8 +173,12 @@ class ProviderRegistry:
         *,
         ttl_seconds: float = 2.0,
         outbound: OutboundPolicy | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.outbound = outbound or OutboundPolicy()
+        # The hub's public URL: providers that can report receipts are told
+        # to report them to the tenant's receipt endpoint under it.
+        self.public_url = public_url
         self.credentials = credentials
         self.sandbox = dict(sandbox)
         self.clock = clock
@@ -195,7 +232,8 @@ class ProviderRegistry:
             return entry.provider
         # Stored settings pass the rule again: they may predate it, or the
         # allowed networks may have shrunk since they were set.
-        provider = build(name, config, self.outbound)
+        callbacks = Callbacks(self.public_url, tenant)
+        provider = build(name, config, self.outbound, callbacks=callbacks)
         if entry is not None:
             self._retire(tenant, name)
         self._instances[(tenant, name)] = _Entry(digest, provider, now)

@@ -139,9 +139,14 @@ class TwilioProvider(HttpProvider):
         options: HttpOptions | None = None,
         session: aiohttp.ClientSession | None = None,
         outbound: OutboundPolicy | None = None,
+        status_callback: str | None = None,
     ) -> None:
         super().__init__(options=options, session=session, outbound=outbound)
         self.settings = settings
+        # Where Twilio posts status callbacks: the hub's receipt endpoint for
+        # this tenant when given (the registry builds it from the public URL),
+        # else the tenant's own setting, else nowhere.
+        self.status_callback = status_callback or settings.status_callback
         self._check_base_url(settings.base_url)
         base = settings.base_url.rstrip("/")
         account = quote(settings.account_sid, safe="")
@@ -171,8 +176,8 @@ class TwilioProvider(HttpProvider):
             fields["MessagingServiceSid"] = settings.messaging_service_sid
         if settings.from_number:
             fields["From"] = settings.from_number
-        if settings.status_callback:
-            fields["StatusCallback"] = settings.status_callback
+        if self.status_callback:
+            fields["StatusCallback"] = self.status_callback
         return fields
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
