@@ -18,9 +18,14 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from aws.motoserver import FAKE_KEY, REGION, MotoAws
+from integration_hub.adapters.aws import items, tables
+from integration_hub.adapters.aws.dynamodb import DynamoStore
+from integration_hub.domain.models import Attempt, Outcome, from_epoch
+from integration_hub.domain.receipts import DeliveryState, Receipt
+from integration_hub.domain.status import Status
 from integration_hub.entrypoints import aws_lambda, cli
 from integration_hub.service.tenants import create_tenant
-from support import api_gateway_event
+from support import Backend, ManualClock, accept, api_gateway_event, notification
 
 ADMIN_TOKEN = "e2e-admin-token"
 
@@ -344,17 +349,17 @@ def test_the_scheduled_reconciler_re_enqueues_a_lost_send_and_it_is_delivered(
 
     # Nothing to do until it has been RECEIVED longer than IHUB_RECONCILE_AFTER_SECONDS (1 s).
     deadline = time.monotonic() + 30
-    while (result := aws_lambda.reconcile_handler(scheduled, None)) == {"reenqueued": 0}:
+    while (result := aws_lambda.reconcile_handler(scheduled, None))["reenqueued"] == 0:
         assert time.monotonic() < deadline, "the reconciler never found the lost send"
         time.sleep(0.2)
-    assert result == {"reenqueued": 1}
+    assert result == {"reenqueued": 1, "expired": 0}
 
     event = sqs_event(env, wait=5)
     assert [r["body"] for r in event["Records"]] == [nid]
     assert aws_lambda.worker_handler(event, None) == {"batchItemFailures": []}
     assert status(env, nid)["status"] == "DONE"
     time.sleep(1.2)  # past the reconcile age again: a claimed notification is never re-sent
-    assert aws_lambda.reconcile_handler(scheduled, None) == {"reenqueued": 0}
+    assert aws_lambda.reconcile_handler(scheduled, None) == {"reenqueued": 0, "expired": 0}
 
 
 def test_ihub_reconcile_runs_the_reconciler_once(lambda_on_moto: dict[str, Any]) -> None:
@@ -366,3 +371,42 @@ def test_ihub_reconcile_runs_the_reconciler_once(lambda_on_moto: dict[str, Any])
     done = ihub("reconcile", "--older-than", "0", "--json")
     assert (done.exit_code, json.loads(done.stdout)) == (0, {"reenqueued": 1}), done.output
     assert [r["body"] for r in sqs_event(env, wait=5)["Records"]] == [nid]
+
+
+def test_the_scheduled_reconciler_expires_a_delivery_nobody_reported_on(
+    lambda_on_moto: dict[str, Any], moto_aws: MotoAws
+) -> None:
+    """No worker process runs on AWS: the reconciler's schedule is its periodic job."""
+    hub = aws_lambda._hub()
+    store = hub.store
+    assert isinstance(store, DynamoStore)
+    loop = aws_lambda._loop()
+    backend = Backend("aws", store, hub.queue, store, ManualClock())
+    silent, answered = notification(country="US"), notification(country="US")
+    for n, message_id in ((silent, "SM-silent"), (answered, "SM-answered")):
+        loop.run_until_complete(accept(backend, n))
+        loop.run_until_complete(store.claim(n.id, "w", lease_seconds=30, max_attempts=5))
+        done = Attempt(
+            1, "twilio", from_epoch(0), Outcome.DELIVERED, 1.0, provider_message_id=message_id
+        )
+        assert loop.run_until_complete(store.complete_attempt(n.id, "w", done, status=Status.DONE))
+        # Sent four days ago: past IHUB_RECEIPT_TIMEOUT_HOURS (72).
+        sent_at = time.time() - 4 * 86400
+        moto_aws.boto3_client("dynamodb").update_item(
+            TableName=store.table,
+            Key=tables.item(items.notification_key(n.id)),
+            UpdateExpression="SET sent_at = :t, GSI4SK = :sk",
+            ExpressionAttributeValues=tables.item(
+                {":t": sent_at, ":sk": f"{tables.epoch_key(sent_at)}#{n.id}"}
+            ),
+        )
+    now = from_epoch(time.time())
+    answer = Receipt(
+        "acme", "twilio", "SM-answered", DeliveryState.DELIVERED, "delivered", None, None, now
+    )
+    loop.run_until_complete(store.record_receipt(answer))
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    assert aws_lambda.reconcile_handler(scheduled, None) == {"reenqueued": 0, "expired": 1}
+    assert status(lambda_on_moto, silent.id)["delivery"]["state"] == "expired"
+    assert status(lambda_on_moto, answered.id)["delivery"]["state"] == "delivered"
+    assert aws_lambda.reconcile_handler(scheduled, None) == {"reenqueued": 0, "expired": 0}

@@ -14,7 +14,8 @@ else was finished (and deleted) by the dispatcher.
 
 The reconcile handler re-enqueues notifications left RECEIVED longer than
 ``IHUB_RECONCILE_AFTER_SECONDS`` (an SQS send lost after the DynamoDB
-commit; ADR 0011); the stack invokes it every minute.
+commit; ADR 0011) and expires deliveries still ``sent`` after
+``IHUB_RECEIPT_TIMEOUT_HOURS`` (ADR 0020); the stack invokes it every minute.
 """
 
 from __future__ import annotations
@@ -136,16 +137,22 @@ def worker_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def reconcile_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Scheduled event -> re-enqueue what an SQS send lost; how many (DynamoDB only)."""
+    """Scheduled event -> re-enqueue what an SQS send lost, then expire silent deliveries.
+
+    The AWS deployment runs no worker process, whose periodic loop expires
+    deliveries elsewhere (ADR 0020): this schedule is AWS's periodic job, so
+    it also moves what is still ``sent`` after IHUB_RECEIPT_TIMEOUT_HOURS to
+    ``expired``. How many of each (DynamoDB only).
+    """
     hub = _hub("lambda-reconcile")
     assert hub.backend is not None
+    loop = _loop()
     try:
-        sent = _loop().run_until_complete(
-            hub.backend.reconcile(hub.settings.reconcile_after_seconds)
-        )
+        sent = loop.run_until_complete(hub.backend.reconcile(hub.settings.reconcile_after_seconds))
+        if sent is None:
+            # SQLite and PostgreSQL enqueue in the transaction that accepts: nothing to repair.
+            raise ConfigurationError("only the DynamoDB backend needs a reconciler")
+        expired = loop.run_until_complete(hub.receipts.expire())
     finally:
         _flush()
-    if sent is None:
-        # SQLite and PostgreSQL enqueue in the transaction that accepts: nothing to repair.
-        raise ConfigurationError("only the DynamoDB backend needs a reconciler")
-    return {"reenqueued": sent}
+    return {"reenqueued": sent, "expired": expired}
