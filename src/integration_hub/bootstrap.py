@@ -241,13 +241,7 @@ async def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     )
     tenants = TenantCache(store, clock, settings.tenant_cache_seconds)
     exporter = metrics_exporter(settings, store, queue)
-    # A backend whose store has no suppression lists yet (DynamoDB, until its
-    # store gains the issue-15 roles) sends as before instead of failing
-    # every submission; the receipt endpoints answer 503 there.
-    lists = callable(getattr(store, "get_suppression", None))
-    if not lists:
-        log.warning("this backend's store has no suppression lists: nothing is suppressed")
-    suppressions = SuppressionCheck(store) if lists else None
+    suppressions = SuppressionCheck(store)
     ingest = IngestService(
         store,
         queue,

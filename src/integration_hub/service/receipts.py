@@ -123,26 +123,6 @@ class ReceiptService:
         self.policy = policy or ReceiptPolicy()
         self.check = SuppressionCheck(store)
 
-    @property
-    def available(self) -> bool:
-        """Whether the backend's store has the receipt and suppression roles.
-
-        A seam for a backend whose store does not have them yet (DynamoDB,
-        until its store gains them): the API answers 503 instead of failing.
-        """
-        return all(
-            callable(getattr(self.store, name, None))
-            for name in ("record_receipt", "expire_deliveries", "get_suppression")
-        )
-
-    def require(self) -> None:
-        """Unavailable (503) unless ``available``."""
-        if not self.available:
-            raise errors.Unavailable(
-                "this backend has no delivery receipts or suppression lists yet",
-                retry_after=3600.0,
-            )
-
     # -- receipts ---------------------------------------------------------------------
 
     async def record(
@@ -213,8 +193,6 @@ class ReceiptService:
 
     async def expire(self) -> int:
         """Messages still ``sent`` after IHUB_RECEIPT_TIMEOUT_HOURS become ``expired``: how many."""
-        if not self.available:
-            return 0  # nothing is ever ``sent`` on such a backend
         now = from_epoch(self.clock.now())
         cutoff = expiry_cutoff(now, self.policy.timeout)
         batch = self.policy.expire_batch
@@ -268,7 +246,6 @@ class ReceiptService:
         note: str | None = None,
     ) -> Suppression:
         """Suppress ``address`` on ``channel``: the stored entry (an older one wins)."""
-        self.require()
         return await self.store.add_suppression(
             Suppression(
                 tenant=tenant,
@@ -289,7 +266,6 @@ class ReceiptService:
         after: tuple[Channel, str] | None = None,
     ) -> list[Suppression]:
         """The tenant's suppressions ordered by (channel, address), after ``after``."""
-        self.require()
         return await self.store.list_suppressions(tenant, channel=channel, limit=limit, after=after)
 
     async def get(self, tenant: str, channel: Channel, address: str) -> Suppression | None:
@@ -325,7 +301,6 @@ class ReceiptService:
 
         An address that does not normalise cannot be on the list: NotFound too.
         """
-        self.require()
         result = await self.remove(tenant, channel, address, by=by, strict=False)
         if result.outcome is Removal.NOT_FOUND:
             raise errors.NotFound("no such suppression", field="address")
