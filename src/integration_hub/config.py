@@ -10,11 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integration_hub.domain import outbound
-
-# The defaults of the inbound keyword lists (adapters/receipts/twilio.py has them
-# too; the settings must not import an adapter).
-DEFAULT_OPT_OUT = ("STOP", "UNSUBSCRIBE", "ARRET", "BAJA")
-DEFAULT_OPT_IN = ("START", "UNSTOP")
+from integration_hub.domain.receipts import OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS
 
 
 def keyword_list(value: str) -> tuple[str, ...]:
@@ -219,12 +215,12 @@ class Settings(BaseSettings):
         " becomes `expired` (by the workers' periodic purge and `ihub purge`)",
     )
     opt_out_keywords: str = Field(
-        default=",".join(DEFAULT_OPT_OUT),
+        default=",".join(OPT_OUT_KEYWORDS),
         description="comma-separated inbound SMS keywords that add the sender to the"
         " tenant's SMS suppression list (case and accents ignored)",
     )
     opt_in_keywords: str = Field(
-        default=",".join(DEFAULT_OPT_IN),
+        default=",".join(OPT_IN_KEYWORDS),
         description="comma-separated inbound SMS keywords that lift the sender's opt-out",
     )
     sns_test_ca_file: str | None = Field(

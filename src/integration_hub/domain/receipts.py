@@ -191,6 +191,12 @@ def suppression_for(receipt: Receipt) -> SuppressionReason | None:
     return None
 
 
+OPT_OUT_KEYWORDS: tuple[str, ...] = ("STOP", "UNSUBSCRIBE", "ARRET", "BAJA")
+"""The default inbound keywords that put the sender on the suppression list."""
+OPT_IN_KEYWORDS: tuple[str, ...] = ("START", "UNSTOP")
+"""The default inbound keywords that lift the sender's opt-out."""
+
+
 class InvalidAddress(ValueError):
     """An address that cannot be put on a suppression list as given."""
 

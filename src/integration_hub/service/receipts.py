@@ -18,6 +18,8 @@ from typing import Protocol
 from integration_hub.domain import errors
 from integration_hub.domain.models import Recipient, from_epoch
 from integration_hub.domain.receipts import (
+    OPT_IN_KEYWORDS,
+    OPT_OUT_KEYWORDS,
     DeliveryState,
     InvalidAddress,
     Lifter,
@@ -51,8 +53,8 @@ class ReceiptPolicy:
     """The settings the service needs (IHUB_RECEIPT_TIMEOUT_HOURS and the keyword lists)."""
 
     timeout: timedelta = timedelta(hours=72)
-    opt_out: tuple[str, ...] = ("STOP", "UNSUBSCRIBE", "ARRET", "BAJA")
-    opt_in: tuple[str, ...] = ("START", "UNSTOP")
+    opt_out: tuple[str, ...] = OPT_OUT_KEYWORDS
+    opt_in: tuple[str, ...] = OPT_IN_KEYWORDS
     expire_batch: int = 500
     """Notifications expired per store call: bounded transactions on a large backlog."""
 

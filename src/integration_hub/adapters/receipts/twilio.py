@@ -21,6 +21,8 @@ from typing import Final
 
 from integration_hub.adapters.receipts.common import BadSignature, MalformedReceipt, equal
 from integration_hub.domain.receipts import (
+    OPT_IN_KEYWORDS,
+    OPT_OUT_KEYWORDS,
     DeliveryState,
     InvalidAddress,
     Receipt,
@@ -50,9 +52,6 @@ STATUSES: Mapping[str, DeliveryState] = {
 # Statuses of inbound messages: a status callback never carries them, an
 # inbound webhook does; they are not receipts.
 INBOUND_STATUSES: Final = frozenset({"receiving", "received"})
-
-DEFAULT_OPT_OUT: Final = ("STOP", "UNSUBSCRIBE", "ARRET", "BAJA")
-DEFAULT_OPT_IN: Final = ("START", "UNSTOP")
 
 
 def _pairs(params: Mapping[str, str | Sequence[str]]) -> list[tuple[str, str]]:
@@ -151,8 +150,8 @@ def _keyword(text: str) -> str:
 
 def inbound_keyword(
     body: str,
-    opt_out: Iterable[str] = DEFAULT_OPT_OUT,
-    opt_in: Iterable[str] = DEFAULT_OPT_IN,
+    opt_out: Iterable[str] = OPT_OUT_KEYWORDS,
+    opt_in: Iterable[str] = OPT_IN_KEYWORDS,
 ) -> OptAction | None:
     """Whether an inbound SMS body is an opt-out or opt-in keyword (and which)."""
     word = _keyword(body)
