@@ -150,9 +150,12 @@ def cases(tenants: list[str]) -> list[Case]:
 def render(all_cases: list[Case], elapsed: float) -> Table:
     """The live table."""
     table = Table(title=f"Integration Hub demo: {elapsed:4.1f}s", expand=False)
-    columns = ("tenant", "country", "channel", "provider", "status", "attempts", "delivery")
-    for column in (*columns, "case"):
-        table.add_column(column)
+    # Short headers and unwrapped values: the table fits an 80-column terminal
+    # with the delivery state whole (the case note wraps instead).
+    columns = ("tenant", "cc", "channel", "provider", "status", "tries", "delivery")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    table.add_column("case", ratio=1)
     for c in all_cases:
         style = STATUS_STYLE.get(c.status, "white")
         delivery = c.delivery or "-"
