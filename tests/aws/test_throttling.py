@@ -109,3 +109,63 @@ async def test_every_throttling_error_of_dynamodb_is_unavailable_with_a_retry_af
     # Each call was refused three times: once, then on each of the SDK's two
     # retries (``retries={"max_attempts": 2}`` counts retries): the SDK saw throttling.
     assert throttle.injected == {f"{operation} {code}": 3 for operation in calls}
+
+
+class FirstCallsThrottled(Throttle):
+    """Refuses the first ``refusals`` calls of ``operations`` (then forwards every one)."""
+
+    def __init__(self, operations: frozenset[str], refusals: int) -> None:
+        super().__init__(rate=1.0, operations=operations)
+        self.refusals = refusals
+
+    def verdict(self, operation: str) -> str | None:
+        """Throttle while refusals are left, as a busy account does at a process's start."""
+        if operation in self.operations and self.refusals > 0:
+            self.refusals -= 1
+            return super().verdict(operation)
+        self.passed[operation] += 1
+        return None
+
+
+async def test_a_starting_process_waits_out_a_throttled_create_table(moto_aws: MotoAws) -> None:
+    """The worker of the throttling scenario died at start when its first call, the local
+    CreateTable, was throttled: startup now waits throttling out, boundedly."""
+    import secrets
+
+    from integration_hub.adapters.aws import tables
+
+    # More refusals than the SDK's own quick retries of one call (3 calls in all)
+    # absorb: only the start's own waiting gets past them.
+    throttle = FirstCallsThrottled(frozenset({"CreateTable"}), refusals=5)
+    name = tables.table_name("ihub-start-" + secrets.token_hex(3))
+    with throttling_proxy(moto_aws.endpoint, throttle) as endpoint:
+        session = AwsSession(dataclasses.replace(moto_aws.config(), endpoint_url=endpoint))
+        try:
+            await tables.ensure_table(session, name)
+        finally:
+            await session.close()
+    try:
+        assert throttle.total() == 5
+        assert throttle.passed["CreateTable"] == 1
+        described = moto_aws.boto3_client("dynamodb").describe_table(TableName=name)
+        assert described["Table"]["TableStatus"] == "ACTIVE"
+    finally:
+        moto_aws.boto3_client("dynamodb").delete_table(TableName=name)
+
+
+async def test_a_lasting_throttle_still_ends_the_start(
+    moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integration_hub.adapters.aws import tables
+
+    monkeypatch.setattr(tables, "STARTUP_ATTEMPTS", 2)
+    throttle = FirstCallsThrottled(frozenset({"CreateTable"}), refusals=100)
+    with throttling_proxy(moto_aws.endpoint, throttle) as endpoint:
+        session = AwsSession(dataclasses.replace(moto_aws.config(), endpoint_url=endpoint))
+        try:
+            with pytest.raises(errors.Unavailable):
+                await tables.ensure_table(session, tables.table_name("ihub-never"))
+        finally:
+            await session.close()
+    # Two starts of at most 3 SDK calls each: more than one start's worth, and bounded.
+    assert 3 < throttle.total() <= 6

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from integration_hub.adapters.aws.session import AwsSession, is_client_error, translated
+from integration_hub.domain.errors import Unavailable
 
 # Sparse index of RECEIVED notifications, sharded so that a busy ingest does not
 # write one hot partition; the reconciler queries every shard.
@@ -61,8 +62,28 @@ def definition(name: str) -> dict[str, Any]:
     }
 
 
+STARTUP_ATTEMPTS = 10
+"""How often ``ensure_table`` tries while DynamoDB throttles or is briefly down."""
+
+
 async def ensure_table(session: AwsSession, name: str) -> None:
-    """Create the table (and turn on TTL on ``expires_ttl``) unless it exists."""
+    """Create the table (and turn on TTL on ``expires_ttl``) unless it exists.
+
+    A process starting while DynamoDB throttles waits it out (with the
+    answer's ``Retry-After``, bounded) instead of dying on its first call;
+    only a lasting outage ends the start.
+    """
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        try:
+            await _ensure_table(session, name)
+            return
+        except Unavailable as exc:
+            if attempt == STARTUP_ATTEMPTS:
+                raise
+            await asyncio.sleep(min(exc.retry_after or 0.5, 0.5 * attempt))
+
+
+async def _ensure_table(session: AwsSession, name: str) -> None:
     client = await session.client("dynamodb")
     async with translated("DynamoDB"):
         try:
