@@ -154,3 +154,40 @@ async def test_an_unknown_master_key_is_an_error() -> None:
     other = LocalKeyRing("two", {"two": b"2" * 32})
     with pytest.raises(KeyRingError, match="not in the key ring"):
         await other.decrypt_data_key(wrapped, {"tenant": "acme"})
+
+
+# -- sealed values (webhook secrets) ----------------------------------------------------------
+
+
+async def test_a_sealed_value_opens_only_for_its_tenant_and_purpose(
+    db: SqliteDatabase, key_file: KeyFile
+) -> None:
+    store = sealed_store(db, key_file)
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    value = {"current": secret, "previous": None}
+    sealed = await store.seal("acme", "webhook:ep_1", value)
+    assert secret not in str(sealed)
+    assert await store.unseal("acme", "webhook:ep_1", sealed) == value
+    # The same ciphertext moved to another endpoint or tenant does not open.
+    with pytest.raises(KeyRingError):
+        await store.unseal("acme", "webhook:ep_2", sealed)
+    await store.seal("globex", "webhook:ep_1", value)  # globex gets its own data key
+    with pytest.raises(KeyRingError):
+        await store.unseal("globex", "webhook:ep_1", sealed)
+    with pytest.raises(KeyRingError):
+        await store.unseal("acme", "webhook:ep_1", {**sealed, "scheme": "plain"})
+    tampered = base64.b64decode(sealed["ciphertext"])
+    tampered = bytes([tampered[0] ^ 1]) + tampered[1:]
+    with pytest.raises(KeyRingError):
+        await store.unseal(
+            "acme", "webhook:ep_1", {**sealed, "ciphertext": base64.b64encode(tampered).decode()}
+        )
+
+
+async def test_a_tenant_without_a_data_key_cannot_unseal(
+    db: SqliteDatabase, key_file: KeyFile
+) -> None:
+    store = sealed_store(db, key_file)
+    sealed = await store.seal("acme", "webhook:ep_1", {"current": "x"})
+    with pytest.raises(KeyRingError):
+        await store.unseal("initech", "webhook:ep_1", sealed)

@@ -52,6 +52,7 @@ from integration_hub.ports.secrets import (
     CredentialStore,
     DataKeyStore,
     KeyRing,
+    SealedData,
     SecretStore,
 )
 from integration_hub.ports.store import (
@@ -68,6 +69,7 @@ from integration_hub.ports.store import (
     Store,
     TenantStore,
 )
+from integration_hub.ports.webhooks import WebhookStats, WebhookStore, WebhookTransport
 
 __all__ = [
     "Backend",
@@ -103,6 +105,7 @@ __all__ = [
     "ReadStore",
     "ReceiptRecord",
     "ReceiptStore",
+    "SealedData",
     "SecretStore",
     "Settle",
     "Store",
@@ -110,4 +113,7 @@ __all__ = [
     "SuppressionStore",
     "SystemClock",
     "TenantStore",
+    "WebhookStats",
+    "WebhookStore",
+    "WebhookTransport",
 ]

@@ -46,6 +46,23 @@ class SecretStore(CredentialStore, DataKeyStore, Protocol):
     """What a backend stores for secrets: sealed settings and wrapped data keys."""
 
 
+class SealedData(Protocol):
+    """Seals small values with a tenant's data key (envelope encryption, ADR 0008).
+
+    ``purpose`` binds the sealed value to what it is for (for example
+    ``webhook:ep_...``): it is part of the authenticated data, so a value
+    sealed for one purpose or tenant does not open as another's.
+    """
+
+    async def seal(self, tenant: str, purpose: str, value: Mapping[str, Any]) -> dict[str, str]:
+        """The sealed form of ``value`` (JSON-serialisable), safe to store."""
+        ...
+
+    async def unseal(self, tenant: str, purpose: str, sealed: Mapping[str, str]) -> dict[str, Any]:
+        """The value again; KeyRingError if it does not open for this tenant and purpose."""
+        ...
+
+
 class KeyRing(Protocol):
     """Wraps data keys under master keys (local key file, env var, or AWS KMS)."""
 

@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,10 @@ class Rotation:
 
 def _aad(tenant: str, provider: str) -> bytes:
     return canonical_json({"scheme": SCHEME, "tenant": tenant, "provider": provider})
+
+
+def _purpose_aad(tenant: str, purpose: str) -> bytes:
+    return canonical_json({"scheme": SCHEME, "tenant": tenant, "purpose": purpose})
 
 
 class EncryptedCredentials:
@@ -117,6 +121,36 @@ class EncryptedCredentials:
                 "ciphertext": base64.b64encode(ciphertext).decode(),
             },
         )
+
+    async def seal(self, tenant: str, purpose: str, value: Mapping[str, Any]) -> dict[str, str]:
+        """``value`` sealed with the tenant's data key, bound to tenant and ``purpose``."""
+        key = await self._data_key(tenant, create=True)
+        assert key is not None
+        nonce = os.urandom(12)
+        ciphertext = AESGCM(key).encrypt(
+            nonce, canonical_json(dict(value)), _purpose_aad(tenant, purpose)
+        )
+        return {
+            "scheme": SCHEME,
+            "nonce": base64.b64encode(nonce).decode(),
+            "ciphertext": base64.b64encode(ciphertext).decode(),
+        }
+
+    async def unseal(self, tenant: str, purpose: str, sealed: Mapping[str, str]) -> dict[str, Any]:
+        """What ``seal`` sealed; KeyRingError unless it opens for this tenant and purpose."""
+        if sealed.get("scheme") != SCHEME:
+            raise KeyRingError(f"{purpose!r} of {tenant!r} is not sealed")
+        key = await self._data_key(tenant, create=False)
+        if key is None:
+            raise KeyRingError(f"tenant {tenant!r} has sealed data but no data key")
+        try:
+            nonce = base64.b64decode(sealed["nonce"], validate=True)
+            ciphertext = base64.b64decode(sealed["ciphertext"], validate=True)
+            plain = AESGCM(key).decrypt(nonce, ciphertext, _purpose_aad(tenant, purpose))
+        except (InvalidTag, KeyError, binascii.Error, ValueError):
+            raise KeyRingError(f"{purpose!r} does not open for tenant {tenant!r}") from None
+        value: dict[str, Any] = json.loads(plain)
+        return value
 
     async def list_credentials(self, tenant: str) -> list[str]:
         """The providers a tenant has configured."""
