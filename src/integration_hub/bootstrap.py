@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from integration_hub.adapters.backends import kind_of
 from integration_hub.config import ConfigurationError as ConfigurationError  # re-exported
@@ -14,6 +14,7 @@ from integration_hub.config import Settings
 from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.domain.retry import RetryPolicy
 from integration_hub.domain.routing import Channel
+from integration_hub.domain.webhooks import DisablePolicy
 from integration_hub.ports import (
     Backend,
     Clock,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
     from integration_hub.adapters.metrics import MetricsExporter
     from integration_hub.adapters.receipts.sns import SnsVerifier
+    from integration_hub.ports.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,21 @@ def outbound_policy(settings: Settings) -> OutboundPolicy:
     """The outbound rule for provider connections, as the settings widen it."""
     return OutboundPolicy.of(
         settings.provider_allowed_networks.split(","), allow_http=settings.provider_allow_http
+    )
+
+
+def webhook_outbound_policy(settings: Settings) -> OutboundPolicy:
+    """The outbound rule for tenants' webhook endpoints (its own settings)."""
+    return OutboundPolicy.of(
+        settings.webhooks_allowed_networks.split(","), allow_http=settings.webhooks_allow_http
+    )
+
+
+def disable_policy(settings: Settings) -> DisablePolicy:
+    """When a failing webhook endpoint is disabled."""
+    return DisablePolicy(
+        failing_seconds=settings.webhooks_disable_after_days * 86400.0,
+        consecutive_failures=settings.webhooks_disable_after_failures,
     )
 
 
@@ -76,6 +93,11 @@ class Hub:
     # that its certificate cache is shared (made on first use).
     sns_verifier: SnsVerifier | None = None
     _closed: bool = field(default=False, repr=False)
+
+    @property
+    def webhook_store(self) -> WebhookStore:
+        """The store's webhook role (it joins ``Store`` once every backend has it)."""
+        return cast("WebhookStore", self.store)
 
     def sns(self) -> SnsVerifier:
         """The process's SNS verifier, trusting what the settings say (production: the system)."""

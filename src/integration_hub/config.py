@@ -234,6 +234,58 @@ class Settings(BaseSettings):
         " DNS answer (off by default)",
     )
 
+    # -- Status webhooks to tenants (docs/webhooks.md)
+    webhooks_in_worker: bool = Field(
+        default=True,
+        description="`ihub worker` also runs the webhook delivery loop (its own concurrency"
+        " budget); false: run `ihub webhooks-worker` on its own",
+    )
+    webhooks_concurrency: int = Field(
+        default=32, gt=0, description="webhook requests in flight per process, all endpoints"
+    )
+    webhooks_per_endpoint: int = Field(
+        default=4, gt=0, description="webhook requests in flight to one endpoint"
+    )
+    webhooks_per_tenant: int = Field(
+        default=16, gt=0, description="webhook requests in flight to one tenant's endpoints"
+    )
+    webhooks_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="one webhook request, connecting to the end"
+    )
+    webhooks_poll_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often the delivery loop looks for due deliveries when it is idle",
+    )
+    webhooks_rotation_overlap_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="after a secret rotation the old secret signs too for this long",
+    )
+    webhooks_disable_after_days: float = Field(
+        default=5.0, gt=0, description="an endpoint failing every attempt this long is disabled"
+    )
+    webhooks_disable_after_failures: int = Field(
+        default=1000,
+        gt=0,
+        description="an endpoint failing this many attempts in a row is disabled",
+    )
+    webhooks_allowed_networks: str = Field(
+        default="",
+        description="comma-separated CIDRs webhook endpoints may resolve to although internal"
+        " (loopback, private, link-local...), for tests and private deployments; empty: none",
+    )
+    webhooks_allow_http: bool = Field(
+        default=False,
+        description="accept plain http:// webhook URLs (local development only; https otherwise)",
+    )
+
+    @field_validator("webhooks_allowed_networks")
+    @classmethod
+    def _webhook_networks(cls, value: str) -> str:
+        outbound.parse_networks(value.split(","))
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
