@@ -52,7 +52,10 @@ def outbound_policy(settings: Settings) -> OutboundPolicy:
 def webhook_outbound_policy(settings: Settings) -> OutboundPolicy:
     """The outbound rule for tenants' webhook endpoints (its own settings)."""
     return OutboundPolicy.of(
-        settings.webhooks_allowed_networks.split(","), allow_http=settings.webhooks_allow_http
+        settings.webhooks_allowed_networks.split(","),
+        allow_http=settings.webhooks_allow_http,
+        setting="IHUB_WEBHOOKS_ALLOWED_NETWORKS",
+        http_setting="IHUB_WEBHOOKS_ALLOW_HTTP",
     )
 
 

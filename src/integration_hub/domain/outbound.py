@@ -160,7 +160,7 @@ def _number(part: str) -> int:
     return int(part, 8) if len(part) > 1 and part.startswith("0") else int(part)
 
 
-def _check_name(text: str, host: str) -> str:
+def _check_name(text: str, host: str, setting: str = SETTING) -> str:
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
@@ -172,7 +172,7 @@ def _check_name(text: str, host: str) -> str:
     if name == "localhost" or name.endswith(".localhost"):
         # RFC 6761: always the local machine, whatever DNS says.
         raise OutboundRefused(
-            f"host {text!r} is loopback; refused by the outbound rule ({SETTING})",
+            f"host {text!r} is loopback; refused by the outbound rule ({setting})",
             rule="loopback",
         )
     return name
@@ -184,11 +184,21 @@ class OutboundPolicy:
 
     allowed_networks: tuple[IPNetwork, ...] = ()
     allow_http: bool = False
+    setting: str = SETTING
+    """The setting that widens this rule, named in refusals (providers', webhooks')."""
+    http_setting: str = HTTP_SETTING
 
     @classmethod
-    def of(cls, networks: Iterable[str] = (), *, allow_http: bool = False) -> OutboundPolicy:
+    def of(
+        cls,
+        networks: Iterable[str] = (),
+        *,
+        allow_http: bool = False,
+        setting: str = SETTING,
+        http_setting: str = HTTP_SETTING,
+    ) -> OutboundPolicy:
         """A policy from CIDR strings; ValueError for one that is not a network."""
-        return cls(parse_networks(networks), allow_http)
+        return cls(parse_networks(networks), allow_http, setting, http_setting)
 
     def allowed(self, address: IPAddress) -> bool:
         """Whether ``address`` is inside one of the allowed networks."""
@@ -211,7 +221,8 @@ class OutboundPolicy:
             return
         of = f" of {host}" if host is not None and host != str(ip) else ""
         raise OutboundRefused(
-            f"address {ip}{of} is {why}; refused by the outbound rule ({SETTING})", rule=why
+            f"address {ip}{of} is {why}; refused by the outbound rule ({self.setting})",
+            rule=why,
         )
 
     def check_host(self, text: str) -> tuple[str, IPAddress | None]:
@@ -220,7 +231,7 @@ class OutboundPolicy:
             raise OutboundRefused(f"{text!r} is not a valid host", rule="host")
         address = parse_address(text)
         if address is None:
-            return _check_name(text, text.strip().lower()), None
+            return _check_name(text, text.strip().lower(), self.setting), None
         self.check_address(address, text)
         return str(address), address
 
@@ -242,7 +253,7 @@ class OutboundPolicy:
             raise OutboundRefused(f"not a valid URL: {exc}", rule="url") from None
         scheme = parts.scheme.lower()
         if scheme not in allowed:
-            hint = f" (plain http needs {HTTP_SETTING}=true)" if scheme == "http" else ""
+            hint = f" (plain http needs {self.http_setting}=true)" if scheme == "http" else ""
             raise OutboundRefused(
                 f"scheme {scheme or '(none)'!r} is not allowed; use {' or '.join(sorted(allowed))}"
                 + hint,
