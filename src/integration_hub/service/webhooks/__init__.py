@@ -1,0 +1,1 @@
+"""Status webhooks: managing endpoints (manage) and the delivery loop."""
