@@ -1,5 +1,5 @@
 """In-memory stand-ins for the webhook service's unit tests only (the API and CLI tests
-run on the real SQLite backend): a WebhookStore, a sealer and a clock."""
+run on the real SQLite backend): a WebhookStore, a sealer."""
 
 from __future__ import annotations
 
@@ -21,16 +21,7 @@ from integration_hub.domain.webhooks import (
     WebhookEvent,
 )
 from integration_hub.ports.webhooks import WebhookStats
-
-
-@dataclass
-class ManualClock:
-    """A clock the test moves."""
-
-    at: float = 1_800_000_000.0
-
-    def now(self) -> float:
-        return self.at
+from support import ManualClock
 
 
 class FakeSealer:

@@ -13,7 +13,8 @@ from integration_hub.domain import webhooks as wh
 from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.domain.webhooks import DeliveryStatus, DisabledReason, EventType
 from integration_hub.service.webhooks.manage import WebhookService
-from webhooks.fakes import FakeSealer, ManualClock, MemoryWebhookStore
+from support import ManualClock
+from webhooks.fakes import FakeSealer, MemoryWebhookStore
 
 URL = "https://hooks.example.com/in"
 OVERLAP = 3600.0
@@ -21,7 +22,7 @@ OVERLAP = 3600.0
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(1_800_000_000.0)
 
 
 @pytest.fixture
@@ -148,7 +149,7 @@ async def test_update_changes_what_is_sent_and_null_event_types_means_all(
     service: WebhookService, clock: ManualClock
 ) -> None:
     created = (await service.create("acme", URL, event_types=["notification.failed"])).endpoint
-    clock.at += 10
+    clock.t += 10
     changed = await service.update(
         "acme", created.id, url="https://other.example.com/x", event_types=None
     )
@@ -157,7 +158,7 @@ async def test_update_changes_what_is_sent_and_null_event_types_means_all(
         None,
         "",
     )
-    assert changed.updated_at == clock.at
+    assert changed.updated_at == clock.t
     assert await service.get("acme", created.id) == changed
     assert await service.update("acme", created.id) == changed  # nothing sent, nothing changed
 
@@ -183,8 +184,8 @@ async def test_re_enabling_clears_the_disabling_and_the_failure_run(
         created,
         enabled=False,
         disabled_reason=DisabledReason.FAILING,
-        disabled_at=clock.at,
-        failing_since=clock.at - 86400,
+        disabled_at=clock.t,
+        failing_since=clock.t - 86400,
         consecutive_failures=1000,
     )
     again = await service.update("acme", created.id, enabled=True)
@@ -196,17 +197,17 @@ async def test_rotation_answers_a_new_secret_and_the_old_one_signs_for_the_overl
     service: WebhookService, store: MemoryWebhookStore, clock: ManualClock
 ) -> None:
     created = await service.create("acme", URL)
-    clock.at += 100
+    clock.t += 100
     rotated = await service.rotate_secret("acme", created.endpoint.id)
     assert rotated.secret.startswith("whsec_")
     assert rotated.secret != created.secret
-    assert rotated.previous_valid_until == clock.at + OVERLAP
+    assert rotated.previous_valid_until == clock.t + OVERLAP
     stored = store.endpoints[created.endpoint.id]
     opened = wh.SigningSecrets.from_dict(
         await FakeSealer().unseal("acme", wh.sealing_purpose(stored.id), stored.secrets)
     )
-    assert opened.signing(clock.at + 1) == [rotated.secret, created.secret]
-    assert opened.signing(clock.at + OVERLAP + 1) == [rotated.secret]
+    assert opened.signing(clock.t + 1) == [rotated.secret, created.secret]
+    assert opened.signing(clock.t + OVERLAP + 1) == [rotated.secret]
 
 
 async def test_deliveries_are_newest_first_and_paged(
@@ -215,7 +216,7 @@ async def test_deliveries_are_newest_first_and_paged(
     endpoint = (await service.create("acme", URL)).endpoint
     made = []
     for _ in range(3):
-        clock.at += 1
+        clock.t += 1
         made.append(store.add_delivery(endpoint))
     first = await service.deliveries("acme", endpoint.id, limit=2)
     assert [d.id for d in first] == [made[2].id, made[1].id]
