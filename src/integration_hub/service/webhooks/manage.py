@@ -35,11 +35,13 @@ MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500
 
 
-class _Keep(enum.Enum):
+class Keep(enum.Enum):
+    """The type of ``KEEP``."""
+
     KEEP = enum.auto()
 
 
-KEEP = _Keep.KEEP
+KEEP = Keep.KEEP
 """An ``update`` argument left as it is (``event_types=None`` means every type)."""
 
 
@@ -156,7 +158,7 @@ class WebhookService:
         *,
         url: str | None = None,
         description: str | None = None,
-        event_types: Collection[str] | _Keep | None = KEEP,
+        event_types: Collection[str] | Keep | None = KEEP,
         enabled: bool | None = None,
     ) -> Endpoint:
         """Change what is given (None / ``KEEP``: as it is); re-enabling is a fresh start."""
@@ -171,7 +173,7 @@ class WebhookService:
             changed = replace(changed, url=new_url, updated_at=now)
         if new_description is not None and new_description != current.description:
             changed = replace(changed, description=new_description, updated_at=now)
-        if not isinstance(new_types, _Keep) and new_types != current.event_types:
+        if not isinstance(new_types, Keep) and new_types != current.event_types:
             changed = replace(changed, event_types=new_types, updated_at=now)
         if enabled is not None:
             changed = changed.with_enabled(enabled, now)
