@@ -229,13 +229,13 @@ def install(
         request: Request,
         endpoint_id: str,
         limit: Annotated[int, Query(ge=1, le=100)] = 50,
-        cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
+        cursor: Annotated[
+            str | None, Query(description="next_cursor of the last page", pattern=CURSOR.pattern)
+        ] = None,
         tenant: str = Depends(scope),
     ) -> WebhookDeliveryPage:
         """Each delivery with status code, latency and error of every attempt, and the
         next retry."""
-        if cursor is not None and not CURSOR.fullmatch(cursor):
-            raise errors.HubError("cursor is not one this API returned", field="cursor")
         found = await _service(request).deliveries(
             tenant, endpoint_id, limit=limit + 1, before_id=cursor
         )
@@ -304,12 +304,20 @@ def install(
         types: Annotated[
             list[str] | None,
             Query(description="only these event types (default: what the endpoint receives)"),
+            WithJsonSchema(
+                {
+                    "type": "array",
+                    "items": {"type": "string", "enum": sorted(webhooks.SUBSCRIBABLE)},
+                }
+            ),
         ] = None,
         tenant: str = Depends(scope),
     ) -> WebhookReplayed:
         """Events since ``since`` delivered again, with their original ``webhook-id``s."""
+        service = _service(request)
+        await service.get(tenant, endpoint_id)  # an unknown endpoint is a 404 whatever the query
         start = webhooks.parse_since(since)
-        count = await _service(request).replay(tenant, endpoint_id, start, types)
+        count = await service.replay(tenant, endpoint_id, start, types)
         return WebhookReplayed(replayed=count)
 
 
