@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from integration_hub.adapters.metrics import MetricsExporter
     from integration_hub.adapters.receipts.sns import SnsVerifier
     from integration_hub.ports.webhooks import WebhookStore
+    from integration_hub.service.webhooks.deliver import DeliveryLoopSettings, WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,20 @@ def disable_policy(settings: Settings) -> DisablePolicy:
     return DisablePolicy(
         failing_seconds=settings.webhooks_disable_after_days * 86400.0,
         consecutive_failures=settings.webhooks_disable_after_failures,
+    )
+
+
+def delivery_loop_settings(settings: Settings) -> DeliveryLoopSettings:
+    """The webhook delivery loop's budget and pace."""
+    from integration_hub.service.webhooks.deliver import DeliveryLoopSettings
+
+    return DeliveryLoopSettings(
+        concurrency=settings.webhooks_concurrency,
+        per_endpoint=settings.webhooks_per_endpoint,
+        per_tenant=settings.webhooks_per_tenant,
+        timeout_seconds=settings.webhooks_timeout_seconds,
+        poll_interval_seconds=settings.webhooks_poll_interval_seconds,
+        disable=disable_policy(settings),
     )
 
 
@@ -113,6 +128,24 @@ class Hub:
             self.clock,
             webhook_outbound_policy(self.settings),
             rotation_overlap_seconds=self.settings.webhooks_rotation_overlap_hours * 3600.0,
+        )
+
+    def webhook_deliverer(self) -> WebhookDeliverer:
+        """A delivery loop for the tenants' webhooks, with its own HTTP connections."""
+        from integration_hub.adapters.webhooks import AiohttpWebhookTransport
+        from integration_hub.service.webhooks.deliver import WebhookDeliverer
+
+        transport = AiohttpWebhookTransport(
+            webhook_outbound_policy(self.settings),
+            timeout_seconds=self.settings.webhooks_timeout_seconds,
+        )
+        return WebhookDeliverer(
+            self.webhook_store,
+            transport,
+            self.credentials,
+            self.clock,
+            delivery_loop_settings(self.settings),
+            metrics=None if self.metrics is None else self.metrics.metrics,
         )
 
     def sns(self) -> SnsVerifier:

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from integration_hub.adapters.sql import statements
+from integration_hub.adapters.sql import statements, webhook_statements
 from integration_hub.adapters.sql.dialect import POSTGRES, SQLITE, Statement
 from integration_hub.adapters.sqlite.database import SqliteDatabase
 
-EVERY = statements.every()
+EVERY = statements.every() + webhook_statements.every()
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def test_the_statements_module_is_not_empty() -> None:
     assert len(EVERY) >= 50
     assert statements.RECEIVE in EVERY
     assert statements.PURGE_DEPENDENTS[0][1] in EVERY
+    assert webhook_statements.CLAIM_DELIVERIES in EVERY
 
 
 @pytest.mark.parametrize("statement", EVERY, ids=lambda s: s.name)

@@ -9,9 +9,11 @@ or to hang.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from unittest import mock
 
 from aiohttp import web
 from standardwebhooks import Webhook
@@ -31,8 +33,10 @@ class Verified:
 class WebhookReceiver(FakeHttpServer):
     """Answers 200 to every request whose Standard Webhooks signature verifies, else 400."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, clock: Callable[[], float] | None = None) -> None:
         super().__init__()
+        # Timestamps are checked against this clock (a test's ManualClock), if given.
+        self.clock = clock
         self.secrets = [secret]
         self.verified: list[Verified] = []
         self.rejected: list[ReceivedRequest] = []
@@ -42,7 +46,10 @@ class WebhookReceiver(FakeHttpServer):
         """The payload if one of the receiver's secrets verifies ``request``, else None."""
         for secret in self.secrets:
             try:
-                return Webhook(secret).verify(request.body, request.headers)
+                if self.clock is None:
+                    return Webhook(secret).verify(request.body, request.headers)
+                with mock.patch("standardwebhooks.webhooks.datetime", _clocked(self.clock)):
+                    return Webhook(secret).verify(request.body, request.headers)
             except WebhookVerificationError:
                 pass
         return None
@@ -75,3 +82,15 @@ class WebhookReceiver(FakeHttpServer):
             yield b"end"
 
         return web.Response(status=200, body=chunks(), content_type="text/plain")
+
+
+def _clocked(clock: Callable[[], float]) -> type[datetime]:
+    """``datetime`` whose ``now`` is ``clock``'s: the library checks the timestamp
+    tolerance against it (everything else it verifies is unchanged)."""
+
+    class Clocked(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clocked:
+            return cls.fromtimestamp(clock(), tz or UTC)
+
+    return Clocked

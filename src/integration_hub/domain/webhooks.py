@@ -26,6 +26,7 @@ from typing import Any
 
 from integration_hub.domain import errors
 from integration_hub.domain.ids import new_id
+from integration_hub.domain.models import Notification
 from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 
@@ -269,6 +270,12 @@ def notification_event(type_: EventType, row: Mapping[str, Any], now: float) -> 
     return event(
         type_, tenant=str(data["tenant"]), occurred_at=now, data=data, notification_id=data["id"]
     )
+
+
+def accepted_event(notification: Notification, now: float) -> WebhookEvent:
+    """``notification.accepted`` of a notification being stored RECEIVED."""
+    fields = {name: getattr(notification, name, None) for name in DATA_FIELDS}
+    return notification_event(ACCEPT_EVENT, fields, now)
 
 
 # -- endpoints ------------------------------------------------------------------------------

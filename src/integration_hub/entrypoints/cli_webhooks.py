@@ -87,7 +87,9 @@ def webhooks_list(tenant: TenantOption, as_json: AsJson = False, database: Datab
     if as_json:
         typer.echo(json.dumps([_endpoint(e) for e in found]))
         return
-    table = Table("id")
+    # Operators copy ids and URLs into other commands: never wrap or cut one.
+    table = Table()
+    table.add_column("id", no_wrap=True)
     table.add_column("url", no_wrap=True)
     for name in ("enabled", "events", "failures", "description"):
         table.add_column(name)
@@ -231,7 +233,10 @@ def webhooks_deliveries(
     if as_json:
         typer.echo(json.dumps([_delivery(d) for d in found]))
         return
-    table = Table("id", "event", "status", "attempts", "last status", "last error", "next retry")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for name in ("event", "status", "attempts", "last status", "last error", "next retry"):
+        table.add_column(name)
     for d in found:
         table.add_row(
             d.id,

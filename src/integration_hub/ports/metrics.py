@@ -85,3 +85,25 @@ class NoMetrics:
 
     def receipt_latency(self, provider: str, seconds: float) -> None:
         """Nothing."""
+
+
+class WebhookMetrics(Protocol):
+    """What the webhook delivery loop reports (adapters/metrics: HubMetrics)."""
+
+    def webhook_attempt(self, tenant: str, outcome: str, seconds: float) -> None:
+        """One attempt to an endpoint, by its outcome (``AttemptOutcome``)."""
+        ...
+
+    def webhook_endpoint_disabled(self, reason: str) -> None:
+        """The loop disabled an endpoint (``DisabledReason``)."""
+        ...
+
+
+class NoWebhookMetrics:
+    """Counts nothing."""
+
+    def webhook_attempt(self, tenant: str, outcome: str, seconds: float) -> None:
+        """Nothing."""
+
+    def webhook_endpoint_disabled(self, reason: str) -> None:
+        """Nothing."""

@@ -11,8 +11,14 @@ from integration_hub.domain import errors
 from integration_hub.domain.delivery import Delivered, DeliveryResult
 from integration_hub.domain.models import Notification
 from integration_hub.domain.status import Status
+from integration_hub.domain.webhooks import AttemptOutcome, DisabledReason
 
 log = logging.getLogger(__name__)
+
+# A webhook attempt is cut at IHUB_WEBHOOKS_TIMEOUT_SECONDS (15 s, at most 60).
+WEBHOOK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0)
+WEBHOOK_OUTCOMES = frozenset(str(o) for o in AttemptOutcome)
+WEBHOOK_DISABLE_REASONS = (str(DisabledReason.GONE), str(DisabledReason.FAILING))
 
 # Provider calls: a sandbox answers in under a millisecond, a slow SMTP relay
 # in seconds, and the call is cut at IHUB_PROVIDER_TIMEOUT_SECONDS (20 s).
@@ -146,6 +152,26 @@ class HubMetrics:
             buckets=RECEIPT_BUCKETS,
             registry=r,
         )
+        self.webhook_deliveries_total = Counter(
+            "ihub_webhook_deliveries",
+            "Webhook attempts to tenants' endpoints, by tenant and outcome",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.webhook_seconds = Histogram(
+            "ihub_webhook_delivery_seconds",
+            "One webhook attempt, connecting to the end of the response head",
+            buckets=WEBHOOK_BUCKETS,
+            registry=r,
+        )
+        self.webhook_disablings_total = Counter(
+            "ihub_webhook_endpoint_disablings",
+            "Webhook endpoints the hub disabled: gone (410) or failing",
+            ["reason"],
+            registry=r,
+        )
+        for reason in WEBHOOK_DISABLE_REASONS:
+            self.webhook_disablings_total.labels(reason)
         self.in_flight = Gauge(
             "ihub_attempts_in_flight",
             "Messages a worker is handling right now (claim, provider call, finish)",
@@ -214,6 +240,19 @@ class HubMetrics:
     def receipt_latency(self, provider: str, seconds: float) -> None:
         """Sent to first delivered."""
         self.receipt_seconds.labels(self._provider(provider)).observe(max(0.0, seconds))
+
+    # -- the WebhookMetrics port --------------------------------------------------
+
+    def webhook_attempt(self, tenant: str, outcome: str, seconds: float) -> None:
+        """One webhook attempt."""
+        label = outcome if outcome in WEBHOOK_OUTCOMES else "other"
+        self.webhook_deliveries_total.labels(self._tenant(tenant), label).inc()
+        self.webhook_seconds.observe(max(0.0, seconds))
+
+    def webhook_endpoint_disabled(self, reason: str) -> None:
+        """An endpoint disabled by the delivery loop."""
+        label = reason if reason in WEBHOOK_DISABLE_REASONS else "other"
+        self.webhook_disablings_total.labels(label).inc()
 
     # -- entry-point hooks ----------------------------------------------------------
 

@@ -15,7 +15,8 @@ from typing import Any
 from integration_hub.adapters.rows import to_dt, to_dt_required, to_epoch
 from integration_hub.adapters.sql import statements as q
 from integration_hub.adapters.sql.flow import Flow, count, row, rows, run
-from integration_hub.domain import receipts
+from integration_hub.adapters.sql.webhooks import record_change
+from integration_hub.domain import receipts, webhooks
 from integration_hub.domain.models import STORED, NotificationRequest
 from integration_hub.domain.receipts import DeliveryState, Receipt, SuppressionReason
 from integration_hub.domain.routing import Channel
@@ -73,12 +74,11 @@ def record_receipt(receipt: Receipt) -> Flow[ReceiptRecord]:
     recorded = yield from add_event(notification_id, receipt)
     after = receipts.advance(before, receipt.state) if recorded else before
     if after is not before:
-        yield run(
-            q.SET_DELIVERY_STATE,
-            state=str(after),
-            now=to_epoch(receipt.received_at),
-            id=notification_id,
-        )
+        now = to_epoch(receipt.received_at)
+        changed = yield row(q.SET_DELIVERY_STATE, state=str(after), now=now, id=notification_id)
+        type_ = None if after is None else webhooks.delivery_event(before, after)
+        if type_ is not None:
+            yield from record_change(type_, changed, now)
     return ReceiptRecord(
         Match.RECORDED if recorded else Match.DUPLICATE,
         notification_id=notification_id,
@@ -126,9 +126,12 @@ def expire_deliveries(sent_before: datetime, now: datetime, limit: int) -> Flow[
         state = _state(candidate["delivery_state"])
         if not receipts.expiry_due(state, to_dt_required(candidate["sent_at"]), now, timeout):
             continue
-        changed: int = yield count(q.EXPIRE, now=to_epoch(now), id=candidate["id"])
-        if not changed:
+        changed = yield row(q.EXPIRE, now=to_epoch(now), id=candidate["id"])
+        if changed is None:
             continue
+        type_ = webhooks.delivery_event(state, DeliveryState.EXPIRED)
+        if type_ is not None:
+            yield from record_change(type_, changed, to_epoch(now))
         event = Receipt(
             tenant=candidate["tenant"],
             provider=receipts.EXPIRY_PROVIDER,

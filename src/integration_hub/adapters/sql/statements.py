@@ -155,6 +155,12 @@ def listing(*, status: bool, country: bool, before: bool, delivery: bool = False
 
 # -- claims and completions ------------------------------------------------------------------
 
+# What a change answers for its webhook event (webhooks.DATA_FIELDS): the row after it.
+_EVENT_ROW = (
+    "RETURNING id, tenant, country, channel, provider, status, delivery_state, attempt_count,"
+    " last_error"
+)
+
 # The notification as a claim, a dead letter or a completion reads it (locked).
 CLAIM_LOCK = S("claim_lock", "SELECT * FROM notifications WHERE id = :id {lock}")
 CLAIM = S(
@@ -216,7 +222,8 @@ UPDATE notifications SET status = :status, provider = :provider, claim_token = N
     claim_expires_at = NULL, last_error = :last_error, finished_at = :finished_at,
     updated_at = :now
 WHERE id = :id
-""",
+"""
+    + _EVENT_ROW,
 )
 
 # DONE with a provider message id: the provider accepted it, so its delivery
@@ -229,7 +236,8 @@ UPDATE notifications SET status = :status, provider = :provider, claim_token = N
     updated_at = :now, delivery_state = 'sent', delivery_updated_at = :now, sent_at = :now,
     provider_message_id = :provider_message_id
 WHERE id = :id
-""",
+"""
+    + _EVENT_ROW,
 )
 
 # -- delivery receipts ----------------------------------------------------------------------------
@@ -260,7 +268,11 @@ ON CONFLICT (notification_id, identity) DO NOTHING
 )
 SET_DELIVERY_STATE = S(
     "set_delivery_state",
-    "UPDATE notifications SET delivery_state = :state, delivery_updated_at = :now WHERE id = :id",
+    """
+UPDATE notifications SET delivery_state = :state, delivery_updated_at = :now
+WHERE id = :id
+"""
+    + _EVENT_ROW,
 )
 DELIVERY_EVENTS = S(
     "delivery_events",
@@ -287,8 +299,11 @@ LIMIT :limit
 # The 'sent' guard again: a receipt that won meanwhile is not overwritten.
 EXPIRE = S(
     "expire",
-    "UPDATE notifications SET delivery_state = 'expired', delivery_updated_at = :now"
-    " WHERE id = :id AND delivery_state = 'sent'",
+    """
+UPDATE notifications SET delivery_state = 'expired', delivery_updated_at = :now
+WHERE id = :id AND delivery_state = 'sent'
+"""
+    + _EVENT_ROW,
 )
 
 # -- suppression lists ---------------------------------------------------------------------------
@@ -349,8 +364,12 @@ WHERE d.notification_id = :id
 )
 REDRIVE = S(
     "redrive",
-    "UPDATE notifications SET status = 'RECEIVED', attempts_used = 0, finished_at = NULL,"
-    " updated_at = :now WHERE id = :id",
+    """
+UPDATE notifications SET status = 'RECEIVED', attempts_used = 0, finished_at = NULL,
+    updated_at = :now
+WHERE id = :id
+"""
+    + _EVENT_ROW,
 )
 DELETE_DEAD_LETTER = S("delete_dead_letter", "DELETE FROM dead_letters WHERE notification_id = :id")
 

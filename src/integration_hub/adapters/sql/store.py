@@ -16,6 +16,7 @@ from typing import Any
 
 from integration_hub.adapters.sql import receipts, tenants, work
 from integration_hub.adapters.sql.flow import Runner
+from integration_hub.adapters.sql.webhooks import SqlWebhookStore
 from integration_hub.domain import lifecycle
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification
@@ -36,16 +37,12 @@ from integration_hub.ports import (
 )
 
 
-class SqlStore:
-    """Tenants, keys, idempotency records, notifications, dead letters, receipts and
-    suppression lists in SQL."""
+class SqlStore(SqlWebhookStore):
+    """Tenants, keys, idempotency records, notifications, dead letters, receipts,
+    suppression lists and webhooks (``SqlWebhookStore``) in SQL."""
 
     def __init__(self, sql: Runner) -> None:
-        self.sql = sql
-
-    @property
-    def _now(self) -> float:
-        return self.sql.clock.now()
+        super().__init__(sql)
 
     # -- tenants and keys ---------------------------------------------------------------
 

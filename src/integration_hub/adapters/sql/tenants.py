@@ -8,7 +8,8 @@ from typing import Any
 from integration_hub.adapters import rows as convert
 from integration_hub.adapters.sql import statements as q
 from integration_hub.adapters.sql.flow import Flow, count, row, rows, run, value
-from integration_hub.domain import quota
+from integration_hub.adapters.sql.webhooks import record_event
+from integration_hub.domain import quota, webhooks
 from integration_hub.domain.errors import IdempotencyInProgress, NotFound, TenantExists
 from integration_hub.domain.models import Notification
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
@@ -139,7 +140,7 @@ def release_key(tenant: str, key: str, reservation: str) -> Flow[None]:
 
 
 def insert_received(n: Notification, now: float) -> Flow[None]:
-    """A new RECEIVED notification and its queue entry (with the NOTIFY)."""
+    """A new RECEIVED notification, its queue entry (with the NOTIFY) and its event."""
     yield run(
         q.INSERT_NOTIFICATION,
         id=n.id,
@@ -156,6 +157,7 @@ def insert_received(n: Notification, now: float) -> Flow[None]:
         tracestate=n.tracestate,
     )
     yield run(q.ENQUEUE_FRESH, id=n.id, tenant=n.tenant, available_at=now, now=now)
+    yield from record_event(webhooks.accepted_event(n, now))
 
 
 def accept(

@@ -12,7 +12,8 @@ from typing import Any
 from integration_hub.adapters import rows as convert
 from integration_hub.adapters.sql import statements as q
 from integration_hub.adapters.sql.flow import Flow, row, rows, run, value
-from integration_hub.domain import lifecycle
+from integration_hub.adapters.sql.webhooks import record_change
+from integration_hub.domain import lifecycle, webhooks
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification
 from integration_hub.domain.receipts import DeliveryState
@@ -65,9 +66,10 @@ def list_notifications(
 
 
 def _fail(id: str, tenant: str, fail: lifecycle.Fail) -> Flow[Any]:
-    """Persist a Fail: the notification FAILED and its dead letter; the row after."""
+    """Persist a Fail: the notification FAILED, its dead letter and its event; the row after."""
     failed = yield row(q.FAIL, provider=fail.provider, reason=fail.reason, now=fail.now, id=id)
     yield run(q.DEAD_LETTER, id=id, tenant=tenant, reason=fail.reason, now=fail.now)
+    yield from record_change(webhooks.DEAD_LETTER_EVENT, failed, fail.now)
     return failed
 
 
@@ -185,7 +187,7 @@ def complete_attempt(
         # DONE with the provider's message id starts the delivery state at
         # 'sent' (ports/receipts.py); without an id nothing can report on it.
         sent = finish.status is Status.DONE and attempt.provider_message_id is not None
-        yield run(
+        after = yield row(
             q.FINISH_SENT if sent else q.FINISH,
             status=str(finish.status),
             provider=finish.provider,
@@ -195,6 +197,7 @@ def complete_attempt(
             id=notification_id,
             provider_message_id=attempt.provider_message_id,
         )
+        yield from record_change(webhooks.completion_event(finish.status), after, now)
     if outbox is not None:
         yield from append_outbox(outbox, attempt.provider_message_id or "", now)
     if settle_with is None:
@@ -232,7 +235,8 @@ def redrive(tenant: str | None, notification_id: str, now: float) -> Flow[bool |
     if found is None or not lifecycle.visible_to(tenant, found["tenant"]):
         return None
     lifecycle.check_redrive(Status(found["status"]))
-    yield run(q.REDRIVE, now=now, id=notification_id)
+    after = yield row(q.REDRIVE, now=now, id=notification_id)
+    yield from record_change(webhooks.REDRIVE_EVENT, after, now)
     yield run(q.DELETE_DEAD_LETTER, id=notification_id)
     yield run(
         q.ENQUEUE_FRESH, id=notification_id, tenant=found["tenant"], available_at=now, now=now

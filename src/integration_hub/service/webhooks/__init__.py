@@ -1,1 +1,5 @@
-"""Status webhooks: managing endpoints (manage) and the delivery loop."""
+"""Status webhooks: managing endpoints (manage) and the delivery loop (deliver)."""
+
+from integration_hub.service.webhooks.deliver import DeliveryLoopSettings, WebhookDeliverer
+
+__all__ = ["DeliveryLoopSettings", "WebhookDeliverer"]
