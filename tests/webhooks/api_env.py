@@ -1,17 +1,20 @@
-"""A hub on a real SQLite file, served over ASGI, with tenants acme and globex, for the
-webhook management tests (tenant API, admin API). Its clock moves only when told to."""
+"""A hub on a real SQLite file or PostgreSQL database, served over ASGI, with tenants acme
+and globex, for the webhook management tests (tenant API, admin API). Its clock moves only
+when told to."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+import pg
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.entrypoints.api import create_app
 from integration_hub.service.tenants import create_tenant
@@ -57,16 +60,14 @@ class WebEnv:
         return str(answer.json()["id"])
 
 
-async def web_env(tmp_path: Path, **extra: object) -> AsyncGenerator[WebEnv, None]:
-    """A ``WebEnv`` on a fresh SQLite file, with ``extra`` settings."""
+async def web_env(database_url: str, **extra: object) -> AsyncGenerator[WebEnv, None]:
+    """A ``WebEnv`` on ``database_url`` (emptied first), with ``extra`` settings."""
     clock = ManualClock(time.time())
-    s = settings(
-        f"sqlite:///{tmp_path / 'hub.db'}",
-        admin_token=ADMIN_TOKEN,
-        tenant_cache_seconds=0,
-        **extra,
-    )
+    s = settings(database_url, admin_token=ADMIN_TOKEN, tenant_cache_seconds=0, **extra)
     hub = await build_hub(s, clock=clock)
+    if hub.backend is not None and database_url.startswith("postgres"):
+        async with hub.backend.db.connection() as conn:  # type: ignore[attr-defined]
+            await pg.truncate_all(conn)
     keys = {
         name: (await create_tenant(hub.store, hub.clock, name)).api_key
         for name in ("acme", "globex")
@@ -79,3 +80,18 @@ async def web_env(tmp_path: Path, **extra: object) -> AsyncGenerator[WebEnv, Non
             yield WebEnv(hub, client, clock, keys)
         finally:
             await hub.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """One throwaway PostgreSQL database per module (emptied by each ``web_env``)."""
+    with pg.throwaway_database() as url:
+        yield url
+
+
+def database_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of the backend ``request.param`` names: a fresh SQLite file or PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

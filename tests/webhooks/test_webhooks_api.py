@@ -1,5 +1,5 @@
-"""/v1/webhooks and /admin/v1/tenants/{tenant}/webhooks over HTTP (ASGI) on the SQLite
-backend: every route, the tenant boundary, the outbound rule on URLs, the endpoint cap,
+"""/v1/webhooks and /admin/v1/tenants/{tenant}/webhooks over HTTP (ASGI) on SQLite and
+PostgreSQL: every route, the tenant boundary, the outbound rule on URLs, the endpoint cap,
 the secret shown once, rotation, deliveries and their retry, test events and replay."""
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ import pytest
 
 from integration_hub.domain import webhooks as wh
 from integration_hub.domain.webhooks import AttemptOutcome, AttemptResult, DisablePolicy
-from webhooks.api_env import URL, WebEnv, web_env
+from webhooks.api_env import (  # postgres_url: a fixture
+    URL,
+    WebEnv,
+    database_for,
+    postgres_url,  # noqa: F401
+    web_env,
+)
 
 PROBLEM = "application/problem+json"
 NEVER_DISABLE = DisablePolicy(failing_seconds=1e12, consecutive_failures=10**9)
 
 
-@pytest.fixture
-async def web(tmp_path: Path) -> AsyncIterator[WebEnv]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def web(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[WebEnv]:
     """The default hub: https only, the default outbound rule."""
-    async for env in web_env(tmp_path):
+    async for env in web_env(database_for(request, tmp_path)):
         yield env
 
 
@@ -117,7 +123,9 @@ async def test_a_url_the_outbound_rule_refuses_is_a_422_naming_url(web: WebEnv, 
 
 
 async def test_plain_http_is_accepted_only_with_the_development_flag(tmp_path: Path) -> None:
-    envs: AsyncGenerator[WebEnv, None] = web_env(tmp_path, webhooks_allow_http=True)
+    envs: AsyncGenerator[WebEnv, None] = web_env(
+        f"sqlite:///{tmp_path / 'hub.db'}", webhooks_allow_http=True
+    )
     env = await anext(envs)
     try:
         created = await env.create(url="http://hooks.example.com/in")
