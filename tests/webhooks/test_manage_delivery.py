@@ -13,6 +13,7 @@ import pytest
 
 from integration_hub.domain import webhooks
 from integration_hub.service.webhooks.deliver import WebhookDeliverer
+from providers.fake_dns import dns
 from webhooks.api_env import (  # postgres_url: a fixture
     WebEnv,
     database_for,
@@ -127,3 +128,32 @@ async def test_gone_disables_and_re_enabling_then_replay_sends_the_missed_events
     assert sorted(replayed) == sorted([first, second])
     # The same webhook-id as the first try: the receiver can tell it has seen it.
     assert receiver.verified[0].webhook_id in {v.webhook_id for v in receiver.verified[1:]}
+
+
+async def test_a_name_resolving_to_loopback_is_accepted_when_set_and_blocked_when_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbound rule judges a name's addresses when connecting (check_url resolves
+    # nothing: a name can be re-pointed after it is set); the tenant sees the refusal.
+    dns(monkeypatch, {"hooks.example.com": ["127.0.0.1"]})
+    envs = web_env(f"sqlite:///{tmp_path / 'hub.db'}", webhooks_allow_http=True)
+    env = await anext(envs)
+    try:
+        async with WebhookReceiver(webhooks.new_secret(), clock=env.clock.now) as receiver:
+            created = await env.create(url=f"http://hooks.example.com:{receiver.port}/hooks")
+            await ping(env, created["id"])
+            loop = env.hub.webhook_deliverer()
+            try:
+                await loop.drain(deadline_seconds=10)
+            finally:
+                await loop.close()
+            assert receiver.requests == []
+        listed = await env.client.get(
+            f"/v1/webhooks/{created['id']}/deliveries", headers=env.headers()
+        )
+        [delivery] = listed.json()["items"]
+        [attempt] = delivery["attempts"]
+        assert attempt["outcome"] == "blocked"
+        assert "loopback" in attempt["error"]
+    finally:
+        await envs.aclose()
