@@ -13,6 +13,7 @@ from integration_hub.config import Settings
 from integration_hub.domain import webhooks as wh
 from integration_hub.domain.webhooks import EventType
 from integration_hub.entrypoints.api import create_app
+from unit.test_webhooks import notification_row
 
 HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature"}
 
@@ -47,18 +48,7 @@ def test_every_webhook_requires_the_three_standard_webhooks_headers(
 
 
 def test_each_documented_payload_is_what_the_hub_sends(document: dict[str, Any]) -> None:
-    row = {
-        "id": "n1",
-        "tenant": "acme",
-        "country": "US",
-        "channel": "sms",
-        "provider": "twilio",
-        "status": "DONE",
-        "delivery_state": "sent",
-        "attempt_count": 1,
-        "last_error": None,
-    }
-    done = wh.notification_event(EventType.DONE, row, 1_800_000_000.0)
+    done = wh.notification_event(EventType.DONE, notification_row(), 1_800_000_000.0)
     schema = body_schema(document, "notification.done")
     jsonschema_rs.validate(schema, json.loads(done.body()))
     assert set(schema["components"]["schemas"]["NotificationEventData"]["properties"]) == set(
