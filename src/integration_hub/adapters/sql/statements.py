@@ -471,7 +471,7 @@ LIMIT :limit
 
 def _purge(table: str, column: str, name: str = "") -> S:
     sql = f"DELETE FROM {table} WHERE {column} {{one_of:ids}}"  # noqa: S608  # names are constants
-    return S(name or f"purge_{table}", sql)  # names are constants
+    return S(name or f"purge_{table}", sql)
 
 
 # What points at a finished notification, in deletion order (the notification last).
