@@ -84,6 +84,11 @@ def test_purge_forgets_finished_notifications_only_once_old_enough(
             "delivery_events": 3,
             "queue": 0,
             "idempotency_keys": 0,
+            # accepted, done, delivered; accepted, done, delivered, read; accepted,
+            # failed: no endpoint, so no delivery.
+            "webhook_events": 9,
+            "webhook_deliveries": 0,
+            "webhook_attempts": 0,
             "expired_deliveries": 0,
         }
         for nid in ids:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from integration_hub.domain import webhooks
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.receipts import DeliveryState, Receipt, SuppressionReason
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
+from integration_hub.domain.webhooks import (
+    AttemptOutcome,
+    AttemptResult,
+    DisablePolicy,
+    Endpoint,
+)
 from integration_hub.ports import Match, Suppression
+from integration_hub.ports.webhooks import WebhookStore
 from support import Backend, accept, notification
 
 
@@ -64,6 +74,9 @@ def nothing(**counts: int) -> dict[str, int]:
         "delivery_events",
         "queue",
         "idempotency_keys",
+        "webhook_events",
+        "webhook_deliveries",
+        "webhook_attempts",
     )
     return {name: counts.get(name, 0) for name in names}
 
@@ -85,13 +98,44 @@ async def test_a_purge_forgets_old_finished_notifications_with_their_history(
         "acme", Channel.EMAIL, "ana@example.com", SuppressionReason.HARD_BOUNCE, now, old_done.id
     )
     await store.add_suppression(suppression)
+    # Webhooks of the old ones go with them; a test event of no notification by age.
+    hooks = cast("WebhookStore", store)
+    endpoint = Endpoint("ep_1", "acme", "https://hooks.example.com/", 0.0, 0.0, {"s": "x"})
+    await hooks.create_endpoint(endpoint)
+    await hooks.append_event(webhooks.ping_event(endpoint, backend.clock.now()))
+    await hooks.fan_out()
+    ok = AttemptResult(AttemptOutcome.SUCCESS, status_code=200)
+    # A notification's later events are due once its earlier ones are delivered.
+    while due := await hooks.claim_deliveries(
+        token="t", lease_seconds=9, limit=99, per_endpoint=99
+    ):
+        for d in due:
+            assert await hooks.finish_attempt(d, "t", ok, policy=DisablePolicy())
     backend.clock.advance(100)
     await finish(backend, recent, Status.DONE)
 
     counts = await purge(backend, older_than_seconds=50)
 
+    # Events: accepted, done and delivered; accepted and dead-lettered; the test event.
+    # Each was delivered once (so were the accepted of the two that stay).
     assert counts == nothing(
-        notifications=2, attempts=2, dead_letters=1, outbox=1, delivery_events=1, queue=2
+        notifications=2,
+        attempts=2,
+        dead_letters=1,
+        outbox=1,
+        delivery_events=1,
+        queue=2,
+        webhook_events=6,
+        webhook_deliveries=6,
+        webhook_attempts=6,
+    )
+    left = await hooks.list_events("acme")
+    assert sorted(e.notification_id or "" for e in left) == sorted(
+        [unfinished.id, recent.id, recent.id]
+    )
+    kept_deliveries = await hooks.list_deliveries("acme", "ep_1")
+    assert sorted(d.event.notification_id or "" for d in kept_deliveries) == sorted(
+        [unfinished.id, recent.id]
     )
     assert await store.delivery_events("acme", old_done.id) == []
     assert (await store.record_receipt(delivered)).match is Match.UNMATCHED

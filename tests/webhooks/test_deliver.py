@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import pg
+from exposition import value
 from integration_hub.adapters.webhooks import AiohttpWebhookTransport
 from integration_hub.bootstrap import Hub, build_hub
 from integration_hub.domain import webhooks
@@ -265,3 +267,31 @@ async def test_a_hanging_endpoint_holds_only_its_own_slots(hub: Hub, clock: Manu
             await slow.stop()  # the hanging requests end: the loop can finish
             await asyncio.wait_for(task, 20)
             await loop.close()
+
+
+async def test_metrics_count_attempts_and_read_the_webhook_queue(
+    hub: Hub, receiver: WebhookReceiver, deliverer: WebhookDeliverer, clock: ManualClock
+) -> None:
+    assert hub.metrics is not None
+    hub.metrics.state.ttl = 0
+    endpoint = await add_endpoint(hub, receiver)
+    await accept(hub)
+    await accept(hub)
+    text = (await hub.metrics.render()).decode()
+    assert value(text, "ihub_webhook_events_unfanned") == 2
+    receiver.queue_response(503, "busy")
+    await deliverer.drain(deadline_seconds=10)
+    clock.advance(60)
+    text = (await hub.metrics.render()).decode()
+    assert value(text, "ihub_webhook_deliveries_total", outcome="success") == 1
+    assert value(text, "ihub_webhook_deliveries_total", outcome="http_error") == 1
+    assert value(text, "ihub_webhook_delivery_seconds_count") == 2
+    assert value(text, "ihub_webhook_deliveries_pending") == 1
+    assert value(text, "ihub_webhook_oldest_due_age_seconds") > 0
+    assert value(text, "ihub_webhook_events_unfanned") == 0
+    assert value(text, "ihub_webhook_endpoints_disabled") == 0
+    await hub.webhook_store.update_endpoint(replace(endpoint, enabled=False))
+    text = (await hub.metrics.render()).decode()
+    assert value(text, "ihub_webhook_endpoints_disabled") == 1
+    # A disabled endpoint's deliveries are not due: they do not age the queue.
+    assert value(text, "ihub_webhook_oldest_due_age_seconds") == 0

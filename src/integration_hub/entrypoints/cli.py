@@ -41,13 +41,13 @@ app.add_typer(cli_suppressions.suppressions_app, name="suppressions")
 app.add_typer(cli_webhooks.webhooks_app, name="webhooks")
 
 
-def _run(settings: Settings, role: str, *, api: bool, worker: bool) -> None:
+def _run(settings: Settings, role: str, *, api: bool, worker: bool, webhooks: bool = False) -> None:
     from integration_hub.entrypoints.observability import setup
     from integration_hub.entrypoints.runner import serve as run_serve
 
     observability = setup(settings, role)
     try:
-        asyncio.run(run_serve(settings, api=api, worker=worker))
+        asyncio.run(run_serve(settings, api=api, worker=worker, webhooks=webhooks))
     finally:
         observability.shutdown()
 
@@ -74,6 +74,18 @@ def worker(
     """Run a worker only."""
     settings = settings_for(database, worker_concurrency=concurrency)
     _run(settings, "worker", api=False, worker=True)
+
+
+@app.command("webhooks-worker")
+def webhooks_worker(
+    database: Database = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="webhook requests in flight (IHUB_WEBHOOKS_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run the webhook delivery loop only (set IHUB_WEBHOOKS_IN_WORKER=false on workers)."""
+    settings = settings_for(database, webhooks_concurrency=concurrency)
+    _run(settings, "webhooks-worker", api=False, worker=False, webhooks=True)
 
 
 @app.command()

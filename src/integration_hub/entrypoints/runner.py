@@ -54,8 +54,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
-    """Serve until SIGTERM/SIGINT; the API stops accepting, then the worker drains."""
+async def deliver_webhooks(hub: Hub, stop: asyncio.Event) -> None:
+    """The webhook delivery loop until ``stop``, then what it has in flight finishes."""
+    deliverer = hub.webhook_deliverer()
+    try:
+        await deliverer.run(stop)
+    finally:
+        await deliverer.close()
+
+
+def webhooks_supported(hub: Hub) -> bool:
+    """Whether the backend keeps webhooks (the DynamoDB store does not yet: issue 16)."""
+    return hasattr(hub.store, "claim_deliveries")
+
+
+async def serve(settings: Settings, *, api: bool, worker: bool, webhooks: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT; the API stops accepting, then the worker drains.
+
+    ``webhooks``: the webhook delivery loop runs here, as it does beside a
+    worker unless IHUB_WEBHOOKS_IN_WORKER is off (its own concurrency budget).
+    """
     hub = await build_hub(settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
@@ -66,6 +84,11 @@ async def serve(settings: Settings, *, api: bool, worker: bool) -> None:
             listener = await metrics.start_listener(hub)
         if worker:
             tasks.append(asyncio.create_task(Worker(hub).run(stop)))
+        if webhooks or (worker and settings.webhooks_in_worker):
+            if webhooks_supported(hub):
+                tasks.append(asyncio.create_task(deliver_webhooks(hub, stop)))
+            else:
+                log.warning("this backend does not deliver webhooks yet; none are sent")
         if api:
             server = api_server(hub)
             sock = bind(settings.host, settings.port)

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from integration_hub.adapters.metrics.hub import HubMetrics
 from integration_hub.ports import Queue, QueueStats, Store
+from integration_hub.ports.webhooks import WebhookStats
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,32 @@ class StateSample:
     queue: QueueStats | None
     dead_letters: int | None
     seconds: float
+    webhooks: WebhookStats | None = None
+    """None where the backend keeps no webhooks, or the read failed."""
+
+
+def webhook_gauges(stats: WebhookStats) -> Iterable[Metric]:
+    """The webhook queue as the store reports it."""
+    yield GaugeMetricFamily(
+        "ihub_webhook_deliveries_pending",
+        "Webhook deliveries waiting for an attempt or being attempted",
+        value=stats.pending,
+    )
+    yield GaugeMetricFamily(
+        "ihub_webhook_oldest_due_age_seconds",
+        "How long the oldest due webhook delivery has waited (0 when none is due)",
+        value=stats.oldest_due_age_seconds,
+    )
+    yield GaugeMetricFamily(
+        "ihub_webhook_events_unfanned",
+        "Webhook events not yet fanned out to their endpoints",
+        value=stats.unfanned_events,
+    )
+    yield GaugeMetricFamily(
+        "ihub_webhook_endpoints_disabled",
+        "Webhook endpoints disabled (by the tenant, gone or failing)",
+        value=stats.disabled_endpoints,
+    )
 
 
 class StateGauges(Collector):
@@ -76,7 +103,14 @@ class StateGauges(Collector):
                 dead = await self.store.count_dead_letters()
             except Exception as exc:
                 log.warning("metrics: counting dead letters failed: %s", exc)
-            self.sample = StateSample(stats, dead, time.perf_counter() - t0)
+            hooks: WebhookStats | None = None
+            read_hooks = getattr(self.store, "webhook_stats", None)  # WebhookStore (issue 16)
+            if read_hooks is not None:
+                try:
+                    hooks = await read_hooks()
+                except Exception as exc:
+                    log.warning("metrics: webhook stats failed: %s", exc)
+            self.sample = StateSample(stats, dead, time.perf_counter() - t0, hooks)
             self._taken_at = time.monotonic()
             return self.sample
 
@@ -117,6 +151,8 @@ class StateGauges(Collector):
                 "Notifications FAILED and dead-lettered, not yet redriven (the DLQ depth)",
                 value=sample.dead_letters,
             )
+        if sample.webhooks is not None:
+            yield from webhook_gauges(sample.webhooks)
         yield GaugeMetricFamily(
             "ihub_store_scrape_duration_seconds",
             "How long the last scrape-time read of the store took",

@@ -2,11 +2,13 @@
 
 A notification that finished (DONE or FAILED) longer ago than the cut-off
 goes together with its attempts, dead letter, sandbox deliveries, delivery
-events and any leftover queue entry; suppressions stay (they are the
-tenant's list). Deletion runs in batches, each its own transaction, so that
-a large purge never holds the SQLite writer or many PostgreSQL locks for
-long; on PostgreSQL rows a worker holds right now are skipped
-(``{skip_locked}``) and left for the next run.
+events, webhook events (with their deliveries and attempts) and any leftover
+queue entry; suppressions stay (they are the tenant's list). Webhook events
+of no notification (``webhook.test``, ``endpoint.disabled``) go by age.
+Deletion runs in batches, each its own transaction, so that a large purge
+never holds the SQLite writer or many PostgreSQL locks for long; on
+PostgreSQL rows a worker holds right now are skipped (``{skip_locked}``)
+and left for the next run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ COUNTS = (
     "delivery_events",
     "queue",
     "idempotency_keys",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
 )
 """Rows deleted per table. Suppressions are not here: they are the tenant's
 list, kept whatever happens to the notification that caused one."""
@@ -32,6 +37,15 @@ def finished_batch(cutoff: float, batch_size: int, counts: dict[str, int]) -> Fl
     ids = [r["id"] for r in (yield rows(q.FINISHED, cutoff=cutoff, limit=batch_size))]
     if ids:
         for name, statement in q.PURGE_DEPENDENTS:
+            counts[name] += yield count(statement, ids=ids)
+    return len(ids)
+
+
+def unowned_events_batch(cutoff: float, batch_size: int, counts: dict[str, int]) -> Flow[int]:
+    """Delete up to ``batch_size`` old webhook events of no notification, with deliveries."""
+    ids = [r["id"] for r in (yield rows(q.UNOWNED_EVENTS, cutoff=cutoff, limit=batch_size))]
+    if ids:
+        for name, statement in q.PURGE_UNOWNED:
             counts[name] += yield count(statement, ids=ids)
     return len(ids)
 
@@ -51,6 +65,8 @@ async def purge(sql: Runner, *, older_than_seconds: float, batch_size: int) -> d
     # A batch that fails leaves ``counts`` as it was: its transaction rolled back
     # and the exception ends the purge.
     while await sql.write(finished_batch(cutoff, batch_size, counts)) == batch_size:
+        pass
+    while await sql.write(unowned_events_batch(cutoff, batch_size, counts)) == batch_size:
         pass
     while await sql.write(keys_batch(now, batch_size, counts)) == batch_size:
         pass

@@ -469,18 +469,53 @@ LIMIT :limit
 )
 
 
-def _purge(table: str, column: str) -> S:
-    return S(f"purge_{table}", f"DELETE FROM {table} WHERE {column} {{one_of:ids}}")  # noqa: S608  # names are constants
+def _purge(table: str, column: str, name: str = "") -> S:
+    sql = f"DELETE FROM {table} WHERE {column} {{one_of:ids}}"  # noqa: S608  # names are constants
+    return S(name or f"purge_{table}", sql)
 
 
 # What points at a finished notification, in deletion order (the notification last).
 PURGE_DEPENDENTS = (
+    (
+        "webhook_attempts",
+        S(
+            "purge_webhook_attempts",
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM"
+            " webhook_deliveries WHERE notification_id {one_of:ids})",
+        ),
+    ),
+    ("webhook_deliveries", _purge("webhook_deliveries", "notification_id")),
+    ("webhook_events", _purge("webhook_events", "notification_id")),
     ("attempts", _purge("attempts", "notification_id")),
     ("dead_letters", _purge("dead_letters", "notification_id")),
     ("outbox", _purge("outbox", "notification_id")),
     ("delivery_events", _purge("delivery_events", "notification_id")),
     ("queue", _purge("queue", "notification_id")),
     ("notifications", _purge("notifications", "id")),
+)
+# Events of no notification (webhook.test, endpoint.disabled) older than the
+# cut-off, with their deliveries and attempts.
+UNOWNED_EVENTS = S(
+    "unowned_webhook_events",
+    """
+SELECT id FROM webhook_events
+WHERE notification_id IS NULL AND occurred_at < :cutoff
+ORDER BY occurred_at
+LIMIT :limit
+{skip_locked}
+""",
+)
+PURGE_UNOWNED = (
+    (
+        "webhook_attempts",
+        S(
+            "purge_unowned_webhook_attempts",
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM"
+            " webhook_deliveries WHERE event_id {one_of:ids})",
+        ),
+    ),
+    ("webhook_deliveries", _purge("webhook_deliveries", "event_id", "purge_unowned_deliveries")),
+    ("webhook_events", _purge("webhook_events", "id", "purge_unowned_webhook_events")),
 )
 PURGE_KEYS = S(
     "purge_keys",
@@ -534,7 +569,7 @@ REPLACE_DATA_KEY = S(
 def every() -> list[S]:
     """Every statement of this module, the listing in each of its shapes too."""
     found = [v for v in globals().values() if isinstance(v, S)]
-    found += [s for _, s in PURGE_DEPENDENTS]
+    found += [s for _, s in PURGE_DEPENDENTS + PURGE_UNOWNED]
     flags = (False, True)
     found += [
         listing(status=a, country=b, before=c, delivery=d)

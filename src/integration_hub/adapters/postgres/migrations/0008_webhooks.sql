@@ -39,6 +39,11 @@ CREATE TABLE webhook_events (
 CREATE INDEX webhook_events_unfanned ON webhook_events (seq) WHERE NOT fanned;
 -- replay since a time, per tenant.
 CREATE INDEX webhook_events_tenant_time ON webhook_events (tenant, occurred_at);
+-- a notification's events (its listing; retention purges them with it).
+CREATE INDEX webhook_events_notification ON webhook_events (notification_id);
+-- events of no notification (webhook.test, endpoint.disabled), purged by age.
+CREATE INDEX webhook_events_unowned ON webhook_events (occurred_at)
+    WHERE notification_id IS NULL;
 
 -- One delivery of an event to an endpoint (a replay adds another). event_seq
 -- orders a notification's deliveries to one endpoint (may_deliver: the later
@@ -72,9 +77,9 @@ CREATE INDEX webhook_deliveries_order
     ON webhook_deliveries (endpoint_id, notification_id, event_seq) WHERE status = 'pending';
 -- An endpoint's deliveries, newest first.
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
--- Retention drops finished deliveries older than a cut-off.
-CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at)
-    WHERE finished_at IS NOT NULL;
+-- An event's deliveries, and a notification's (retention purges them with it).
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+CREATE INDEX webhook_deliveries_notification ON webhook_deliveries (notification_id);
 
 -- Every attempt of a delivery, numbered from 1.
 CREATE TABLE webhook_attempts (
