@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -32,6 +33,7 @@ from integration_hub.service.dispatch import Dispatcher, DispatchSettings
 from integration_hub.service.ingest import IngestPolicy, IngestService
 from integration_hub.service.receipts import ReceiptPolicy, ReceiptService, SuppressionCheck
 from integration_hub.service.tenants import ApiKeyCache, TenantCache
+from integration_hub.service.webhooks.manage import WebhookService
 
 if TYPE_CHECKING:
     from integration_hub.adapters.crypto.envelope import EncryptedCredentials
@@ -116,6 +118,17 @@ class Hub:
     def webhook_store(self) -> WebhookStore:
         """The store's webhook role (it joins ``Store`` once every backend has it)."""
         return cast("WebhookStore", self.store)
+
+    @cached_property
+    def webhook_service(self) -> WebhookService:
+        """Tenants' webhook endpoints (one per hub: its endpoint cap is checked under a lock)."""
+        return WebhookService(
+            self.webhook_store,
+            self.credentials,
+            self.clock,
+            webhook_outbound_policy(self.settings),
+            rotation_overlap_seconds=self.settings.webhooks_rotation_overlap_hours * 3600.0,
+        )
 
     def webhook_deliverer(self) -> WebhookDeliverer:
         """A delivery loop for the tenants' webhooks, with its own HTTP connections."""

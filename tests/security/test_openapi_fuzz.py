@@ -133,6 +133,10 @@ CHECKS: list[Callable[..., bool | None]] = [
 # which recipient a channel needs, an Idempotency-Key not used before, a
 # cursor the API returned, the provider of a channel in the path.
 WITH_ACCEPTANCE = [*CHECKS, positive_data_acceptance]
+# A webhook URL must pass the outbound rule (https, a public host): no schema can say
+# which hosts are public, so valid cases get one.
+WEBHOOK_URL = "https://hooks.example.com/fuzz"
+SUBMIT = ("POST", "/v1/notifications")
 
 
 def _with_headers(
@@ -219,7 +223,7 @@ def test_tenant_api_conforms_to_its_openapi(
         _inject(case, authorization=auth["Authorization"], x_tenant=auth["X-Tenant"])
         choice = _choice(case)
         positive = _is_positive(case) and _left_out_header(case) is None
-        if choice % 2 and case.method == "POST" and positive:
+        if choice % 2 and (case.method, case.path) == SUBMIT and positive:
             # Half the positive submissions get a routable country, a recipient that
             # fits every channel and a key of their own, so that the 202 path is
             # fuzzed too (the rest of the body, subject and metadata, stays generated).
@@ -235,6 +239,10 @@ def test_tenant_api_conforms_to_its_openapi(
         if choice % 2 and "notification_id" in (case.path_parameters or {}) and positive:
             # And half the reads name a notification that exists, so that the 200 is checked.
             case.path_parameters = {**case.path_parameters, "notification_id": real_notification}
+            checks = WITH_ACCEPTANCE
+        if positive and case.path.startswith("/v1/webhooks"):
+            if isinstance(case.body, dict) and "url" in case.body:
+                case.body = {**case.body, "url": WEBHOOK_URL}
             checks = WITH_ACCEPTANCE
         listing = case.path in {"/v1/notifications", "/v1/suppressions"}
         if choice % 2 and case.method == "GET" and listing and positive:
@@ -298,6 +306,8 @@ def test_admin_api_conforms_to_its_openapi(case: OpenApiCase, security_hub: HubP
         ):
             # The path names the channel, the body the provider: no schema ties them.
             case.body = {**body, "provider": "sandbox"}
+        if body is not None and "/webhooks" in case.path and "url" in body:
+            case.body = {**body, "url": WEBHOOK_URL}
         if body is not None and case.path.endswith("/limits"):
             case.body = _ordered_backoff(body)
         if case.path.endswith("/credentials/{provider}"):
@@ -384,10 +394,14 @@ def test_no_operation_answers_without_credentials(
 # -- auth cannot be skipped: every operation, deterministically -------------------------
 
 
-def _request_for(method: str, path: str, notification_id: str) -> dict[str, Any]:
+def _request_for(
+    method: str, path: str, notification_id: str, endpoint_id: str = "ep_none"
+) -> dict[str, Any]:
     """A request that is right in every way but its credentials."""
     filled = (
         path.replace("{notification_id}", notification_id)
+        .replace("{endpoint_id}", endpoint_id)
+        .replace("{delivery_id}", "dlv_" + "0" * 32)
         .replace("{tenant_id}", FUZZ)
         .replace("{country}", "ES")
         .replace("{channel}", "email")
@@ -397,9 +411,28 @@ def _request_for(method: str, path: str, notification_id: str) -> dict[str, Any]
     )
     headers = {"X-Country": "ES", "Idempotency-Key": f"auth-{uuid.uuid4()}"}
     request: dict[str, Any] = {"method": method, "url": filled, "headers": headers}
+    if path.endswith("/replay"):
+        request["params"] = {"since": "0"}
     if method in {"POST", "PUT", "PATCH"}:
         request["json"] = any_channel_body() if path.startswith("/v1/") else {}
+        if path.endswith(("/webhooks", "/{endpoint_id}")):
+            request["json"] = {"url": WEBHOOK_URL}
+        elif "/webhooks/" in path:
+            request.pop("json")
     return request
+
+
+def _fresh_endpoint(http: httpx.Client, security_hub: HubProcesses) -> str:
+    """A new webhook endpoint of the fuzz tenant (making room if fuzzing filled its 50)."""
+    headers = security_hub.headers(FUZZ)
+    created = http.post("/v1/webhooks", json={"url": WEBHOOK_URL}, headers=headers)
+    if created.status_code == 409:
+        [oldest, *_] = http.get("/v1/webhooks", headers=headers).json()["items"]
+        http.delete(f"/v1/webhooks/{oldest['id']}", headers=headers)
+        created = http.post("/v1/webhooks", json={"url": WEBHOOK_URL}, headers=headers)
+    assert created.status_code == 201, created.text
+    endpoint_id: str = created.json()["id"]
+    return endpoint_id
 
 
 @pytest.fixture
@@ -416,7 +449,8 @@ def test_every_v1_operation_refuses_a_request_without_valid_credentials(
     security_hub: HubProcesses,
     real_notification: str,
 ) -> None:
-    request = _request_for(method, path, real_notification)
+    endpoint_id = _fresh_endpoint(http, security_hub) if "{endpoint_id}" in path else "ep_none"
+    request = _request_for(method, path, real_notification, endpoint_id)
     base = request.pop("headers")
 
     def send(**extra: str) -> httpx.Response:
@@ -442,6 +476,9 @@ def test_every_v1_operation_refuses_a_request_without_valid_credentials(
     if "{address}" in path:
         # Lifting a suppression that is not there: past auth, to the list itself.
         assert_problem(ok, 404, "address", "not-found")
+    elif "{delivery_id}" in path:
+        # Retrying a delivery that is not there: past auth, to the endpoint's deliveries.
+        assert_problem(ok, 404, "delivery_id", "not-found")
     else:
         assert 200 <= ok.status_code < 300, ok.text
 
@@ -492,7 +529,7 @@ def test_headers_the_api_requires_are_documented_as_required() -> None:
     for method, path in V1_OPERATIONS:
         declared = _declared_headers(method, path)
         needed = ["x-tenant", "authorization"]
-        if method == "POST":
+        if (method, path) == SUBMIT:
             needed += ["x-country", "idempotency-key"]
         for name in needed:
             if not declared.get(name, {}).get("required"):
@@ -504,7 +541,7 @@ def test_the_header_rules_the_api_enforces_are_documented_as_patterns() -> None:
     for method, path in V1_OPERATIONS:
         declared = _declared_headers(method, path)
         assert declared["x-tenant"]["schema"]["pattern"] == TENANT_ID.pattern
-        if method == "POST":
+        if (method, path) == SUBMIT:
             assert declared["x-country"]["schema"]["pattern"] == "^[A-Za-z]{2}$"
             assert declared["idempotency-key"]["schema"]["pattern"] == "^[\\x20-\\x7e]{1,255}$"
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from integration_hub.domain import errors
 from integration_hub.domain import webhooks as wh
 from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
@@ -333,3 +334,63 @@ def test_in_flight_caps_per_endpoint_and_per_tenant() -> None:
     slots.release("e9", "globex")
     assert slots.endpoints == {}
     assert slots.tenants == {}
+
+
+# -- what a tenant sets ---------------------------------------------------------------------
+
+
+def test_event_types_are_parsed_and_null_means_every_type() -> None:
+    assert wh.parse_event_types(None) is None
+    chosen = wh.parse_event_types(["notification.done", "notification.done", "endpoint.disabled"])
+    assert chosen == frozenset({E.DONE, E.ENDPOINT_DISABLED})
+
+
+@pytest.mark.parametrize("values", [["notification.sent"], ["webhook.test"], [], ["DONE"]])
+def test_an_unknown_test_or_empty_event_type_list_is_refused_naming_the_field(
+    values: list[str],
+) -> None:
+    with pytest.raises(errors.HubError) as refused:
+        wh.parse_event_types(values, field="types")
+    assert refused.value.field == "types"
+
+
+def test_since_is_rfc_3339_with_an_offset_or_unix_seconds() -> None:
+    assert wh.parse_since("1800000000") == NOW
+    assert wh.parse_since("1800000000.5") == NOW + 0.5
+    assert wh.parse_since("2027-01-15T08:00:00Z") == NOW
+    assert wh.parse_since(" 2027-01-15 08:00:00.250+00:00 ") == NOW + 0.25
+    assert wh.parse_since("2027-01-15T09:00:00+01:00") == wh.parse_since("2027-01-15T08:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "text", ["", "yesterday", "2027-01-15T08:00:00", "2027-01-15", "-5", "1e9", "9" * 400]
+)
+def test_anything_else_as_since_is_refused_naming_since(text: str) -> None:
+    with pytest.raises(errors.HubError) as refused:
+        wh.parse_since(text)
+    assert refused.value.field == "since"
+
+
+def test_re_enabling_is_a_fresh_start_and_disabling_is_by_the_tenant() -> None:
+    failed = endpoint(
+        enabled=False,
+        disabled_reason=DisabledReason.FAILING,
+        disabled_at=NOW,
+        failing_since=NOW - 5 * 86400,
+        consecutive_failures=1000,
+    )
+    again = failed.with_enabled(True, NOW + 60)
+    assert again.enabled
+    assert (again.disabled_reason, again.disabled_at, again.failing_since) == (None, None, None)
+    assert (again.consecutive_failures, again.updated_at) == (0, NOW + 60)
+    off = again.with_enabled(False, NOW + 120)
+    assert (off.enabled, off.disabled_reason, off.disabled_at) == (
+        False,
+        DisabledReason.BY_TENANT,
+        NOW + 120,
+    )
+
+
+def test_the_same_enabled_flag_again_keeps_the_failure_run() -> None:
+    failing = endpoint(failing_since=NOW - 60, consecutive_failures=3)
+    assert failing.with_enabled(True, NOW) is failing

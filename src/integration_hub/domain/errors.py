@@ -7,6 +7,7 @@
     ├── IdempotencyInProgress  same key, first request still being accepted
     ├── NotFound               no such resource for this tenant
     ├── TenantExists           a tenant with that id exists already
+    ├── Conflict               the resource's state does not allow it now
     ├── Unauthenticated        missing, unknown or revoked API key
     ├── Forbidden              the key belongs to another tenant
     │   └── LiftForbidden      only the operator may lift this suppression
@@ -81,6 +82,10 @@ class NotFound(HubError):
 
 class TenantExists(HubError):
     """A tenant with this id exists already."""
+
+
+class Conflict(HubError):
+    """The resource's current state does not allow this (a limit reached, or disabled)."""
 
 
 class Unauthenticated(HubError):

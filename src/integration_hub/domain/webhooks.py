@@ -19,11 +19,12 @@ import math
 import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from integration_hub.domain import errors
 from integration_hub.domain.ids import new_id
 from integration_hub.domain.models import Notification
 from integration_hub.domain.receipts import DeliveryState
@@ -53,6 +54,58 @@ NOTIFICATION_EVENTS: frozenset[EventType] = frozenset(
     t for t in EventType if t.value.startswith("notification.")
 )
 """The events of a notification's life: exactly one per reported status change."""
+
+SUBSCRIBABLE: frozenset[EventType] = frozenset(EventType) - {EventType.TEST}
+"""What an endpoint may subscribe to: ``webhook.test`` is sent to one endpoint on request,
+whatever it subscribes to."""
+
+
+def parse_event_types(
+    values: Iterable[str] | None, *, field: str = "event_types"
+) -> frozenset[EventType] | None:
+    """The event types an endpoint receives (None: every one); a HubError naming ``field``
+    for an unknown type or an empty list (send null for every type)."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    chosen: set[EventType] = set()
+    for value in values:
+        try:
+            type_ = EventType(value)
+        except ValueError:
+            type_ = None
+        if type_ is None or type_ not in SUBSCRIBABLE:
+            known = ", ".join(sorted(SUBSCRIBABLE))
+            raise errors.HubError(f"unknown event type {value!r}; known: {known}", field=field)
+        chosen.add(type_)
+    if not chosen:
+        raise errors.HubError(
+            "an empty list would receive nothing; send null for every event type", field=field
+        )
+    return frozenset(chosen)
+
+
+def parse_since(text: str, *, field: str = "since") -> float:
+    """A replay's start: an RFC 3339 time (with its offset) or Unix seconds; a HubError
+    naming ``field`` otherwise."""
+    raw = text.strip()
+    try:
+        value = float(raw) if raw and raw.replace(".", "", 1).isdigit() else None
+        if value is None:
+            stamp = datetime.fromisoformat(raw)
+            if stamp.tzinfo is None:
+                raise ValueError("no offset")
+            value = stamp.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise errors.HubError(
+            f"{text!r} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor Unix seconds",
+            field=field,
+        ) from None
+    if not math.isfinite(value):
+        raise errors.HubError(f"{text!r} is not a time", field=field)
+    return value
+
 
 # -- which change is which event ------------------------------------------------------------
 
@@ -275,6 +328,30 @@ class Endpoint:
         if event.type is EventType.ENDPOINT_DISABLED and event.data.get("endpoint_id") == self.id:
             return False  # the news of its own disabling is for the others
         return self.event_types is None or event.type in self.event_types
+
+    def with_enabled(self, enabled: bool, now: float) -> Endpoint:
+        """The tenant turning it on or off. Re-enabling is a fresh start: no disabled
+        reason, its failure run forgotten (so it is not disabled again at its next
+        failure); disabling is ``by_tenant``. The same flag again changes nothing."""
+        if enabled == self.enabled:
+            return self
+        if enabled:
+            return replace(
+                self,
+                enabled=True,
+                disabled_reason=None,
+                disabled_at=None,
+                failing_since=None,
+                consecutive_failures=0,
+                updated_at=now,
+            )
+        return replace(
+            self,
+            enabled=False,
+            disabled_reason=DisabledReason.BY_TENANT,
+            disabled_at=now,
+            updated_at=now,
+        )
 
 
 def fan_out(event: WebhookEvent, endpoints: Iterable[Endpoint]) -> list[Endpoint]:

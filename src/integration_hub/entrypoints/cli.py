@@ -12,7 +12,13 @@ from rich.table import Table
 from integration_hub.bootstrap import Hub
 from integration_hub.config import Settings
 from integration_hub.domain.errors import InvariantBreach
-from integration_hub.entrypoints import cli_common, cli_dlq, cli_suppressions, cli_tenants
+from integration_hub.entrypoints import (
+    cli_common,
+    cli_dlq,
+    cli_suppressions,
+    cli_tenants,
+    cli_webhooks,
+)
 from integration_hub.entrypoints.api.schemas import OperatorNotificationView
 from integration_hub.entrypoints.cli_common import (
     Database,
@@ -32,6 +38,7 @@ app.add_typer(cli_tenants.keys_app, name="keys")
 app.add_typer(cli_tenants.providers_app, name="providers")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
 app.add_typer(cli_suppressions.suppressions_app, name="suppressions")
+app.add_typer(cli_webhooks.webhooks_app, name="webhooks")
 
 
 def _run(settings: Settings, role: str, *, api: bool, worker: bool, webhooks: bool = False) -> None:

@@ -22,6 +22,7 @@ from integration_hub.domain.tenants import (
     parse_api_key,
     validate_tenant_id,
 )
+from integration_hub.entrypoints.api import webhooks as webhook_routes
 from integration_hub.entrypoints.api.problems import Problem
 from integration_hub.entrypoints.api.schemas import (
     OperatorNotificationView,
@@ -410,3 +411,13 @@ async def remove_suppression(
     await admin.get(tenant_id)
     await admin.hub.receipts.lift(tenant_id, channel, address, by=Lifter.OPERATOR)
     return Response(status_code=204)
+
+
+async def _webhook_tenant(admin: Admin, tenant_id: TenantId) -> str:
+    """The tenant named in the path, which must exist."""
+    await admin.get(tenant_id)
+    return tenant_id
+
+
+# The tenant API's webhook routes, for any tenant (routes and checks shared, not copied).
+webhook_routes.install(router, _webhook_tenant, prefix="/tenants/{tenant_id}")

@@ -23,6 +23,7 @@ from integration_hub.entrypoints.api import (
     routes,
     shedding,
     suppressions,
+    webhooks,
 )
 from integration_hub.entrypoints.api.context import FASTAPI_TELEMETRY, RequestContext
 
@@ -129,8 +130,10 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(suppressions.router)
+    app.include_router(webhooks.router)
     app.include_router(receipts.router)
     app.include_router(admin.router)
+    webhooks.document(app)
     openapi.install(app)
 
     @app.get("/healthz", include_in_schema=True, tags=["health"])

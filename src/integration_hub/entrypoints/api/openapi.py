@@ -7,6 +7,8 @@
   is a 400 problem naming it, not a framework 422); the document says they
   are required, and declares the bearer schemes.
 - Operations with a JSON body can answer 400 for a body that is not JSON.
+- The ``webhooks`` section (OpenAPI 3.1) describes what the hub POSTs to tenants'
+  endpoints, one entry per event type, each pinned to its ``type``.
 - The rules the API enforces in code are published where JSON Schema can say
   them: the header patterns, and metadata's key and string-value rules at any
   depth (a recursive ``MetadataValue``). What JSON Schema cannot compare (a
@@ -100,6 +102,14 @@ def _fix_operation(path: str, operation: dict[str, Any]) -> None:
         operation["security"] = [{"adminToken": []}]
 
 
+def _pin_event_type(name: str, operation: dict[str, Any]) -> None:
+    # Event types share a payload model; each webhook says which ``type`` it carries.
+    content = operation["requestBody"]["content"]["application/json"]
+    content["schema"] = {
+        "allOf": [content["schema"], {"properties": {"type": {"const": name}}}],
+    }
+
+
 def _fix_schemas(schemas: dict[str, Any]) -> None:
     request = schemas.get("NotificationRequest")
     if request is not None:
@@ -129,10 +139,14 @@ def install(app: FastAPI) -> None:
             summary=app.summary,
             description=app.description,
             routes=app.routes,
+            webhooks=app.webhooks.routes,
         )
         for path, item in schema.get("paths", {}).items():
             for operation in item.values():
                 _fix_operation(path, operation)
+        for name, item in schema.get("webhooks", {}).items():
+            for operation in item.values():
+                _pin_event_type(name, operation)
         components = schema.setdefault("components", {})
         components.setdefault("securitySchemes", {}).update(SCHEMES)
         _fix_schemas(components.setdefault("schemas", {}))

@@ -95,6 +95,7 @@ _MAPPING: list[tuple[type[errors.HubError], int, str, str]] = [
     (errors.IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency-Key reused"),
     (errors.IdempotencyInProgress, 409, "idempotency-in-progress", "Request in progress"),
     (errors.TenantExists, 409, "tenant-exists", "Tenant exists"),
+    (errors.Conflict, 409, "conflict", "Conflict"),
     (errors.DataRejected, 422, "data-rejected", "Data rejected"),
     (errors.Suppressed, 422, "suppressed", "Recipient suppressed"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -11,6 +11,15 @@ from integration_hub.domain.models import Attempt, Notification, Outcome, Recipi
 from integration_hub.domain.receipts import DeliveryState, SuppressionReason
 from integration_hub.domain.routing import Channel
 from integration_hub.domain.status import Status
+from integration_hub.domain.webhooks import (
+    Attempted,
+    AttemptOutcome,
+    Delivery,
+    DeliveryStatus,
+    DisabledReason,
+    Endpoint,
+    EventType,
+)
 from integration_hub.ports import DeliveryEvent, PoisonMessage, Suppression
 
 
@@ -262,3 +271,207 @@ class SuppressionPage(BaseModel):
 
     items: list[SuppressionView]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at end")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+def _time(at: float | None) -> datetime | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC)
+
+
+class WebhookEndpointView(BaseModel):
+    """A webhook endpoint as its tenant sees it: never its secret, sealed or not."""
+
+    id: str
+    url: str
+    description: str
+    event_types: list[EventType] | None = Field(description="null: every event type")
+    enabled: bool
+    disabled_reason: DisabledReason | None = Field(
+        description="by_tenant, gone (it answered 410) or failing (it failed for too long)"
+    )
+    disabled_at: datetime | None
+    failing_since: datetime | None = Field(
+        description="when its current run of failed attempts began; null: the last one succeeded"
+    )
+    consecutive_failures: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, e: Endpoint) -> WebhookEndpointView:
+        """From the domain endpoint."""
+        return cls(
+            id=e.id,
+            url=e.url,
+            description=e.description,
+            event_types=None if e.event_types is None else sorted(e.event_types),
+            enabled=e.enabled,
+            disabled_reason=e.disabled_reason,
+            disabled_at=_time(e.disabled_at),
+            failing_since=_time(e.failing_since),
+            consecutive_failures=e.consecutive_failures,
+            created_at=datetime.fromtimestamp(e.created_at, UTC),
+            updated_at=datetime.fromtimestamp(e.updated_at, UTC),
+        )
+
+
+class WebhookCreated(WebhookEndpointView):
+    """A new endpoint and its signing secret: the secret is shown this once."""
+
+    secret: str = Field(description="`whsec_` and base64: verify signatures with it; shown once")
+
+
+class WebhookSecretRotated(BaseModel):
+    """The endpoint's new signing secret, shown this once."""
+
+    id: str
+    secret: str = Field(description="`whsec_` and base64: signs from now on; shown once")
+    previous_secret_valid_until: datetime | None = Field(
+        description="the old secret signs too (a second signature) until then"
+    )
+
+
+class WebhookEndpointList(BaseModel):
+    """The tenant's endpoints, oldest first."""
+
+    items: list[WebhookEndpointView]
+
+
+class WebhookAttemptView(BaseModel):
+    """One HTTP attempt of a delivery."""
+
+    number: int
+    at: datetime
+    outcome: AttemptOutcome
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_excerpt: str | None = Field(description="the start of the endpoint's answer")
+
+    @classmethod
+    def of(cls, a: Attempted) -> WebhookAttemptView:
+        """From the domain's recorded attempt."""
+        return cls(
+            number=a.number,
+            at=datetime.fromtimestamp(a.at, UTC),
+            outcome=a.result.outcome,
+            status_code=a.result.status_code,
+            latency_ms=a.result.latency_ms,
+            error=a.result.error,
+            response_excerpt=a.result.response_excerpt,
+        )
+
+
+class WebhookDeliveryView(BaseModel):
+    """One event's delivery to the endpoint, with its attempts."""
+
+    id: str
+    endpoint_id: str
+    event_id: str = Field(description="the `webhook-id` header: the same on every retry")
+    event_type: EventType
+    notification_id: str | None
+    status: DeliveryStatus
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="the next retry; null once finished")
+    attempt_count: int
+    last_status_code: int | None
+    last_error: str | None
+    finished_at: datetime | None
+    attempts: list[WebhookAttemptView]
+
+    @classmethod
+    def of(cls, d: Delivery) -> WebhookDeliveryView:
+        """From the domain delivery."""
+        return cls(
+            id=d.id,
+            endpoint_id=d.endpoint_id,
+            event_id=d.event.id,
+            event_type=d.event.type,
+            notification_id=d.event.notification_id,
+            status=d.status,
+            created_at=datetime.fromtimestamp(d.created_at, UTC),
+            next_attempt_at=_time(d.next_attempt_at),
+            attempt_count=d.attempt_count,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            finished_at=_time(d.finished_at),
+            attempts=[WebhookAttemptView.of(a) for a in d.attempts],
+        )
+
+
+class WebhookDeliveryPage(BaseModel):
+    """A page of deliveries, newest first."""
+
+    items: list[WebhookDeliveryView]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at end")
+
+
+class WebhookTestSent(BaseModel):
+    """The test event, on its way to the endpoint."""
+
+    event_id: str
+    type: EventType
+
+
+class WebhookReplayed(BaseModel):
+    """Past events on their way to the endpoint again (same `webhook-id`s)."""
+
+    replayed: int
+
+
+# -- what the hub sends to endpoints (the OpenAPI document's webhooks section) ----------------
+
+
+class NotificationEventData(BaseModel):
+    """A notification as of the change the event reports."""
+
+    id: str
+    tenant: str
+    country: str = Field(description="ISO 3166-1 alpha-2")
+    channel: Channel
+    provider: str | None
+    status: Status
+    delivery_state: DeliveryState | None
+    attempt_count: int
+    last_error: str | None
+
+
+class NotificationEvent(BaseModel):
+    """A change in a notification's life."""
+
+    type: EventType
+    timestamp: datetime = Field(description="when the change happened (UTC, milliseconds)")
+    data: NotificationEventData
+
+
+class PingEventData(BaseModel):
+    """What a test event says."""
+
+    endpoint_id: str
+    message: str
+
+
+class PingEvent(BaseModel):
+    """`webhook.test`: sent on request, to one endpoint."""
+
+    type: EventType
+    timestamp: datetime
+    data: PingEventData
+
+
+class EndpointDisabledData(BaseModel):
+    """Which endpoint was disabled, and why."""
+
+    endpoint_id: str
+    url: str
+    reason: DisabledReason
+
+
+class EndpointDisabledEvent(BaseModel):
+    """`endpoint.disabled`: told to the tenant's other endpoints."""
+
+    type: EventType
+    timestamp: datetime
+    data: EndpointDisabledData

@@ -1,4 +1,4 @@
-"""Status webhooks: the delivery loop."""
+"""Status webhooks: managing endpoints (manage) and the delivery loop (deliver)."""
 
 from integration_hub.service.webhooks.deliver import DeliveryLoopSettings, WebhookDeliverer
 

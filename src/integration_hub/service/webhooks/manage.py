@@ -1,0 +1,270 @@
+"""What a tenant (or an operator, for any tenant) does with its webhook endpoints.
+
+Create, read, change and delete endpoints, rotate their signing secret, look at
+their deliveries, retry one, send a test event and replay past events. Every
+call is scoped to one tenant: another tenant's endpoint is ``NotFound``, as is
+an unknown one.
+
+A secret leaves this module only in the answer of ``create`` and
+``rotate_secret``; stored, it is sealed with the tenant's data key under the
+endpoint's own purpose (``webhooks.sealing_purpose``), so a sealed value copied
+to another endpoint or tenant does not open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+from integration_hub.domain import errors, webhooks
+from integration_hub.domain.models import CONTROL
+from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
+from integration_hub.domain.webhooks import (
+    Delivery,
+    Endpoint,
+    SigningSecrets,
+    WebhookEvent,
+)
+from integration_hub.ports.clock import Clock
+from integration_hub.ports.secrets import SealedData
+from integration_hub.ports.webhooks import WebhookStore
+
+MAX_URL_LENGTH = 2048
+MAX_DESCRIPTION_LENGTH = 500
+
+
+class Keep(enum.Enum):
+    """The type of ``KEEP``."""
+
+    KEEP = enum.auto()
+
+
+KEEP = Keep.KEEP
+"""An ``update`` argument left as it is (``event_types=None`` means every type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WithSecret:
+    """An endpoint and its new signing secret: the only time the secret is shown."""
+
+    endpoint: Endpoint
+    secret: str
+    previous_valid_until: float | None = None
+    """After a rotation: the old secret signs too until then (None: it stopped at once)."""
+
+
+class WebhookService:
+    """Tenants' webhook endpoints, on the store's webhook role."""
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        sealer: SealedData,
+        clock: Clock,
+        outbound: OutboundPolicy,
+        *,
+        rotation_overlap_seconds: float = webhooks.DEFAULT_ROTATION_OVERLAP_SECONDS,
+    ) -> None:
+        self.store = store
+        self.sealer = sealer
+        self.clock = clock
+        self.outbound = outbound
+        self.rotation_overlap_seconds = rotation_overlap_seconds
+        # The cap is read then written: one process does not race itself past it.
+        self._creating: dict[str, asyncio.Lock] = {}
+
+    # -- checks -------------------------------------------------------------------------
+
+    def check_url(self, url: str) -> str:
+        """The URL as stored, or a 422 naming ``url`` for one the outbound rule refuses."""
+        text = url.strip()
+        if len(text) > MAX_URL_LENGTH:
+            raise errors.HubError(f"url is longer than {MAX_URL_LENGTH} characters", field="url")
+        try:
+            self.outbound.check_url(text, schemes=("https",))
+        except OutboundRefused as exc:
+            raise errors.HubError(exc.message, field="url") from None
+        return text
+
+    @staticmethod
+    def check_description(description: str) -> str:
+        """One line of at most 500 characters."""
+        if len(description) > MAX_DESCRIPTION_LENGTH:
+            raise errors.HubError(
+                f"description is longer than {MAX_DESCRIPTION_LENGTH} characters",
+                field="description",
+            )
+        if CONTROL.search(description):
+            raise errors.HubError(
+                "description must be one line without control characters", field="description"
+            )
+        return description
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    async def create(
+        self,
+        tenant: str,
+        url: str,
+        *,
+        description: str = "",
+        event_types: Collection[str] | None = None,
+        enabled: bool = True,
+    ) -> WithSecret:
+        """A new endpoint and its secret; at most ``MAX_ENDPOINTS_PER_TENANT`` per tenant."""
+        checked_url = self.check_url(url)
+        checked_description = self.check_description(description)
+        types = webhooks.parse_event_types(event_types)
+        lock = self._creating.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            if len(await self.store.list_endpoints(tenant)) >= webhooks.MAX_ENDPOINTS_PER_TENANT:
+                raise errors.Conflict(
+                    f"a tenant has at most {webhooks.MAX_ENDPOINTS_PER_TENANT} webhook"
+                    " endpoints: delete one first"
+                )
+            endpoint_id = webhooks.new_endpoint_id()
+            secret = webhooks.new_secret()
+            now = self.clock.now()
+            endpoint = Endpoint(
+                id=endpoint_id,
+                tenant=tenant,
+                url=checked_url,
+                created_at=now,
+                updated_at=now,
+                secrets=await self._seal(tenant, endpoint_id, SigningSecrets(secret)),
+                description=checked_description,
+                event_types=types,
+            ).with_enabled(enabled, now)
+            await self.store.create_endpoint(endpoint)
+        return WithSecret(endpoint, secret)
+
+    async def get(self, tenant: str, endpoint_id: str) -> Endpoint:
+        """The tenant's endpoint; ``NotFound`` for an unknown one or another tenant's."""
+        found = await self.store.get_endpoint(tenant, endpoint_id)
+        if found is None or found.tenant != tenant:
+            raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
+        return found
+
+    async def endpoints(self, tenant: str) -> list[Endpoint]:
+        """The tenant's endpoints, oldest first."""
+        return await self.store.list_endpoints(tenant)
+
+    async def update(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        description: str | None = None,
+        event_types: Collection[str] | Keep | None = KEEP,
+        enabled: bool | None = None,
+    ) -> Endpoint:
+        """Change what is given (None / ``KEEP``: as it is); re-enabling is a fresh start."""
+        # Everything is checked before anything is written: a refused field changes nothing.
+        new_url = None if url is None else self.check_url(url)
+        new_description = None if description is None else self.check_description(description)
+        new_types = KEEP if event_types is KEEP else webhooks.parse_event_types(event_types)
+        current = await self.get(tenant, endpoint_id)
+        now = self.clock.now()
+        changed = current
+        if new_url is not None and new_url != current.url:
+            changed = replace(changed, url=new_url, updated_at=now)
+        if new_description is not None and new_description != current.description:
+            changed = replace(changed, description=new_description, updated_at=now)
+        if not isinstance(new_types, Keep) and new_types != current.event_types:
+            changed = replace(changed, event_types=new_types, updated_at=now)
+        if enabled is not None:
+            changed = changed.with_enabled(enabled, now)
+        if changed is current:
+            return current
+        if not await self.store.update_endpoint(changed):
+            raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
+        return changed
+
+    async def delete(self, tenant: str, endpoint_id: str) -> None:
+        """Delete the endpoint and its pending deliveries."""
+        if not await self.store.delete_endpoint(tenant, endpoint_id):
+            raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
+
+    async def rotate_secret(self, tenant: str, endpoint_id: str) -> WithSecret:
+        """A new secret that signs from now; the old one signs too for the overlap."""
+        current = await self.get(tenant, endpoint_id)
+        now = self.clock.now()
+        secrets = await self._unseal(current)
+        new = webhooks.new_secret()
+        rotated = secrets.rotated(new, now, self.rotation_overlap_seconds)
+        changed = replace(
+            current, secrets=await self._seal(tenant, current.id, rotated), updated_at=now
+        )
+        if not await self.store.update_endpoint(changed):
+            raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
+        return WithSecret(changed, new, rotated.previous_until)
+
+    # -- deliveries ---------------------------------------------------------------------
+
+    async def deliveries(
+        self, tenant: str, endpoint_id: str, *, limit: int = 50, before_id: str | None = None
+    ) -> list[Delivery]:
+        """The endpoint's deliveries with their attempts, newest first."""
+        await self.get(tenant, endpoint_id)
+        return await self.store.list_deliveries(
+            tenant, endpoint_id, limit=limit, before_id=before_id
+        )
+
+    async def retry(self, tenant: str, endpoint_id: str, delivery_id: str) -> Delivery:
+        """A finished delivery due again at once, with a fresh schedule."""
+        await self.get(tenant, endpoint_id)
+        found = await self.store.get_delivery(tenant, delivery_id)
+        if found is None or found.endpoint_id != endpoint_id or found.tenant != tenant:
+            raise errors.NotFound(f"no delivery {delivery_id!r}", field="delivery_id")
+        if not found.status.finished:
+            raise errors.Conflict(
+                "this delivery is still pending: it is retried on its schedule",
+                field="delivery_id",
+            )
+        if not await self.store.retry_delivery(tenant, endpoint_id, delivery_id):
+            raise errors.NotFound(f"no delivery {delivery_id!r}", field="delivery_id")
+        again = await self.store.get_delivery(tenant, delivery_id)
+        return again if again is not None else found
+
+    async def send_test(self, tenant: str, endpoint_id: str) -> WebhookEvent:
+        """A ``webhook.test`` event for this endpoint only."""
+        endpoint = await self._enabled(tenant, endpoint_id, "a test event")
+        ping = webhooks.ping_event(endpoint, self.clock.now())
+        await self.store.append_event(ping)
+        return ping
+
+    async def replay(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        since: float,
+        types: Collection[str] | None = None,
+    ) -> int:
+        """The tenant's events since ``since`` delivered to this endpoint again; how many."""
+        chosen = webhooks.parse_event_types(types, field="types")
+        await self._enabled(tenant, endpoint_id, "a replay")
+        return await self.store.replay(tenant, endpoint_id, since=since, types=chosen)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _enabled(self, tenant: str, endpoint_id: str, what: str) -> Endpoint:
+        endpoint = await self.get(tenant, endpoint_id)
+        if not endpoint.enabled:
+            raise errors.Conflict(
+                f"the endpoint is disabled ({endpoint.disabled_reason}): enable it before {what}",
+                field="enabled",
+            )
+        return endpoint
+
+    async def _seal(self, tenant: str, endpoint_id: str, secrets: SigningSecrets) -> dict[str, str]:
+        purpose = webhooks.sealing_purpose(endpoint_id)
+        return await self.sealer.seal(tenant, purpose, secrets.as_dict())
+
+    async def _unseal(self, endpoint: Endpoint) -> SigningSecrets:
+        purpose = webhooks.sealing_purpose(endpoint.id)
+        return SigningSecrets.from_dict(
+            await self.sealer.unseal(endpoint.tenant, purpose, endpoint.secrets)
+        )
