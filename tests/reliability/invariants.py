@@ -26,6 +26,14 @@ log) and calls :func:`check`. The rules, each with its own violation kind:
     one Idempotency-Key was answered with two ids, or made two notifications.
 ``over_budget``
     more attempts than the attempt budget allows.
+``event_mismatch``
+    the notification's webhook events (the outbox, ADR 0021) are not exactly
+    one per committed status change: one ``accepted`` first, one ``done`` if
+    DONE, one ``failed`` or ``dead_lettered`` per time it ended FAILED (each
+    ``redriven`` undoes one), and one ``retrying`` per recorded attempt that
+    did not end it.
+``webhook_undelivered``
+    an event no receiver verified (checked when the run had a receiver).
 
 A checker that cannot fail is worthless: tests/reliability/test_invariants.py
 proves that each kind is detected.
@@ -107,6 +115,29 @@ class Facts:
     rows: dict[str, Row] = field(default_factory=dict)
     dead_letters: set[str] = field(default_factory=set)
     deliveries: Counter[str] = field(default_factory=Counter)  # id -> provider deliveries
+    # id -> its webhook events (event id, type) in commit order; None: not read.
+    events: dict[str, list[tuple[str, str]]] | None = None
+    # The webhook-ids a receiver verified; None: the run had no receiver.
+    webhooks_received: set[str] | None = None
+
+
+def event_problem(row: Row, types: list[str]) -> str | None:
+    """Why ``types`` (a notification's webhook event types, in order) are not exactly one
+    per committed change of ``row``, or None."""
+    counts = Counter(t.removeprefix("notification.") for t in types)
+    recorded = sum(1 for o in row.outcomes if o not in (None, "abandoned"))
+    ended_failed = counts["failed"] + counts["dead_lettered"]
+    if not types or types[0] != "notification.accepted" or counts["accepted"] != 1:
+        return f"not one accepted first: {types}"
+    if counts["done"] != (1 if row.status == "DONE" else 0):
+        return f"{counts['done']} done for {row.status}: {types}"
+    if ended_failed != counts["redriven"] + (1 if row.status == "FAILED" else 0):
+        return f"{ended_failed} failures, {counts['redriven']} redrives, {row.status}: {types}"
+    # A completion that dead-letters records an attempt too: the bound allows it.
+    most = recorded - counts["done"] - counts["failed"]
+    if not most - counts["dead_lettered"] <= counts["retrying"] <= most:
+        return f"{counts['retrying']} retrying for {recorded} recorded attempts: {types}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,8 @@ class Report:
                 "done_without_delivery",
                 "unacknowledged",
                 "over_budget",
+                "event_mismatch",
+                "webhook_undelivered",
             ),
             "crash_window_duplicates": self.crash_window_duplicates,
         }
@@ -206,6 +239,15 @@ def check(ledger: Ledger, facts: Facts, *, budget: int) -> Report:
             )
         elif sent > expected:
             extra_in_window += sent - expected
+        if facts.events is not None:
+            events = facts.events.get(nid, [])
+            problem = event_problem(row, [t for _, t in events])
+            if problem:
+                add(Violation("event_mismatch", nid, problem))
+            if facts.webhooks_received is not None:
+                missing = [t for i, t in events if i not in facts.webhooks_received]
+                if missing:
+                    add(Violation("webhook_undelivered", nid, f"never received: {missing}"))
     for key, ids in by_key.items():
         if len(ids) > 1:
             add(Violation("two_ids_for_one_key", ids[0], f"key {key!r} made {len(ids)} rows"))
@@ -227,16 +269,27 @@ _ATTEMPTS = (
     " ORDER BY notification_id, number"
 )
 _DEAD = "SELECT notification_id FROM dead_letters"
+_EVENTS = (
+    "SELECT notification_id, id, type FROM webhook_events"
+    " WHERE notification_id IS NOT NULL ORDER BY seq"
+)
 _OUTBOX = "SELECT notification_id FROM outbox"
 
 
 def _assemble(
-    notifications: list[Any], attempts: list[Any], dead: list[Any], outbox: list[Any] | None
+    notifications: list[Any],
+    attempts: list[Any],
+    dead: list[Any],
+    events: list[Any],
+    outbox: list[Any] | None,
 ) -> Facts:
     outcomes: dict[str, list[tuple[str | None, str | None]]] = {}
     for a in attempts:
         outcomes.setdefault(a[0], []).append((a[2], a[3]))
-    facts = Facts(dead_letters={r[0] for r in dead})
+    facts = Facts(dead_letters={r[0] for r in dead}, events={})
+    assert facts.events is not None
+    for nid, event_id, type_ in events:
+        facts.events.setdefault(nid, []).append((event_id, type_))
     for nid, key, status in notifications:
         pairs = outcomes.get(nid, [])
         facts.rows[nid] = Row(
@@ -249,7 +302,7 @@ def _assemble(
 
 def read_facts(database_url: str, *, sandbox_outbox: bool = True) -> Facts:
     """The stored facts of a SQLite or PostgreSQL hub (deliveries from its sandbox outbox)."""
-    queries = [_NOTIFICATIONS, _ATTEMPTS, _DEAD] + ([_OUTBOX] if sandbox_outbox else [])
+    queries = [_NOTIFICATIONS, _ATTEMPTS, _DEAD, _EVENTS] + ([_OUTBOX] if sandbox_outbox else [])
     if database_url.startswith("sqlite:"):
         conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
         try:
@@ -270,7 +323,8 @@ def read_facts(database_url: str, *, sandbox_outbox: bool = True) -> Facts:
                 await conn.close()
 
         results = pg.run_sync(fetch())
-    return _assemble(results[0], results[1], results[2], results[3] if sandbox_outbox else None)
+    outbox = results[4] if sandbox_outbox else None
+    return _assemble(results[0], results[1], results[2], results[3], outbox)
 
 
 def scale(count: int) -> int:

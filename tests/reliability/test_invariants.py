@@ -159,12 +159,90 @@ def test_facts_are_read_from_a_hubs_tables(tmp_path: Path) -> None:
         "INSERT INTO outbox (notification_id, tenant, channel, recipient, body, attempt,"
         " provider_message_id, delivered_at) VALUES ('n1', 'acme', 'email', 'x', 'b', 1, 'p', 0)"
     )
+    for seq, type_ in [(1, "notification.accepted"), (2, "notification.done")]:
+        conn.execute(
+            "INSERT INTO webhook_events (seq, id, tenant, type, occurred_at, notification_id,"
+            " data) VALUES (?, ?, 'acme', ?, 0, 'n1', '{}')",
+            (seq, f"msg_{seq}", type_),
+        )
     conn.commit()
     conn.close()
     facts = read_facts(f"sqlite:///{path}")
+    assert facts.events == {
+        "n1": [("msg_1", "notification.accepted"), ("msg_2", "notification.done")]
+    }
     assert facts.rows["n1"] == Row("n1", "k1", "DONE", ("delivered",), (None,))
     ledger = Ledger()
     ledger.accepted("k1", "n1")
     check(ledger, facts, budget=BUDGET).assert_ok()
     ledger.accepted("k2", "n2")
     assert check(ledger, facts, budget=BUDGET).kinds() == {"lost"}
+
+
+# -- webhook events: exactly one per committed change, delivered at least once ---------------
+
+A, R, D, F, DL, RD = (
+    "notification." + t
+    for t in ("accepted", "retrying", "done", "failed", "dead_lettered", "redriven")
+)
+
+
+def with_events() -> tuple[Ledger, Facts]:
+    """``healthy()`` with the events each change wrote, all received."""
+    ledger, facts = healthy()
+    facts.events = {
+        "n1": [("e1", A), ("e2", D)],
+        "n2": [("e3", A), ("e4", R), ("e5", R), ("e6", F)],
+        "n3": [("e7", A), ("e8", D)],  # the abandoned attempt wrote nothing
+    }
+    facts.webhooks_received = {f"e{i}" for i in range(1, 9)}
+    return ledger, facts
+
+
+def test_one_event_per_change_delivered_is_healthy() -> None:
+    check(*with_events(), budget=BUDGET).assert_ok()
+
+
+@pytest.mark.parametrize(
+    ("nid", "events"),
+    [
+        ("n1", [("e1", A)]),  # done missing
+        ("n1", [("e1", A), ("e2", D), ("e9", D)]),  # done twice
+        ("n1", [("e2", D), ("e1", A)]),  # accepted not first
+        ("n1", [("e1", A), ("e9", A), ("e2", D)]),  # accepted twice
+        ("n2", [("e3", A), ("e4", R), ("e6", F)]),  # a retry without its event
+        ("n2", [("e3", A), ("e4", R), ("e5", R), ("e9", R), ("e6", F)]),  # one too many
+        ("n2", [("e3", A), ("e4", R), ("e5", R)]),  # FAILED without its event
+        ("n2", [("e3", A), ("e4", R), ("e5", R), ("e6", F), ("e9", DL)]),  # failed twice
+    ],
+)
+def test_a_change_without_its_event_or_an_event_too_many_is_detected(
+    nid: str, events: list[tuple[str, str]]
+) -> None:
+    ledger, facts = with_events()
+    assert facts.events is not None
+    facts.events[nid] = events
+    facts.webhooks_received = None
+    report = check(ledger, facts, budget=BUDGET)
+    assert report.kinds() == {"event_mismatch"}
+    assert report.summary()["wrong_state"] == 1
+
+
+def test_a_redrive_balances_one_failure() -> None:
+    ledger, facts = with_events()
+    assert facts.events is not None
+    facts.rows["n1"] = Row("n1", "k1", "DONE", ("transient", "delivered"), ("http_400", None))
+    facts.events["n1"] = [("e1", A), ("e9", F), ("e10", RD), ("e2", D)]
+    facts.webhooks_received = None
+    check(ledger, facts, budget=BUDGET).assert_ok()
+    facts.events["n1"] = [("e1", A), ("e9", F), ("e2", D)]
+    assert check(ledger, facts, budget=BUDGET).kinds() == {"event_mismatch"}
+
+
+def test_an_event_no_receiver_verified_is_undelivered() -> None:
+    ledger, facts = with_events()
+    assert facts.webhooks_received is not None
+    facts.webhooks_received.discard("e5")
+    report = check(ledger, facts, budget=BUDGET)
+    assert report.kinds() == {"webhook_undelivered"}
+    assert "notification.retrying" in report.violations[0].detail
