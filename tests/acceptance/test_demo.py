@@ -24,3 +24,5 @@ async def test_the_demo_ends_with_delivered_read_and_a_suppressed_bounce() -> No
     assert "│ delivered" in last
     assert "│ bounced" in last
     assert "422 suppressed (reason hard_bounce)" in text
+    # acme's endpoint got every event of its notifications, verified by standardwebhooks.
+    assert "38 webhooks arrived, every one signed and verified" in text

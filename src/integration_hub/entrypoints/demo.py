@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from integration_hub.bootstrap import build_hub
 from integration_hub.config import Settings
-from integration_hub.entrypoints.runner import api_server, bind
+from integration_hub.domain.webhooks import EventType
+from integration_hub.entrypoints.runner import api_server, bind, deliver_webhooks
 from integration_hub.entrypoints.worker import Worker
 from integration_hub.service.tenants import create_tenant
 
@@ -46,6 +48,48 @@ STATUS_STYLE = {"RECEIVED": "yellow", "PROCESSING": "cyan", "DONE": "green", "FA
 DELIVERY_STYLE = {"sent": "cyan", "delivered": "green", "read": "bold green", "bounced": "red"}
 # What the sandbox reports for a message it accepted, as a real provider would.
 DELIVERED = {"email": "delivered", "sms": "delivered", "whatsapp": "read"}
+
+
+class DemoReceiver:
+    """A tenant's webhook receiver on loopback, verifying every request with the official
+    ``standardwebhooks`` package as a client would."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.verified: list[dict[str, Any]] = []
+        self.rejected = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        """Listen on a free loopback port; the endpoint URL."""
+        app = web.Application()
+        app.router.add_post("/hooks", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/hooks"
+        return self.url
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        from standardwebhooks import Webhook
+        from standardwebhooks.webhooks import WebhookVerificationError
+
+        body = await request.read()
+        try:
+            event: dict[str, Any] = Webhook(self.secret).verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            self.rejected += 1
+            return web.Response(status=400, text="bad signature")
+        self.verified.append(event)
+        return web.json_response({"ok": True})
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 @dataclass
@@ -184,6 +228,10 @@ async def run_demo(console: Console, *, keep: bool = False) -> bool:
         backoff_cap_seconds=1.0,
         poll_interval_seconds=0.1,
         log_level="warning",
+        # The demo's receiver listens on loopback over plain http.
+        webhooks_allow_http=True,
+        webhooks_allowed_networks="127.0.0.0/8",
+        webhooks_poll_interval_seconds=0.1,
     )
     console.print(f"[bold]Integration Hub demo[/bold]: embedded SQLite at {workdir / 'ihub.db'}")
     hub = await build_hub(settings)
@@ -193,7 +241,10 @@ async def run_demo(console: Console, *, keep: bool = False) -> bool:
     server = api_server(hub, access_log=False)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     working = asyncio.create_task(Worker(hub).run(stop))
+    receiver = DemoReceiver()
+    delivering = asyncio.create_task(deliver_webhooks(hub, stop))
     try:
+        await receiver.start()
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         keys = {}
@@ -206,6 +257,7 @@ async def run_demo(console: Console, *, keep: bool = False) -> bool:
         all_cases = cases(list(keys))
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(base) as http:
+            await _subscribe(console, http, receiver, keys["acme"])
             for i, case in enumerate(all_cases):
                 headers = {
                     "Authorization": f"Bearer {keys[case.tenant]}",
@@ -231,11 +283,15 @@ async def run_demo(console: Console, *, keep: bool = False) -> bool:
             c.id for c in all_cases if c.expect_status == "FAILED"
         ]
         _summary(console, all_cases, len(outbox), expected_deliveries, len(letters))
-        return ok and delivered_ok and dlq_ok and suppressed_ok
+        webhooks_ok = await _webhooks(
+            console, receiver, [c for c in all_cases if c.tenant == "acme"]
+        )
+        return ok and delivered_ok and dlq_ok and suppressed_ok and webhooks_ok
     finally:
         stop.set()
         server.should_exit = True
-        await asyncio.gather(serving, working, return_exceptions=True)
+        await asyncio.gather(serving, working, delivering, return_exceptions=True)
+        await receiver.stop()
         await hub.close()
         if keep:
             console.print(f"kept {workdir}")
@@ -316,3 +372,61 @@ def _summary(
     if not wrong and delivered == expected:
         console.print("[green]every outcome is the expected one[/green]")
     console.print("Try it yourself: [bold]ihub serve[/bold], then see the README's curl examples.")
+
+
+async def _subscribe(
+    console: Console, http: aiohttp.ClientSession, receiver: DemoReceiver, key: str
+) -> None:
+    """Register the receiver as acme's webhook endpoint through the API."""
+    headers = {"Authorization": f"Bearer {key}", "X-Tenant": "acme"}
+    async with http.post("/v1/webhooks", json={"url": receiver.url}, headers=headers) as resp:
+        body = await resp.json()
+    if resp.status != 201:
+        raise RuntimeError(f"creating the demo's webhook endpoint answered {resp.status}: {body}")
+    receiver.secret = body["secret"]
+    console.print(
+        f"webhook endpoint {body['id']} for [bold]acme[/bold] at {receiver.url}"
+        " (signing secret shown once, kept in memory)"
+    )
+
+
+def _life(case: Case) -> list[str]:
+    """The events one of acme's cases must send, in order."""
+    life = [EventType.ACCEPTED]
+    life += [EventType.RETRYING] * (case.expect_attempts - 1)
+    life.append(EventType.DONE if case.expect_status == "DONE" else EventType.FAILED)
+    if case.expect_delivery == "read":
+        life += [EventType.DELIVERED, EventType.READ]
+    elif case.expect_delivery is not None:
+        life.append(EventType(f"notification.{case.expect_delivery}"))
+    return [str(t) for t in life]
+
+
+async def _webhooks(console: Console, receiver: DemoReceiver, acme: list[Case]) -> bool:
+    """Wait for acme's events, then show what arrived, signed and verified."""
+    wanted = {c.id: _life(c) for c in acme}
+    seen: dict[str, list[str]] = {}
+    for _ in range(int(TIMEOUT_SECONDS / 0.1)):
+        seen = {}
+        for event in receiver.verified:
+            seen.setdefault(event["data"]["id"], []).append(event["type"])
+        if seen == wanted:
+            break
+        await asyncio.sleep(0.1)
+    table = Table(title="webhooks received by acme's endpoint (each verified by standardwebhooks)")
+    table.add_column("notification", no_wrap=True)
+    table.add_column("cc", no_wrap=True)
+    table.add_column("events, in the order they arrived")
+    for c in acme:
+        table.add_row((c.id or "")[-12:], c.country, ", ".join(seen.get(c.id or "", [])))
+    console.print(table)
+    ok = seen == wanted and receiver.rejected == 0
+    count = sum(len(v) for v in seen.values())
+    if ok:
+        console.print(f"[green]{count} webhooks arrived, every one signed and verified[/green]")
+    else:
+        console.print(
+            f"[red]webhooks: {count} verified, {receiver.rejected} refused; expected"
+            f" {sum(len(v) for v in wanted.values())}[/red]"
+        )
+    return ok
