@@ -100,14 +100,12 @@ def headline(sc: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     wh = sc.get("webhooks") or {}
     fan = (wh.get("fanout") or {}).get("summary")
     if fan:
-        for key, r in fan["ratios"].items():
-            cap, metric = key.split("/")
-            if metric != "rate":
-                continue
-            shipped = " as shipped" if cap == "c4" else ""
+        for cap in wh["fanout"]["caps"]:
+            shipped = " as shipped" if cap == 4 else ""
             lines.append(
-                f"| webhook fan-out hub / bare aiohttp loop (one endpoint, {cap[1:]} in"
-                f" flight{shipped}; from process start) | {fmt(r, 2)} | no target |"
+                f"| webhook fan-out hub / bare aiohttp loop (one endpoint, {cap} in"
+                f" flight{shipped}; from process start) | {fmt(fan['ratios'][f'c{cap}/rate'], 2)}"
+                " | no target |"
             )
     iso = (wh.get("isolation") or {}).get("summary")
     if iso and "hanging/none/rate" in iso["ratios"]:
