@@ -24,7 +24,7 @@ from bench.backends import postgres_available
 from bench.context import Context, Settings
 from bench.procs import REPO, stop_all
 
-SCENARIOS = ("ingest", "drain", "e2e", "postgres", "scale")
+SCENARIOS = ("ingest", "drain", "e2e", "postgres", "scale", "webhooks")
 
 
 def _run_scenario(ctx: Context, name: str) -> dict[str, Any]:
@@ -51,6 +51,10 @@ def _run_scenario(ctx: Context, name: str) -> dict[str, Any]:
         from bench.scenarios import scale
 
         return scale.run(ctx)
+    if name == "webhooks":
+        from bench.scenarios import webhooks
+
+        return webhooks.run(ctx)
     raise ValueError(name)
 
 

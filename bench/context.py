@@ -32,6 +32,9 @@ class Settings:
     scale_backlog_fraction: float
     scale_rss_seconds: float
     get_concurrency: tuple[int, ...]
+    webhook_events: int
+    webhook_caps: tuple[int, ...]
+    webhook_isolation: tuple[str, ...]
 
     @staticmethod
     def quick() -> Settings:
@@ -53,6 +56,9 @@ class Settings:
             scale_backlog_fraction=0.1,
             scale_rss_seconds=0,
             get_concurrency=(),
+            webhook_events=500,
+            webhook_caps=(4,),
+            webhook_isolation=("none", "hanging"),
         )
 
     @staticmethod
@@ -75,6 +81,9 @@ class Settings:
             scale_backlog_fraction=0.1,
             scale_rss_seconds=12,
             get_concurrency=(1, 16),
+            webhook_events=20_000,
+            webhook_caps=(4, 32),
+            webhook_isolation=("off", "none", "hanging", "fast"),
         )
 
 
@@ -106,6 +115,9 @@ class Context:
             # plain http, which the outbound rule refuses unless allowed.
             "IHUB_PROVIDER_ALLOWED_NETWORKS": "127.0.0.0/8",
             "IHUB_PROVIDER_ALLOW_HTTP": "true",
+            # The same for tenants' webhook endpoints (bench/webhook_receiver.py).
+            "IHUB_WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "IHUB_WEBHOOKS_ALLOW_HTTP": "true",
         }
         env.update(extra)
         return env

@@ -59,13 +59,15 @@ def start_api(ctx: Context, backend: Backend, name: str = "api", *, serve: bool 
     return port
 
 
-def start_worker(ctx: Context, backend: Backend, name: str, concurrency: int) -> Proc:
+def start_worker(
+    ctx: Context, backend: Backend, name: str, concurrency: int, env: dict[str, str] | None = None
+) -> Proc:
     """``ihub worker`` (not waited for: its start is part of what a drain measures)."""
     return Proc(
         name,
         [*IHUB, "worker", "--concurrency", str(concurrency)],
         workdir=ctx.workdir,
-        env=ctx.hub_env(backend.url),
+        env=ctx.hub_env(backend.url, **(env or {})),
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import REPO
+from bench.stats import summary
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
@@ -14,6 +15,7 @@ TARGETS = {
     "drain_bare": 0.4,
     "drain_celery": 4.0,
     "e2e_p99_ms": 250.0,
+    "webhooks_hanging_cost": 0.05,
 }
 
 
@@ -95,7 +97,117 @@ def headline(sc: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
                 f" | {fmt(p['e2e_p99_ms'], 0, ' ms')}"
                 f" | {verdict(p['e2e_p99_ms']['median'], 250, at_most=True)} |"
             )
+    wh = sc.get("webhooks") or {}
+    fan = (wh.get("fanout") or {}).get("summary")
+    if fan:
+        for cap in wh["fanout"]["caps"]:
+            shipped = " as shipped" if cap == 4 else ""
+            lines.append(
+                f"| webhook fan-out hub / bare aiohttp loop (one endpoint, {cap} in"
+                f" flight{shipped}; from process start) | {fmt(fan['ratios'][f'c{cap}/rate'], 2)}"
+                " | no target |"
+            )
+    iso = (wh.get("isolation") or {}).get("summary")
+    if iso and "hanging/none/rate" in iso["ratios"]:
+        r = iso["ratios"]["hanging/none/rate"]
+        cost = None if r["median"] is None else 1 - r["median"]
+        if cost is None:
+            said = ""
+        elif cost >= 0:
+            said = f" (the drain {cost:.0%} slower)"
+        else:
+            said = f" (the drain {-cost:.0%} faster: no cost measured)"
+        lines.append(
+            "| a hanging webhook endpoint costs the drain < 5 % (hanging / none ≥ 0.95,"
+            f" SQLite, from worker start) | {fmt(r, 2)}{said}"
+            f" | {verdict(cost, TARGETS['webhooks_hanging_cost'], at_most=True)} |"
+        )
     return lines, facts
+
+
+ISOLATION_ORDER = ("off", "none", "hanging", "fast")
+
+
+def webhooks_section(res: dict[str, Any]) -> list[str]:
+    """Scenario 6: the fan-out pair per cap, then the drain per endpoint variant."""
+    fan, iso = res["fanout"], res["isolation"]
+    out = [
+        f"### Fan-out: {fan['n']:,} events to one endpoint",
+        "",
+        "*From start*: from the start of the process to the last delivery; *loop*: from"
+        " the loop's start (the hub built) to its end; *steady*: first delivery to last.",
+        "",
+        "| variant | in flight | from start /s | loop /s | steady /s | seconds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    fan_variants = fan["summary"]["variants"]
+    for name in (f"{kind}-c{cap}" for cap in fan["caps"] for kind in ("hub", "bare")):
+        v = fan_variants[name]
+        out.append(
+            f"| {name} | {name.split('-c')[1]} | {fmt(v['rate'])} | {fmt(v['loop_rate'])}"
+            f" | {fmt(v['steady_rate'])} | {fmt(v['seconds'], 1)} |"
+        )
+    out += [
+        "",
+        "| hub / bare (per repetition, side by side) | from start | loop | steady |",
+        "|---|---:|---:|---:|",
+    ]
+    ratios = fan["summary"]["ratios"]
+    for cap in fan["caps"]:
+        out.append(
+            f"| {cap} in flight | {fmt(ratios[f'c{cap}/rate'], 2)}"
+            f" | {fmt(ratios[f'c{cap}/loop_rate'], 2)} | {fmt(ratios[f'c{cap}/steady_rate'], 2)} |"
+        )
+    bad = [r for r in fan["raw"] if r["done"] != fan["n"] or r["receiver_posts"] != fan["n"]]
+    out += [
+        "",
+        "Every run delivered each event exactly once (deliveries succeeded and the"
+        " receiver's count both equal N)."
+        if not bad
+        else f"Runs where the succeeded deliveries or the receiver's count differed from N:"
+        f" {len(bad)} ({', '.join(r['variant'] for r in bad)}).",
+        "",
+        f"### Isolation: the drain of {iso['n']:,} notifications beside the delivery loop",
+        "",
+        "*Webhooks at drain end*: the tenant's deliveries by status when the last"
+        " notification finished; *hanging*: requests the hanging receiver held then.",
+        "",
+        "| variant | from start /s | steady /s | seconds | peak RSS MiB"
+        " | webhooks at drain end | hanging |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    iso_variants = iso["summary"]["variants"]
+    for name in sorted(iso_variants, key=ISOLATION_ORDER.index):
+        v = iso_variants[name]
+        runs = [r for r in iso["raw"] if r["variant"] == name]
+        states = sorted({k for r in runs for k in r.get("webhooks", {})})
+        seen = ", ".join(
+            f"{k} {fmt(summary([r.get('webhooks', {}).get(k, 0) for r in runs]))}" for k in states
+        )
+        out.append(
+            f"| {name} | {fmt(v['rate'])} | {fmt(v['steady_rate'])} | {fmt(v['seconds'], 1)}"
+            f" | {fmt(v['peak_rss_mib'])} | {seen or 'none'} | {fmt(v['hanging_requests'])} |"
+        )
+    out += [
+        "",
+        "| variant / none (per repetition, side by side) | from start | steady |",
+        "|---|---:|---:|",
+    ]
+    ratios = iso["summary"]["ratios"]
+    for key in sorted({k.rsplit("/", 1)[0] for k in ratios}):
+        out.append(
+            f"| {key.replace('/', ' / ')} | {fmt(ratios[key + '/rate'], 2)}"
+            f" | {fmt(ratios[key + '/steady_rate'], 2)} |"
+        )
+    bad = [r for r in iso["raw"] if r["done"] != iso["n"] or r["sink_posts"] != iso["n"]]
+    out += [
+        "",
+        "Every run delivered each notification exactly once to the sink."
+        if not bad
+        else f"Runs where DONE or the sink's count differed from N: {len(bad)}"
+        f" ({', '.join(r['variant'] for r in bad)}).",
+    ]
+    return out
 
 
 def ingest_section(res: dict[str, Any]) -> list[str]:
@@ -322,7 +434,7 @@ def render(out: dict[str, Any], images: list[str], image_dir: str, quick: bool) 
         " 30 minutes) or `make bench-quick` (under two minutes, writes"
         " `bench/results/quick.{json,md}` only). The harness is in `bench/`; run one"
         " scenario with `.venv/bin/python -m bench --only ingest` (or `drain`, `e2e`,"
-        " `postgres`, `scale`; add `--quick`).",
+        " `postgres`, `scale`, `webhooks`; add `--quick`).",
         "",
         "The machine is shared and noisy (other test suites run beside it), so absolute"
         " numbers move between runs; the ratios compare runs made side by side in the same"
@@ -400,6 +512,39 @@ def render(out: dict[str, Any], images: list[str], image_dir: str, quick: bool) 
         ]
     else:
         lines.append(f"Not run: {pg.get('skipped') or pg.get('error') or 'not selected'}.")
+    lines += [
+        "",
+        "## 6. Webhooks: fan-out to a receiver, and a hanging endpoint's cost to the drain"
+        " (SQLite)",
+        "",
+    ]
+    wh = sc.get("webhooks") or {}
+    if wh.get("fanout"):
+        lines += [
+            "One backlog is accepted through the API with no worker running (each accept"
+            " writes its `notification.accepted` event in the same transaction) and frozen."
+            " *Fan-out*: a copy gets one endpoint of the tenant (its secret sealed as the"
+            " service seals it) at `bench/webhook_receiver.py`, an aiohttp app in its own"
+            " process answering 200 at once; `bench/webhook_loop.py` runs the hub's delivery"
+            " loop (`Hub.webhook_deliverer()`, driven by `run` as `ihub worker` drives it:"
+            " fan-out, claims, the secret unsealed, Standard Webhooks signatures, the"
+            " aiohttp sender behind the outbound rule, every attempt recorded) until the"
+            " store shows nothing pending. The limit: `bench/webhook_bare.py` POSTs the same"
+            " bodies to the same receiver at the same concurrency with nothing else. One"
+            " endpoint is held to its in-flight cap (`IHUB_WEBHOOKS_PER_ENDPOINT`, 4 as"
+            " shipped), so each pair runs at each cap. *Isolation*: the drain of scenario 2"
+            " (`ihub worker`, concurrency 32, its delivery loop running beside dispatch by"
+            " default) on copies that differ only in the tenant's endpoint: `none`;"
+            " `hanging`, at a receiver path that never answers (the sender's timeout is"
+            " 15 s, longer than the drain), so its slots stay taken and every event of"
+            " the tenant is fanned out to it; `fast`, at the 200 receiver; and `off`,"
+            " no endpoint and `IHUB_WEBHOOKS_IN_WORKER=false`. Variants alternate order"
+            " between repetitions.",
+            "",
+            *webhooks_section(wh),
+        ]
+    else:
+        lines.append(f"Not run: {wh.get('error', 'not selected')}.")
     if images:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({image_dir}{name})" for name in images]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import hub, load
@@ -102,20 +103,41 @@ def _wait_done(
 
 
 def drain_hub(
-    ctx: Context, snapshot: Snapshot, n: int, workers: int, sink_port: int, label: str
+    ctx: Context,
+    snapshot: Snapshot,
+    n: int,
+    workers: int,
+    sink_port: int,
+    label: str,
+    *,
+    prepare: Callable[[Backend], None] | None = None,
+    observe: Callable[[Backend], dict[str, Any]] | None = None,
+    stop_timeout: float = 15.0,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Start ``workers`` worker processes on a copy of the backlog; time them."""
+    """Start ``workers`` worker processes on a copy of the backlog; time them.
+
+    ``prepare`` changes the copy before the workers start (not timed);
+    ``observe`` adds what it reads the moment the drain is finished; ``env``
+    adds to the workers' environment."""
     backend = snapshot.restore(label)
+    if prepare is not None:
+        prepare(backend)
     before = hub.sink_posts(sink_port)
     concurrency = ctx.settings.drain_concurrency
-    procs = [hub.start_worker(ctx, backend, f"{label}-{i}", concurrency) for i in range(workers)]
+    procs = [
+        hub.start_worker(ctx, backend, f"{label}-{i}", concurrency, env=env) for i in range(workers)
+    ]
     started = min(p.started_at for p in procs)
+    seen: dict[str, Any] = {}
     try:
         counts, peak = _wait_done(backend, n, procs, timeout=max(120.0, n / 50))
+        if observe is not None:
+            seen = observe(backend)
         first, last = backend.finished_span()
     finally:
         for p in procs:
-            p.stop()
+            p.stop(timeout=stop_timeout)
         backend.drop()
     if first is None or last is None:
         raise RuntimeError("the drain finished nothing")
@@ -130,6 +152,7 @@ def drain_hub(
         "rate": n / (last - started),
         "steady_rate": (n - 1) / (last - first) if last > first else None,
         "peak_rss_mib": peak,
+        **seen,
     }
 
 
