@@ -138,6 +138,27 @@ async def test_a_stale_completion_writes_no_event(backend: Backend, store: Webho
     assert await types_of(store, "acme", n.id) == [E.ACCEPTED]
 
 
+async def test_a_completion_ending_failed_writes_failed_not_dead_lettered(
+    backend: Backend, store: WebhookStore
+) -> None:
+    n = notification("acme", "US", clock=backend.clock)
+    await accept(backend, n)
+    assert await backend.store.claim(n.id, "w1", lease_seconds=30, max_attempts=5)
+    refused = Attempt(
+        number=1,
+        provider="twilio",
+        started_at=from_epoch(0),
+        outcome=Outcome.PERMANENT,
+        latency_ms=2.0,
+        error_class="invalid_number",
+        message="not a mobile number",
+    )
+    await backend.store.complete_attempt(n.id, "w1", refused, status=Status.FAILED)
+    events = await store.list_events("acme", notification_id=n.id)
+    assert [e.type for e in events] == [E.ACCEPTED, E.FAILED]
+    assert events[-1].data["last_error"] == "not a mobile number"
+
+
 async def test_dead_letter_and_redrive_write_their_events(
     backend: Backend, store: WebhookStore
 ) -> None:

@@ -65,11 +65,20 @@ def list_notifications(
 # -- claims ------------------------------------------------------------------------------------
 
 
-def _fail(id: str, tenant: str, fail: lifecycle.Fail) -> Flow[Any]:
-    """Persist a Fail: the notification FAILED, its dead letter and its event; the row after."""
+def _fail(
+    id: str,
+    tenant: str,
+    fail: lifecycle.Fail,
+    event: webhooks.EventType = webhooks.DEAD_LETTER_EVENT,
+) -> Flow[Any]:
+    """Persist a Fail: the notification FAILED, its dead letter and its event; the row after.
+
+    ``event``: ``dead_lettered`` unless an attempt's recorded outcome ended it
+    (``completion_event(FAILED)``).
+    """
     failed = yield row(q.FAIL, provider=fail.provider, reason=fail.reason, now=fail.now, id=id)
     yield run(q.DEAD_LETTER, id=id, tenant=tenant, reason=fail.reason, now=fail.now)
-    yield from record_change(webhooks.DEAD_LETTER_EVENT, failed, fail.now)
+    yield from record_change(event, failed, fail.now)
     return failed
 
 
@@ -182,7 +191,8 @@ def complete_attempt(
     )
     if finish.dead_letter is not None:
         fail = lifecycle.Fail(finish.dead_letter, now, provider=finish.provider)
-        yield from _fail(notification_id, holder["tenant"], fail)
+        event = webhooks.completion_event(finish.status)
+        yield from _fail(notification_id, holder["tenant"], fail, event)
     else:
         # DONE with the provider's message id starts the delivery state at
         # 'sent' (ports/receipts.py); without an id nothing can report on it.
