@@ -76,6 +76,8 @@ class DynamoBackend:
         self.queue = queue
         self.outbox = store
         self.secrets = store
+        # The WebhookStore role (ADR 0021) is the same table and store object.
+        self.webhook_store = store
         self.queue_dead_letters: QueueDeadLetters | None = SqsDeadLetters.of(queue)
 
     async def migrate(self) -> int | None:

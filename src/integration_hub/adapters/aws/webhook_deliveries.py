@@ -1,0 +1,416 @@
+"""Webhook deliveries on the DynamoDB table: claim, record an attempt, list, retry, replay.
+
+A pending delivery sits in the sparse GSI5 partition ``WHDUE#<shard>`` sorted
+by when it can next be claimed. A claim is a conditional update on the sort
+key it read (whoever changed the delivery since wins) that takes the lease and
+moves that key to the lease's end: a live claim is out of the due range, a
+lapsed one due again without anyone cleaning up. Whether a delivery may go
+before the earlier deliveries of its notification to the same endpoint are
+finished is ``webhooks.may_deliver`` on the statuses read from GSI3
+``WHORD#<endpoint>#<notification>`` (in the events' order). GSIs are read
+eventually consistently: a delivery that just became due, or finished, may
+wait one more round, which costs latency, never order.
+
+``finish_attempt`` is one ``TransactWriteItems``: the attempt item, the
+delivery (conditioned on the claim token), the endpoint's counters
+(conditioned on the endpoint's version as read, so two attempts finishing
+together are decided one after the other) and, when the decision disables
+the endpoint, its ``endpoint.disabled`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import replace
+from typing import Any
+
+from integration_hub.adapters.aws import items, webhook_items
+from integration_hub.adapters.aws.client import TableClient
+from integration_hub.adapters.aws.session import is_client_error
+from integration_hub.adapters.aws.tables import epoch_key, item, plain
+from integration_hub.adapters.aws.webhook_items import WEBHOOK_INDEX
+from integration_hub.domain import lifecycle, webhooks
+from integration_hub.domain.errors import Unavailable
+from integration_hub.domain.webhooks import (
+    Attempted,
+    AttemptResult,
+    Delivery,
+    DeliveryDecision,
+    DeliveryStatus,
+    DisablePolicy,
+    Endpoint,
+    EventType,
+)
+
+PENDING = str(DeliveryStatus.PENDING)
+# A claim reads this many due entries per shard for each one it may take: some are
+# held back (their endpoint is full, excluded, disabled, or an earlier delivery of
+# the same notification is not finished).
+READ_AHEAD = 4
+# How many concurrent attempts one endpoint's counters may see in a row before the
+# caller hears Unavailable (the in-flight cap per endpoint is 4 by default).
+MAX_FINISH_RETRIES = 50
+
+
+class WebhookDeliveryItems(TableClient):
+    """The delivery half of the WebhookStore port (see the module)."""
+
+    async def claim_deliveries(
+        self,
+        *,
+        token: str,
+        lease_seconds: float,
+        limit: int,
+        per_endpoint: int,
+        exclude_endpoints: Collection[str] = (),
+        exclude_tenants: Collection[str] = (),
+    ) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, oldest due first (see the port)."""
+        if limit <= 0 or per_endpoint <= 0:
+            return []
+        now = self.clock.now()
+        due_by = epoch_key(now) + "$"  # '$' sorts after '#': due at ``now`` is due
+        shards = await asyncio.gather(
+            *(
+                self._all(
+                    WEBHOOK_INDEX,
+                    webhook_items.due_partition(s),
+                    below=due_by,
+                    limit=max(limit * READ_AHEAD, 100),
+                )
+                for s in range(webhook_items.DUE_SHARDS)
+            )
+        )
+        candidates = sorted((d for shard in shards for d in shard), key=lambda d: d["GSI5SK"])
+        taken: list[Delivery] = []
+        per: dict[str, int] = {}
+        endpoints: dict[str, Endpoint | None] = {}
+        for found in candidates:
+            if len(taken) >= limit:
+                break
+            endpoint_id, tenant = str(found["endpoint_id"]), str(found["tenant"])
+            if endpoint_id in exclude_endpoints or tenant in exclude_tenants:
+                continue
+            if per.get(endpoint_id, 0) >= per_endpoint:
+                continue
+            if endpoint_id not in endpoints:
+                got = await self._get(webhook_items.endpoint_key(endpoint_id))
+                endpoints[endpoint_id] = (
+                    None if got is None else webhook_items.endpoint_from_item(got)
+                )
+            endpoint = endpoints[endpoint_id]
+            if endpoint is None:
+                await self._drop_delivery(str(found["id"]))  # fanned out as it was deleted
+                continue
+            if not endpoint.enabled or not await self._its_turn(found):
+                continue
+            claimed = await self._lease(found, token, now + lease_seconds)
+            if claimed is not None:
+                per[endpoint_id] = per.get(endpoint_id, 0) + 1
+                taken.append(claimed)
+        return taken
+
+    async def _endpoint(self, endpoint_id: str) -> Endpoint | None:
+        found = await self._get(webhook_items.endpoint_key(endpoint_id))
+        return None if found is None else webhook_items.endpoint_from_item(found)
+
+    async def _its_turn(self, found: dict[str, Any]) -> bool:
+        """``webhooks.may_deliver``: every earlier delivery of its notification to its
+        endpoint is finished."""
+        if "GSI3PK" not in found:
+            return True  # no notification: no order to keep
+        head = await self._all("GSI3", str(found["GSI3PK"]), below=str(found["GSI3SK"]))
+        return webhooks.may_deliver([DeliveryStatus(h["status"]) for h in head])
+
+    async def _lease(self, found: dict[str, Any], token: str, until: float) -> Delivery | None:
+        """Take ``found`` for ``token`` until ``until``, if it is as read; the delivery."""
+        delivery_id = str(found["id"])
+        u = items.Update().set("claim_token", value=token).set("claim_expires_at", value=until)
+        u.set("GSI5SK", value=webhook_items.due_sort_key(until, delivery_id))
+        condition = (
+            f"{u.name('status')} = {u.value(PENDING)}"
+            f" AND {u.name('GSI5SK')} = {u.value(found['GSI5SK'])}"
+        )
+        try:
+            fresh = await self._update(
+                webhook_items.delivery_key(delivery_id), u, condition, returns="ALL_NEW"
+            )
+        except Exception as exc:
+            if is_client_error(exc, items.CONDITION_FAILED):
+                return None  # claimed, finished or retried since the index was read
+            raise
+        return webhook_items.delivery_from_item(fresh)
+
+    async def finish_attempt(
+        self,
+        delivery: Delivery,
+        token: str,
+        result: AttemptResult,
+        *,
+        policy: DisablePolicy,
+    ) -> DeliveryDecision | None:
+        """Record attempt ``delivery.attempt_count + 1`` and what it decides (see the module)."""
+        key = webhook_items.delivery_key(delivery.id)
+        for _ in range(MAX_FINISH_RETRIES):
+            now = self.clock.now()
+            current = await self._get(key)
+            if current is None or current.get("claim_token") != token:
+                return None
+            found = await self._get(webhook_items.endpoint_key(delivery.endpoint_id))
+            if found is None:
+                return None  # deleted, and its pending deliveries with it
+            endpoint = webhook_items.endpoint_from_item(found)
+            number = int(current.get("attempt_count") or 0) + 1
+            decision = webhooks.decide_delivery(
+                attempt=number,
+                result=result,
+                now=now,
+                failing_since=endpoint.failing_since,
+                consecutive_failures=endpoint.consecutive_failures,
+                policy=policy,
+            )
+            writes = self._finish(current, token, number, result, decision, now)
+            writes += self._count(endpoint, int(found.get("version") or 0), decision, now)
+            try:
+                await self._transact(*writes)
+            except Unavailable:
+                await asyncio.sleep(0.01)  # another attempt of this endpoint: decide again
+                continue
+            except Exception as exc:
+                if not is_client_error(exc, items.TRANSACTION_CANCELED):
+                    raise
+                codes = items.cancel_codes(exc)
+                if codes[1:2] == ["ConditionalCheckFailed"]:
+                    return None  # the claim was lost meanwhile
+                continue  # the endpoint's counters moved: decide again
+            return decision
+        raise Unavailable("webhook endpoint is too contended right now")
+
+    def _finish(
+        self,
+        current: dict[str, Any],
+        token: str,
+        number: int,
+        result: AttemptResult,
+        decision: DeliveryDecision,
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """The attempt's Put and the delivery's Update (under the claim token)."""
+        delivery_id = str(current["id"])
+        seq = int(current.get("attempt_seq") or 0) + 1
+        attempt = webhook_items.attempt_item(delivery_id, seq, Attempted(number, now, result))
+        u = items.Update().set("status", value=str(decision.status))
+        u.set("next_attempt_at", value=decision.next_attempt_at)
+        u.set("attempt_count", value=number).set("attempt_seq", value=seq)
+        u.set("last_status_code", value=result.status_code).set("last_error", value=result.error)
+        u.remove("claim_token").remove("claim_expires_at")
+        if decision.status.finished:
+            u.set("finished_at", value=now).remove("GSI5PK").remove("GSI5SK")
+        else:
+            assert decision.next_attempt_at is not None
+            u.set("GSI5SK", value=webhook_items.due_sort_key(decision.next_attempt_at, delivery_id))
+        ours = f"{u.name('claim_token')} = {u.value(token)}"
+        return [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": item(attempt),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {"Update": u.request(self.table, webhook_items.delivery_key(delivery_id), ours)},
+        ]
+
+    def _count(
+        self, endpoint: Endpoint, version: int, decision: DeliveryDecision, now: float
+    ) -> list[dict[str, Any]]:
+        """The endpoint's counters (and its disabling, with the event) as decided."""
+        u = items.Update().set("failing_since", value=decision.failing_since)
+        u.set("consecutive_failures", value=decision.consecutive_failures)
+        u.set("version", value=version + 1)
+        writes: list[dict[str, Any]] = []
+        if decision.disable is not None and endpoint.enabled:
+            u.set("enabled", value=False).set("disabled_reason", value=str(decision.disable))
+            u.set("disabled_at", value=now).set("updated_at", value=now)
+            u.set("GSI2PK", value=webhook_items.DISABLED_PARTITION)
+            u.set("GSI2SK", value=endpoint.id)
+            told = webhooks.disabled_event(endpoint, decision.disable, now)
+            writes.append(webhook_items.event_put(self.table, told))
+        unchanged = f"{u.name('version')} = {u.value(version)}"
+        key = webhook_items.endpoint_key(endpoint.id)
+        return [{"Update": u.request(self.table, key, unchanged)}, *writes]
+
+    # -- reading, retrying, replaying ---------------------------------------------------
+
+    async def get_delivery(self, tenant: str | None, delivery_id: str) -> Delivery | None:
+        """One delivery with its attempts (one strongly consistent Query)."""
+        parts = [p async for p in self._prefixed(f"WHD#{delivery_id}", "")]
+        head = next((p for p in parts if p["SK"] == "D"), None)
+        if head is None or not lifecycle.visible_to(tenant, head["tenant"]):
+            return None
+        attempts = tuple(
+            webhook_items.attempt_from_item(p)
+            for p in parts
+            if str(p["SK"]).startswith(webhook_items.ATTEMPT_PREFIX)
+        )
+        return webhook_items.delivery_from_item(head, attempts)
+
+    async def list_deliveries(
+        self,
+        tenant: str | None,
+        endpoint_id: str,
+        *,
+        limit: int = 50,
+        before_id: str | None = None,
+    ) -> list[Delivery]:
+        """An endpoint's deliveries with their attempts, newest first."""
+        if tenant is not None:
+            owner = await self._get(webhook_items.endpoint_key(endpoint_id))
+            if owner is None or owner["tenant"] != tenant:
+                return []
+        found = await self._all(
+            "GSI1",
+            webhook_items.endpoint_deliveries(endpoint_id),
+            below=before_id,
+            newest_first=True,
+            limit=limit,
+        )
+        whole = await asyncio.gather(*(self.get_delivery(tenant, str(f["id"])) for f in found))
+        return [d for d in whole if d is not None]
+
+    async def retry_delivery(self, tenant: str | None, endpoint_id: str, delivery_id: str) -> bool:
+        """A finished delivery PENDING again, due now, its schedule from attempt 1 (the
+        attempts stay); a pending one is left as it is. False if there is no such one."""
+        key = webhook_items.delivery_key(delivery_id)
+        found = await self._get(key)
+        if (
+            found is None
+            or found["endpoint_id"] != endpoint_id
+            or not lifecycle.visible_to(tenant, found["tenant"])
+        ):
+            return False
+        if not DeliveryStatus(found["status"]).finished:
+            return True
+        now = self.clock.now()
+        u = items.Update().set("status", value=PENDING).set("next_attempt_at", value=now)
+        u.set("attempt_count", value=0).remove("finished_at")
+        u.set("GSI5PK", value=webhook_items.due_partition_of(delivery_id))
+        u.set("GSI5SK", value=webhook_items.due_sort_key(now, delivery_id))
+        same = f"{u.name('status')} = {u.value(found['status'])}"
+        try:
+            await self._update(key, u, same)
+        except Exception as exc:
+            if not is_client_error(exc, items.CONDITION_FAILED):
+                raise
+        return True  # or retried by someone else at the same time: pending either way
+
+    async def replay(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        *,
+        since: float,
+        types: Collection[EventType] | None = None,
+        limit: int = 10_000,
+    ) -> int:
+        """New pending deliveries to the endpoint of the tenant's events since ``since``
+        that it accepts (its event types, or ``types``), same event ids; how many."""
+        found = await self._get(webhook_items.endpoint_key(endpoint_id))
+        if found is None or found["tenant"] != tenant or limit <= 0:
+            return 0
+        endpoint = webhook_items.endpoint_from_item(found)
+        # Replayed while disabled too: the deliveries wait for it to be enabled.
+        wants = replace(
+            endpoint,
+            enabled=True,
+            event_types=endpoint.event_types if types is None else frozenset(types),
+        )
+        now = self.clock.now()
+        made = 0
+        batch: list[dict[str, Any]] = []
+        async for e in self._from("GSI1", webhook_items.tenant_events(tenant), epoch_key(since)):
+            event = webhook_items.event_from_item(e)
+            if not wants.accepts(event):
+                continue
+            delivery = webhook_items.delivery_item(
+                webhooks.new_delivery_id(), endpoint_id, event, e.get("order"), now
+            )
+            batch.append(delivery)
+            made += 1
+            if len(batch) >= 25:
+                await self._put_all(batch)
+                batch = []
+            if made >= limit:
+                break
+        await self._put_all(batch)
+        return made
+
+    async def _put_all(self, values: Sequence[dict[str, Any]]) -> None:
+        await asyncio.gather(
+            *(self._call("put_item", TableName=self.table, Item=item(v)) for v in values)
+        )
+
+    async def _drop_delivery(self, delivery_id: str) -> None:
+        """Delete a delivery and its attempts."""
+        parts = [p async for p in self._prefixed(f"WHD#{delivery_id}", "")]
+        for p in parts:
+            await self._call(
+                "delete_item", TableName=self.table, Key=item({"PK": p["PK"], "SK": p["SK"]})
+            )
+
+    # -- queries the table client does not have ---------------------------------------
+
+    async def _prefixed(self, partition: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        """A base-table partition's items whose sort key starts with ``prefix``, in order."""
+        condition = "PK = :pk" + (" AND begins_with(SK, :prefix)" if prefix else "")
+        values = {":pk": partition} | ({":prefix": prefix} if prefix else {})
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": item(values),
+            "ConsistentRead": True,
+        }
+        async for found in self._pages(params):
+            yield found
+
+    async def _from(self, index: str, partition: str, lowest: str) -> AsyncIterator[dict[str, Any]]:
+        """A GSI partition's items from sort key ``lowest`` on, in order."""
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": "#pk = :pk AND #sk >= :lowest",
+            "ExpressionAttributeNames": {"#pk": f"{index}PK", "#sk": f"{index}SK"},
+            "ExpressionAttributeValues": item({":pk": partition, ":lowest": lowest}),
+        }
+        async for found in self._pages(params):
+            yield found
+
+    async def _pages(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            page = await self._call("query", **params)
+            for found in page.get("Items", []):
+                yield plain(found)
+            if "LastEvaluatedKey" not in page:
+                return
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def _count_all(self, index: str, partitions: Sequence[str]) -> int:
+        """How many items the GSI ``index`` holds in ``partitions`` (COUNT queries)."""
+        total = 0
+        for partition in partitions:
+            params: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": index,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": f"{index}PK"},
+                "ExpressionAttributeValues": item({":pk": partition}),
+                "Select": "COUNT",
+            }
+            while True:
+                page = await self._call("query", **params)
+                total += int(page.get("Count", 0))
+                if "LastEvaluatedKey" not in page:
+                    break
+                params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return total
