@@ -11,10 +11,12 @@ import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+
 from aws.motoserver import MotoAws
-from integration_hub.adapters.aws import tables, webhook_items
+from integration_hub.adapters.aws import tables, webhook_deliveries, webhook_items
 from integration_hub.adapters.aws.dynamodb import DynamoStore
-from integration_hub.domain import webhooks
+from integration_hub.domain import errors, webhooks
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.receipts import DeliveryState, Receipt
 from integration_hub.domain.status import Status
@@ -175,6 +177,29 @@ async def test_a_completion_that_fails_is_failed_though_it_writes_a_dead_letter(
     assert [d.notification_id for d in await aws.store.list_dead_letters("acme")] == [n.id]
     last = (await store_of(aws).list_events("acme", notification_id=n.id))[-1]
     assert (last.data["status"], last.data["last_error"]) == ("FAILED", "invalid recipient")
+
+
+async def test_an_accept_that_lost_its_key_writes_no_event(aws: Backend) -> None:
+    n = notification(country="US", clock=aws.clock)
+    store = aws.store
+    assert (
+        await store.reserve_idempotency_key(
+            "acme", n.idempotency_key, "fp", reservation="r1", lock_seconds=10
+        )
+        is None
+    )
+    aws.clock.advance(11)  # the lock lapses and another request takes the key over
+    assert (
+        await store.reserve_idempotency_key(
+            "acme", n.idempotency_key, "fp", reservation="r2", lock_seconds=10
+        )
+        is None
+    )
+    with pytest.raises(errors.IdempotencyInProgress):
+        await store.accept(n, {"id": n.id}, reservation="r1", ttl_seconds=3600)
+    assert await store.get_notification("acme", n.id) is None
+    assert await store_of(aws).list_events("acme") == []
+    assert (await store_of(aws).webhook_stats()).unfanned_events == 0
 
 
 async def test_a_stale_completion_writes_no_event(aws: Backend) -> None:
@@ -369,6 +394,25 @@ async def test_a_claim_keeps_to_per_endpoint_and_the_exclusions(aws: Backend) ->
     rest = await claim(aws, "w2", limit=4)
     assert sorted(d.endpoint_id for d in rest).count(other.id) == 3
     assert len(rest) == 4
+
+
+async def test_a_claim_pages_past_a_backlog_it_may_not_take(
+    aws: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_of(aws)
+    monkeypatch.setattr(webhook_deliveries, "MIN_PAGE", 1)
+    monkeypatch.setattr(webhook_deliveries, "READ_AHEAD", 1)
+    full, off, free = await added(aws), await added(aws), await added(aws)
+    for hook in (full, off) * 12:
+        await store.append_event(webhooks.ping_event(hook, aws.clock.now()))
+    await store.fan_out()
+    aws.clock.advance(1)
+    await store.append_event(webhooks.ping_event(free, aws.clock.now()))
+    await store.fan_out()
+    await store.update_endpoint(replace(off, enabled=False))
+    # One item per page: the 24 older ones are read past, a page at a time.
+    [got] = await claim(aws, limit=1, exclude_endpoints=[full.id])
+    assert got.endpoint_id == free.id
 
 
 async def test_a_notifications_later_event_waits_for_the_earlier_delivery(aws: Backend) -> None:

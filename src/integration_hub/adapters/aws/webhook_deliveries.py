@@ -44,10 +44,16 @@ from integration_hub.domain.webhooks import (
 )
 
 PENDING = str(DeliveryStatus.PENDING)
-# A claim reads this many due entries per shard for each one it may take: some are
-# held back (their endpoint is full, excluded, disabled, or an earlier delivery of
-# the same notification is not finished).
+# A claim reads this many due entries per shard and page for each one it may take
+# (at least MIN_PAGE): some are held back (their endpoint is at per_endpoint, or an
+# earlier delivery of the same notification is not finished).
 READ_AHEAD = 4
+MIN_PAGE = 100
+# Pages per shard one claim reads at most: what bounds its cost when a backlog of
+# skipped deliveries sits ahead of the claimable ones.
+MAX_CLAIM_PAGES = 20
+# DynamoDB's IN takes at most 100 values; what is left is skipped after reading.
+_MAX_IN_VALUES = 100
 # How many concurrent attempts one endpoint's counters may see in a row before the
 # caller hears Unavailable (the in-flight cap per endpoint is 4 by default).
 MAX_FINISH_RETRIES = 50
@@ -66,50 +72,101 @@ class WebhookDeliveryItems(TableClient):
         exclude_endpoints: Collection[str] = (),
         exclude_tenants: Collection[str] = (),
     ) -> list[Delivery]:
-        """Take up to ``limit`` due deliveries, oldest due first (see the port)."""
+        """Take up to ``limit`` due deliveries, oldest due first (see the port).
+
+        The due partitions are read a page per shard at a time, in due order
+        within a shard (roughly across shards), until ``limit`` are taken.
+        Deliveries of excluded and disabled endpoints and excluded tenants are
+        filtered out by DynamoDB (they still count towards a page's ``Limit``):
+        a full or dead endpoint's backlog costs read capacity, not other
+        endpoints' turns, as long as it is shorter than ``MAX_CLAIM_PAGES``
+        pages per shard.
+        """
         if limit <= 0 or per_endpoint <= 0:
             return []
         now = self.clock.now()
-        due_by = epoch_key(now) + "$"  # '$' sorts after '#': due at ``now`` is due
-        shards = await asyncio.gather(
-            *(
-                self._all(
-                    WEBHOOK_INDEX,
-                    webhook_items.due_partition(s),
-                    below=due_by,
-                    limit=max(limit * READ_AHEAD, 100),
-                )
-                for s in range(webhook_items.DUE_SHARDS)
-            )
-        )
-        candidates = sorted((d for shard in shards for d in shard), key=lambda d: d["GSI5SK"])
+        disabled = {
+            str(e["GSI2SK"]) for e in await self._all("GSI2", webhook_items.DISABLED_PARTITION)
+        }
+        skip_endpoints = set(exclude_endpoints) | disabled
+        skip_tenants = set(exclude_tenants)
+        queries: list[dict[str, Any] | None] = [
+            self._due_query(s, now, max(limit * READ_AHEAD, MIN_PAGE), skip_endpoints, skip_tenants)
+            for s in range(webhook_items.DUE_SHARDS)
+        ]
         taken: list[Delivery] = []
         per: dict[str, int] = {}
         endpoints: dict[str, Endpoint | None] = {}
-        for found in candidates:
-            if len(taken) >= limit:
+        for _ in range(MAX_CLAIM_PAGES):
+            live = [(i, q) for i, q in enumerate(queries) if q is not None]
+            if not live:
                 break
-            endpoint_id, tenant = str(found["endpoint_id"]), str(found["tenant"])
-            if endpoint_id in exclude_endpoints or tenant in exclude_tenants:
-                continue
-            if per.get(endpoint_id, 0) >= per_endpoint:
-                continue
-            if endpoint_id not in endpoints:
-                got = await self._get(webhook_items.endpoint_key(endpoint_id))
-                endpoints[endpoint_id] = (
-                    None if got is None else webhook_items.endpoint_from_item(got)
-                )
-            endpoint = endpoints[endpoint_id]
-            if endpoint is None:
-                await self._drop_delivery(str(found["id"]))  # fanned out as it was deleted
-                continue
-            if not endpoint.enabled or not await self._its_turn(found):
-                continue
-            claimed = await self._lease(found, token, now + lease_seconds)
-            if claimed is not None:
+            pages = await asyncio.gather(*(self._call("query", **q) for _, q in live))
+            batch: list[dict[str, Any]] = []
+            for (i, query), page in zip(live, pages, strict=True):
+                batch += [plain(found) for found in page.get("Items", [])]
+                if "LastEvaluatedKey" in page:
+                    query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                else:
+                    queries[i] = None
+            for found in sorted(batch, key=lambda d: str(d["GSI5SK"])):
+                endpoint_id, tenant = str(found["endpoint_id"]), str(found["tenant"])
+                if endpoint_id in skip_endpoints or tenant in skip_tenants:
+                    continue  # past the filter's 100 values
+                if per.get(endpoint_id, 0) >= per_endpoint:
+                    continue
+                if endpoint_id not in endpoints:
+                    endpoints[endpoint_id] = await self._endpoint(endpoint_id)
+                endpoint = endpoints[endpoint_id]
+                if endpoint is None:
+                    await self._drop_delivery(str(found["id"]))  # fanned out as it was deleted
+                    continue
+                if not endpoint.enabled or not await self._its_turn(found):
+                    continue
+                claimed = await self._lease(found, token, now + lease_seconds)
+                if claimed is None:
+                    continue
                 per[endpoint_id] = per.get(endpoint_id, 0) + 1
                 taken.append(claimed)
+                if len(taken) >= limit:
+                    return taken
         return taken
+
+    def _due_query(
+        self,
+        shard: int,
+        now: float,
+        page: int,
+        skip_endpoints: Collection[str],
+        skip_tenants: Collection[str],
+    ) -> dict[str, Any]:
+        """The Query of one due partition up to ``now``, without what is skipped."""
+        names = {"#pk": "GSI5PK", "#sk": "GSI5SK"}
+        # '$' sorts after '#': what is due exactly at ``now`` is due.
+        values: dict[str, Any] = {":pk": webhook_items.due_partition(shard)}
+        values[":due"] = epoch_key(now) + "$"
+        clauses = []
+        for attribute, skipped in (("endpoint_id", skip_endpoints), ("tenant", skip_tenants)):
+            listed = sorted(skipped)[:_MAX_IN_VALUES]
+            if not listed:
+                continue
+            names[f"#{attribute}"] = attribute
+            placeholders = []
+            for value in listed:
+                placeholders.append(f":x{len(values)}")
+                values[placeholders[-1]] = value
+            clauses.append(f"NOT (#{attribute} IN ({', '.join(placeholders)}))")
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": WEBHOOK_INDEX,
+            "KeyConditionExpression": "#pk = :pk AND #sk < :due",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": item(values),
+            "Limit": page,
+        }
+        if clauses:
+            params["FilterExpression"] = " AND ".join(clauses)
+        return params
 
     async def _endpoint(self, endpoint_id: str) -> Endpoint | None:
         found = await self._get(webhook_items.endpoint_key(endpoint_id))
