@@ -15,6 +15,7 @@ import pytest
 
 from aws.motoserver import MotoAws
 from integration_hub.adapters.aws import tables, webhook_deliveries, webhook_items
+from integration_hub.adapters.aws.backend import DynamoBackend
 from integration_hub.adapters.aws.dynamodb import DynamoStore
 from integration_hub.domain import errors, webhooks
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
@@ -642,3 +643,22 @@ async def test_pending_deliveries_sit_in_the_sparse_due_index(
     assert due() == [got.id]
     await store.finish_attempt(got, "t", OK, policy=POLICY)
     assert due() == []
+
+
+async def test_retention_forgets_finished_deliveries_and_old_fanned_events(aws: Backend) -> None:
+    store = store_of(aws)
+    hook = await added(aws)
+    await store.append_event(webhooks.ping_event(hook, aws.clock.now()))
+    await store.append_event(webhooks.ping_event(hook, aws.clock.now()))
+    await store.fan_out()
+    finished, pending = await claim(aws)
+    await store.finish_attempt(finished, "t", OK, policy=POLICY)
+    await store.finish_attempt(pending, "t", ERROR, policy=POLICY)
+    await store.append_event(webhooks.ping_event(hook, aws.clock.now()))  # unfanned
+    aws.clock.advance(3600)
+    backend = DynamoBackend(store, aws.queue)  # type: ignore[arg-type]
+    await backend.purge(60)
+    assert await store.get_delivery(None, finished.id) is None
+    assert await store.get_delivery(None, pending.id) is not None
+    assert [e.type for e in await store.list_events("acme")] == [E.TEST]
+    assert (await store.webhook_stats()).unfanned_events == 1

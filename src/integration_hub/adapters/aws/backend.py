@@ -89,8 +89,11 @@ class DynamoBackend:
         return None
 
     async def purge(self, older_than_seconds: float) -> dict[str, int]:
-        """Retention by Scan pages (see ``DynamoStore.purge``)."""
-        return await self.store.purge(older_than_seconds)
+        """Retention by Scan pages (see ``DynamoStore.purge``), webhooks' items too
+        (not counted: the counts' names are every backend's)."""
+        counts = await self.store.purge(older_than_seconds)
+        await self.store.purge_webhooks(older_than_seconds)
+        return counts
 
     async def reconcile(self, older_than_seconds: float) -> int | None:
         """Re-enqueue notifications whose SQS send was lost after the accept committed."""

@@ -194,7 +194,7 @@ class WebhookDeliveryItems(TableClient):
                 webhook_items.delivery_key(delivery_id), u, condition, returns="ALL_NEW"
             )
         except Exception as exc:
-            if is_client_error(exc, items.CONDITION_FAILED):
+            if is_client_error(exc, items.CONDITION_FAILED, webhook_items.TRANSACTION_CONFLICT):
                 return None  # claimed, finished or retried since the index was read
             raise
         return webhook_items.delivery_from_item(fresh)
@@ -358,6 +358,8 @@ class WebhookDeliveryItems(TableClient):
         try:
             await self._update(key, u, same)
         except Exception as exc:
+            if is_client_error(exc, webhook_items.TRANSACTION_CONFLICT):
+                raise Unavailable("webhook delivery is being written right now") from exc
             if not is_client_error(exc, items.CONDITION_FAILED):
                 raise
         return True  # or retried by someone else at the same time: pending either way

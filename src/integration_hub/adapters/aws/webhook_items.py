@@ -49,6 +49,8 @@ DUE_SHARDS = 8
 EVENT_PREFIX = "WHEV#"
 ATTEMPT_PREFIX = "A#"
 DISABLED_PARTITION = "WHEP#DISABLED"
+# A single-item write refused because a transaction is changing the item right now.
+TRANSACTION_CONFLICT = "TransactionConflictException"
 
 
 def _shard(some_id: str, shards: int) -> int:

@@ -89,7 +89,9 @@ class DynamoWebhookStore(WebhookDeliveryItems):
                     ExpressionAttributeValues=item({":v": version}),
                 )
             except Exception as exc:
-                if not is_client_error(exc, items.CONDITION_FAILED):
+                if not is_client_error(
+                    exc, items.CONDITION_FAILED, webhook_items.TRANSACTION_CONFLICT
+                ):
                     raise
                 continue  # an attempt's counters moved meanwhile: replace the new version
             return True
@@ -211,6 +213,8 @@ class DynamoWebhookStore(WebhookDeliveryItems):
         except Unavailable:
             return "busy"
         except Exception as exc:
+            if is_client_error(exc, webhook_items.TRANSACTION_CONFLICT):
+                return "busy"
             if is_client_error(exc, items.CONDITION_FAILED) or (
                 is_client_error(exc, items.TRANSACTION_CANCELED)
                 and items.cancel_codes(exc)[:1] == ["ConditionalCheckFailed"]
@@ -235,6 +239,33 @@ class DynamoWebhookStore(WebhookDeliveryItems):
         else:
             found = await self._all("GSI1", webhook_items.tenant_events(tenant), limit=limit)
         return [webhook_items.event_from_item(e) for e in found[:limit]]
+
+    # -- retention --------------------------------------------------------------------------
+
+    async def purge_webhooks(self, older_than_seconds: float, *, page_size: int = 1000) -> int:
+        """Delete deliveries finished, and events of no notification fanned out, more than
+        ``older_than_seconds`` ago; how many of each (a notification's events go with it).
+
+        Scans, as ``purge`` does: a pending delivery, or an unfanned event, stays.
+        """
+        cutoff = self.clock.now() - older_than_seconds
+        finished = "#sk = :d AND #finished < :cutoff AND #status IN (:ok, :gave_up)"
+        values = {":d": "D", ":cutoff": cutoff}
+        values |= {":ok": str(webhooks.DeliveryStatus.SUCCEEDED)}
+        values |= {":gave_up": str(webhooks.DeliveryStatus.FAILED)}
+        gone = 0
+        async for found in self._scan(finished, values, page_size):
+            await self._drop_delivery(str(found["id"]))
+            gone += 1
+        fanned = "#sk = :e AND fanned_at < :cutoff"
+        async for found in self._scan(fanned, {":e": "WHEV", ":cutoff": cutoff}, page_size):
+            await self._call(
+                "delete_item",
+                TableName=self.table,
+                Key=item({"PK": found["PK"], "SK": found["SK"]}),
+            )
+            gone += 1
+        return gone
 
     # -- stats ------------------------------------------------------------------------------
 
