@@ -510,8 +510,9 @@ async def test_410_disables_the_endpoint_and_tells_the_others(aws: Backend) -> N
     store = store_of(aws)
     gone, other = await added(aws), await added(aws)
     await store.append_event(webhooks.ping_event(gone, aws.clock.now()))
+    await store.append_event(webhooks.ping_event(gone, aws.clock.now()))
     await store.fan_out()
-    [got] = await claim(aws)
+    [got] = await claim(aws, limit=1)
     decision = await store.finish_attempt(got, "t", GONE, policy=POLICY)
     assert decision is not None
     assert (decision.status, decision.disable) == (DeliveryStatus.FAILED, DisabledReason.GONE)
@@ -522,6 +523,11 @@ async def test_410_disables_the_endpoint_and_tells_the_others(aws: Backend) -> N
         DisabledReason.GONE,
         aws.clock.now(),
     )
+    # What was waiting for it gives up; nothing of it is claimable.
+    waiting = [d for d in await store.list_deliveries("acme", gone.id) if d.id != got.id]
+    assert [(d.status, d.last_error) for d in waiting] == [
+        (DeliveryStatus.FAILED, "the endpoint was disabled")
+    ]
     [told] = [e for e in await store.list_events("acme") if e.type is E.ENDPOINT_DISABLED]
     assert told.data == {"endpoint_id": gone.id, "url": gone.url, "reason": "gone"}
     assert (await store.webhook_stats()).disabled_endpoints == 1
@@ -575,14 +581,15 @@ async def test_a_finished_delivery_can_be_retried_from_the_start(aws: Backend) -
     assert not await store.retry_delivery("acme", "ep_other", got.id)
     assert not await store.retry_delivery("globex", hook.id, got.id)
     assert await store.retry_delivery("acme", hook.id, got.id)
+    assert not await store.retry_delivery("acme", hook.id, got.id)  # pending already
     [again] = await claim(aws, "w2")
-    assert (again.id, again.attempt_count, again.status) == (got.id, 0, DeliveryStatus.PENDING)
+    assert (again.id, again.attempt_count, again.status) == (got.id, 1, DeliveryStatus.PENDING)
     await store.finish_attempt(again, "w2", OK, policy=POLICY)
     found = await store.get_delivery("acme", got.id)
     assert found is not None
     assert [(a.number, a.result.outcome) for a in found.attempts] == [
         (1, AttemptOutcome.GONE),
-        (1, AttemptOutcome.SUCCESS),
+        (2, AttemptOutcome.SUCCESS),
     ]
 
 

@@ -44,6 +44,7 @@ from integration_hub.domain.webhooks import (
 )
 
 PENDING = str(DeliveryStatus.PENDING)
+DISABLED_ERROR = "the endpoint was disabled"
 # A claim reads this many due entries per shard and page for each one it may take
 # (at least MIN_PAGE): some are held back (their endpoint is at per_endpoint, or an
 # earlier delivery of the same notification is not finished).
@@ -220,7 +221,7 @@ class WebhookDeliveryItems(TableClient):
             endpoint = webhook_items.endpoint_from_item(found)
             number = int(current.get("attempt_count") or 0) + 1
             decision = webhooks.decide_delivery(
-                attempt=number,
+                attempt=number - int(current.get("schedule_offset") or 0),
                 result=result,
                 now=now,
                 failing_since=endpoint.failing_since,
@@ -241,8 +242,37 @@ class WebhookDeliveryItems(TableClient):
                 if codes[1:2] == ["ConditionalCheckFailed"]:
                     return None  # the claim was lost meanwhile
                 continue  # the endpoint's counters moved: decide again
+            if decision.disable is not None and endpoint.enabled:
+                await self._fail_waiting(endpoint.id, now)
             return decision
         raise Unavailable("webhook endpoint is too contended right now")
+
+    async def _fail_waiting(self, endpoint_id: str, now: float) -> None:
+        """A disabled endpoint's waiting deliveries give up (those in flight finish first).
+
+        After the disabling's transaction, not in it: there may be more than
+        one transaction holds. Until then a claim skips them (the endpoint is
+        disabled), so the delay changes nothing anyone sees but the status.
+        """
+        pending = {"status": PENDING}
+        async for found in self._query(
+            "GSI1", webhook_items.endpoint_deliveries(endpoint_id), filters=pending
+        ):
+            u = items.Update().set("status", value=str(DeliveryStatus.FAILED))
+            u.set("last_error", value=DISABLED_ERROR).set("finished_at", value=now)
+            u.remove("next_attempt_at").remove("GSI5PK").remove("GSI5SK")
+            token, until = u.name("claim_token"), u.name("claim_expires_at")
+            waiting = (
+                f"{u.name('status')} = {u.value(PENDING)} AND (attribute_not_exists({token})"
+                f" OR {until} <= {u.value(now)})"
+            )
+            try:
+                await self._update(webhook_items.delivery_key(str(found["id"])), u, waiting)
+            except Exception as exc:
+                if not is_client_error(
+                    exc, items.CONDITION_FAILED, webhook_items.TRANSACTION_CONFLICT
+                ):
+                    raise
 
     def _finish(
         self,
@@ -255,11 +285,10 @@ class WebhookDeliveryItems(TableClient):
     ) -> list[dict[str, Any]]:
         """The attempt's Put and the delivery's Update (under the claim token)."""
         delivery_id = str(current["id"])
-        seq = int(current.get("attempt_seq") or 0) + 1
-        attempt = webhook_items.attempt_item(delivery_id, seq, Attempted(number, now, result))
+        attempt = webhook_items.attempt_item(delivery_id, Attempted(number, now, result))
         u = items.Update().set("status", value=str(decision.status))
         u.set("next_attempt_at", value=decision.next_attempt_at)
-        u.set("attempt_count", value=number).set("attempt_seq", value=seq)
+        u.set("attempt_count", value=number)
         u.set("last_status_code", value=result.status_code).set("last_error", value=result.error)
         u.remove("claim_token").remove("claim_expires_at")
         if decision.status.finished:
@@ -326,10 +355,16 @@ class WebhookDeliveryItems(TableClient):
             owner = await self._get(webhook_items.endpoint_key(endpoint_id))
             if owner is None or owner["tenant"] != tenant:
                 return []
+        below = None
+        if before_id is not None:
+            cursor = await self._get(webhook_items.delivery_key(before_id))
+            if cursor is None or cursor["endpoint_id"] != endpoint_id:
+                return []
+            below = str(cursor["GSI1SK"])
         found = await self._all(
             "GSI1",
             webhook_items.endpoint_deliveries(endpoint_id),
-            below=before_id,
+            below=below,
             newest_first=True,
             limit=limit,
         )
@@ -337,21 +372,22 @@ class WebhookDeliveryItems(TableClient):
         return [d for d in whole if d is not None]
 
     async def retry_delivery(self, tenant: str | None, endpoint_id: str, delivery_id: str) -> bool:
-        """A finished delivery PENDING again, due now, its schedule from attempt 1 (the
-        attempts stay); a pending one is left as it is. False if there is no such one."""
+        """A finished delivery of the endpoint PENDING again, due now, its schedule starting
+        over from its next attempt (the attempts so far stay, numbered on); False if there
+        is no such finished one (a pending one is left as it is)."""
+        owner = await self._get(webhook_items.endpoint_key(endpoint_id))
+        if owner is None or not lifecycle.visible_to(tenant, owner["tenant"]):
+            return False
         key = webhook_items.delivery_key(delivery_id)
         found = await self._get(key)
-        if (
-            found is None
-            or found["endpoint_id"] != endpoint_id
-            or not lifecycle.visible_to(tenant, found["tenant"])
-        ):
+        if found is None or found["endpoint_id"] != endpoint_id:
             return False
         if not DeliveryStatus(found["status"]).finished:
-            return True
+            return False
         now = self.clock.now()
         u = items.Update().set("status", value=PENDING).set("next_attempt_at", value=now)
-        u.set("attempt_count", value=0).remove("finished_at")
+        u.set("schedule_offset", value=int(found.get("attempt_count") or 0))
+        u.remove("finished_at").remove("claim_token").remove("claim_expires_at")
         u.set("GSI5PK", value=webhook_items.due_partition_of(delivery_id))
         u.set("GSI5SK", value=webhook_items.due_sort_key(now, delivery_id))
         same = f"{u.name('status')} = {u.value(found['status'])}"
@@ -360,9 +396,10 @@ class WebhookDeliveryItems(TableClient):
         except Exception as exc:
             if is_client_error(exc, webhook_items.TRANSACTION_CONFLICT):
                 raise Unavailable("webhook delivery is being written right now") from exc
-            if not is_client_error(exc, items.CONDITION_FAILED):
-                raise
-        return True  # or retried by someone else at the same time: pending either way
+            if is_client_error(exc, items.CONDITION_FAILED):
+                return False  # retried by someone else meanwhile
+            raise
+        return True
 
     async def replay(
         self,
@@ -379,12 +416,8 @@ class WebhookDeliveryItems(TableClient):
         if found is None or found["tenant"] != tenant or limit <= 0:
             return 0
         endpoint = webhook_items.endpoint_from_item(found)
-        # Replayed while disabled too: the deliveries wait for it to be enabled.
-        wants = replace(
-            endpoint,
-            enabled=True,
-            event_types=endpoint.event_types if types is None else frozenset(types),
-        )
+        # A disabled endpoint accepts nothing: it is enabled first, then replayed to.
+        wants = endpoint if types is None else replace(endpoint, event_types=frozenset(types))
         now = self.clock.now()
         made = 0
         batch: list[dict[str, Any]] = []

@@ -15,8 +15,8 @@ Item layout (ADR 0021; the other kinds are in ADR 0011):
 - an endpoint: ``WHEP#<id>`` / ``EP``; GSI1 ``T#<tenant>#WHEP`` by creation,
   GSI2 ``WHEP#DISABLED`` while disabled (sparse, for the stats).
 - a delivery: ``WHD#<id>`` / ``D`` holding a copy of its event (the body is
-  rebuilt byte for byte from it); its attempts ``WHD#<id>`` / ``A#<seq>``. GSI1
-  ``WHEP#<endpoint>#D`` by id (newest first listings), GSI3
+  rebuilt byte for byte from it); its attempts ``WHD#<id>`` / ``A#<number>``. GSI1
+  ``WHEP#<endpoint>#D`` by creation, then event time (newest first listings), GSI3
   ``WHORD#<endpoint>#<notification>`` by the event's order (``may_deliver``), and
   while PENDING the sparse GSI5 ``WHDUE#<shard>`` by when it is next due (a claim
   moves that to the lease's end, so a lapsed lease is due again by itself).
@@ -93,9 +93,9 @@ def delivery_key(delivery_id: str) -> dict[str, str]:
     return {"PK": f"WHD#{delivery_id}", "SK": "D"}
 
 
-def attempt_key(delivery_id: str, seq: int) -> dict[str, str]:
-    """The key of a delivery's ``seq``-th recorded attempt (numbers restart on a retry)."""
-    return {"PK": f"WHD#{delivery_id}", "SK": f"{ATTEMPT_PREFIX}{seq_key(seq)}"}
+def attempt_key(delivery_id: str, number: int) -> dict[str, str]:
+    """The key of a delivery's attempt ``number`` (numbers go on across a retry)."""
+    return {"PK": f"WHD#{delivery_id}", "SK": f"{ATTEMPT_PREFIX}{seq_key(number)}"}
 
 
 def endpoint_deliveries(endpoint_id: str) -> str:
@@ -263,11 +263,13 @@ def delivery_item(
         "created_at": now,
         "next_attempt_at": now,
         "attempt_count": 0,
-        "attempt_seq": 0,
+        # A retry starts the schedule over from the next attempt (its number goes on).
+        "schedule_offset": 0,
         "order": order,
         **{f"event_{k}": copy[k] for k in _EVENT_FIELDS},
         "GSI1PK": endpoint_deliveries(endpoint_id),
-        "GSI1SK": delivery_id,
+        # Created in one instant (one fan-out), the later event is the newer delivery.
+        "GSI1SK": f"{epoch_key(now)}#{epoch_key(event.occurred_at)}#{delivery_id}",
         "GSI5PK": due_partition_of(delivery_id),
         "GSI5SK": due_sort_key(now, delivery_id),
     }
@@ -280,10 +282,10 @@ def delivery_item(
 _EVENT_FIELDS = ("id", "type", "tenant", "occurred_at", "data", "notification_id", "endpoint_id")
 
 
-def attempt_item(delivery_id: str, seq: int, attempted: Attempted) -> dict[str, Any]:
+def attempt_item(delivery_id: str, attempted: Attempted) -> dict[str, Any]:
     """One recorded attempt."""
     r = attempted.result
-    return attempt_key(delivery_id, seq) | {
+    return attempt_key(delivery_id, attempted.number) | {
         "number": attempted.number,
         "at": attempted.at,
         "outcome": str(r.outcome),
