@@ -110,28 +110,53 @@ class WebhookDeliveryItems(TableClient):
                     query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
                 else:
                     queries[i] = None
-            for found in sorted(batch, key=lambda d: str(d["GSI5SK"])):
-                endpoint_id, tenant = str(found["endpoint_id"]), str(found["tenant"])
-                if endpoint_id in skip_endpoints or tenant in skip_tenants:
-                    continue  # past the filter's 100 values
-                if per.get(endpoint_id, 0) >= per_endpoint:
-                    continue
-                if endpoint_id not in endpoints:
-                    endpoints[endpoint_id] = await self._endpoint(endpoint_id)
-                endpoint = endpoints[endpoint_id]
-                if endpoint is None:
-                    await self._drop_delivery(str(found["id"]))  # fanned out as it was deleted
-                    continue
-                if not endpoint.enabled or not await self._its_turn(found):
-                    continue
-                claimed = await self._lease(found, token, now + lease_seconds)
-                if claimed is None:
-                    continue
-                per[endpoint_id] = per.get(endpoint_id, 0) + 1
-                taken.append(claimed)
-                if len(taken) >= limit:
-                    return taken
+            due = [
+                d
+                for d in sorted(batch, key=lambda d: str(d["GSI5SK"]))
+                if str(d["endpoint_id"]) not in skip_endpoints  # past the filter's 100 values
+                and str(d["tenant"]) not in skip_tenants
+            ]
+            while due and len(taken) < limit:
+                # A wave: as many as may still be taken, each endpoint within its cap,
+                # checked and leased concurrently (a later delivery of a notification
+                # in the same wave sees the earlier one pending and waits).
+                wave: list[dict[str, Any]] = []
+                room = dict(per)
+                while due and len(taken) + len(wave) < limit:
+                    found = due.pop(0)
+                    endpoint_id = str(found["endpoint_id"])
+                    if room.get(endpoint_id, 0) < per_endpoint:
+                        room[endpoint_id] = room.get(endpoint_id, 0) + 1
+                        wave.append(found)
+                unknown = sorted({str(f["endpoint_id"]) for f in wave} - endpoints.keys())
+                read = await asyncio.gather(*(self._endpoint(e) for e in unknown))
+                endpoints.update(zip(unknown, read, strict=True))
+                leased = await asyncio.gather(
+                    *(
+                        self._take_delivery(
+                            f, endpoints[str(f["endpoint_id"])], token, now + lease_seconds
+                        )
+                        for f in wave
+                    )
+                )
+                for claimed in leased:
+                    if claimed is not None:
+                        per[claimed.endpoint_id] = per.get(claimed.endpoint_id, 0) + 1
+                        taken.append(claimed)
+            if len(taken) >= limit:
+                break
         return taken
+
+    async def _take_delivery(
+        self, found: dict[str, Any], endpoint: Endpoint | None, token: str, until: float
+    ) -> Delivery | None:
+        """Lease ``found`` if its endpoint takes deliveries and it is its turn."""
+        if endpoint is None:
+            await self._drop_delivery(str(found["id"]))  # fanned out as it was deleted
+            return None
+        if not endpoint.enabled or not await self._its_turn(found):
+            return None
+        return await self._lease(found, token, until)
 
     def _due_query(
         self,
