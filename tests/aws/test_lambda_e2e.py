@@ -158,6 +158,27 @@ def test_api_gateway_to_dynamodb_sqs_worker_and_done(lambda_on_moto: dict[str, A
     assert aws_lambda.worker_handler(retry, None) == {"batchItemFailures": []}
     done = status(env, flaky)
     assert [a["outcome"] for a in done["attempts"]] == ["transient", "delivered"]
+    # The API and worker Lambdas wrote each change's webhook event with it (ADR 0021);
+    # the sandbox's own receipt moved each to delivered.
+    hub, loop = aws_lambda._hub(), aws_lambda._loop()
+    told = {
+        n: [
+            str(e.type)
+            for e in loop.run_until_complete(
+                hub.webhook_store.list_events("acme", notification_id=n)
+            )
+        ]
+        for n in (ok, flaky)
+    }
+    assert told == {
+        ok: ["notification.accepted", "notification.done", "notification.delivered"],
+        flaky: [
+            "notification.accepted",
+            "notification.retrying",
+            "notification.done",
+            "notification.delivered",
+        ],
+    }
 
 
 def test_an_email_goes_from_api_gateway_through_sqs_and_the_worker_to_ses(
