@@ -331,6 +331,23 @@ async def test_concurrent_fan_outs_fan_each_event_exactly_once(aws: Backend) -> 
         assert sorted(d.event.notification_id or "" for d in got) == sorted(n.id for n in made)
 
 
+async def test_a_clock_behind_cannot_fan_a_later_event_out_first(aws: Backend) -> None:
+    store = store_of(aws)
+    hook = await added(aws)
+    n = await us(aws)
+    aws.clock.advance(-60)  # the worker's clock is a minute behind the API's
+    await aws.store.claim(n.id, "w", lease_seconds=30, max_attempts=5)
+    await aws.store.complete_attempt(
+        n.id, "w", attempt(1, Outcome.DELIVERED, "SM1"), status=Status.DONE
+    )
+    # done is the oldest event by its time, but accepted comes first.
+    assert await store.fan_out(limit=1) == 1
+    assert [d.event.type for d in await store.list_deliveries("acme", hook.id)] == [E.ACCEPTED]
+    assert await store.fan_out(limit=1) == 1
+    [accepted] = await claim(aws)
+    assert accepted.event.type is E.ACCEPTED
+
+
 async def test_fan_out_takes_at_most_limit_oldest_first(aws: Backend) -> None:
     store = store_of(aws)
     hook = await added(aws)
@@ -378,6 +395,20 @@ async def test_a_claim_leases_due_deliveries_and_a_lapsed_lease_is_claimable(
     assert (again.id, again.claim_token) == (got.id, "w2")
     assert await store.finish_attempt(got, "w1", OK, policy=POLICY) is None
     assert (await store.list_deliveries("acme", hook.id))[0].attempts == ()
+
+
+async def test_concurrent_claims_never_lease_one_delivery_twice(aws: Backend) -> None:
+    store = store_of(aws)
+    hooks = [await added(aws) for _ in range(3)]
+    for hook in hooks:
+        for _ in range(4):
+            await store.append_event(webhooks.ping_event(hook, aws.clock.now()))
+    await store.fan_out()
+    waves = await asyncio.gather(*(claim(aws, f"w{i}", limit=5) for i in range(4)))
+    taken = [d.id for wave in waves for d in wave]
+    assert len(taken) == len(set(taken)) == 12
+    for i, wave in enumerate(waves):
+        assert all(d.claim_token == f"w{i}" for d in wave)
 
 
 async def test_a_claim_keeps_to_per_endpoint_and_the_exclusions(aws: Backend) -> None:
