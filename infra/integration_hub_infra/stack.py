@@ -46,7 +46,7 @@ RECEIPT_ROUTES = (
 )
 # IHUB_MAX_ATTEMPTS's default, which the stack does not override.
 DEFAULT_MAX_ATTEMPTS = 5
-GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
+GSIS = ("GSI1", "GSI2", "GSI3", "GSI4", "GSI5")
 
 
 def table_name(prefix: str) -> str:
@@ -129,9 +129,11 @@ class HubStack(Stack):
 
         # One table, single-table design, exactly as the DynamoDB backend
         # defines it (integration_hub/adapters/aws/tables.py): string PK/SK and
-        # overloaded GSIs GSI1..GSI4 (listings by tenant+status and
+        # overloaded GSIs GSI1..GSI5 (listings by tenant+status and
         # tenant+country, lookups, the sharded index of RECEIVED items the
-        # reconciler reads), TTL on expires_ttl.
+        # reconciler reads, the sharded webhook queues of unfanned events and
+        # due deliveries: ADR 0021), TTL on expires_ttl. CloudFormation adds
+        # one GSI per update, so an existing stack takes GSI5 in one deploy.
         self.table = dynamodb.Table(
             self,
             "Table",

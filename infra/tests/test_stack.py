@@ -280,6 +280,7 @@ def test_the_table_is_on_demand_with_pitr_ttl_and_encryption(hub: Synthesized) -
         "GSI2",
         "GSI3",
         "GSI4",
+        "GSI5",
     ]
 
 

@@ -158,6 +158,22 @@ def test_api_gateway_to_dynamodb_sqs_worker_and_done(lambda_on_moto: dict[str, A
     assert aws_lambda.worker_handler(retry, None) == {"batchItemFailures": []}
     done = status(env, flaky)
     assert [a["outcome"] for a in done["attempts"]] == ["transient", "delivered"]
+    # The API and worker Lambdas wrote each change's webhook event with it (ADR 0021);
+    # after done, the sandbox's own receipts (delivered, maybe read by now) follow.
+    hub, loop = aws_lambda._hub(), aws_lambda._loop()
+    for notification_id, ours in (
+        (ok, ["notification.accepted", "notification.done"]),
+        (flaky, ["notification.accepted", "notification.retrying", "notification.done"]),
+    ):
+        told = [
+            str(e.type)
+            for e in loop.run_until_complete(
+                hub.webhook_store.list_events("acme", notification_id=notification_id)
+            )
+        ]
+        assert told[: len(ours)] == ours
+        receipts = told[len(ours) :]
+        assert receipts == ["notification.delivered", "notification.read"][: len(receipts)]
 
 
 def test_an_email_goes_from_api_gateway_through_sqs_and_the_worker_to_ses(

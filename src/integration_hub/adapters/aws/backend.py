@@ -76,6 +76,8 @@ class DynamoBackend:
         self.queue = queue
         self.outbox = store
         self.secrets = store
+        # The WebhookStore role (ADR 0021) is the same table and store object.
+        self.webhook_store = store
         self.queue_dead_letters: QueueDeadLetters | None = SqsDeadLetters.of(queue)
 
     async def migrate(self) -> int | None:
@@ -87,8 +89,11 @@ class DynamoBackend:
         return None
 
     async def purge(self, older_than_seconds: float) -> dict[str, int]:
-        """Retention by Scan pages (see ``DynamoStore.purge``)."""
-        return await self.store.purge(older_than_seconds)
+        """Retention by Scan pages (see ``DynamoStore.purge``), webhooks' items too
+        (not counted: the counts' names are every backend's)."""
+        counts = await self.store.purge(older_than_seconds)
+        await self.store.purge_webhooks(older_than_seconds)
+        return counts
 
     async def reconcile(self, older_than_seconds: float) -> int | None:
         """Re-enqueue notifications whose SQS send was lost after the accept committed."""

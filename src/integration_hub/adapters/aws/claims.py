@@ -7,6 +7,9 @@ the ``version`` read (whoever changed the item since wins, and we read
 again); a completion is conditional on the claim token
 (``conditions.may_complete``). Ending FAILED is a transaction with the dead
 letter under the same condition.
+
+Every change here that a tenant hears of puts its webhook event in the same
+transaction (ADR 0021), built from the item as read plus what the change sets.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from integration_hub.adapters.aws import conditions, items
+from integration_hub.adapters.aws import conditions, items, webhook_items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.notifications import outbox_put
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, plain, sent_shard
-from integration_hub.domain import lifecycle
+from integration_hub.domain import lifecycle, webhooks
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.models import Attempt, Notification
@@ -147,8 +150,15 @@ class ClaimItems(TableClient):
         *,
         condition: str,
         provider: str | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The transaction items that end a notification FAILED with its dead letter."""
+        told: webhooks.EventType = webhooks.DEAD_LETTER_EVENT,
+    ) -> tuple[dict[str, Any], ...]:
+        """The transaction items that end a notification FAILED with its dead letter and
+        its webhook event ``told`` (``found``: the item as read).
+
+        ``dead_lettered`` is FAILED without a recorded outcome (a poison
+        message, a claim finding the budget spent); a completion that ends
+        FAILED tells ``failed`` (``webhooks.completion_event``).
+        """
         nid, tenant = found["id"], found["tenant"]
         u.set("status", value=str(Status.FAILED)).set("last_error", value=reason)
         if provider is not None:
@@ -167,9 +177,18 @@ class ClaimItems(TableClient):
             "GSI2PK": "DL",
             "GSI2SK": f"{epoch_key(now)}#{nid}",
         }
+        after = dict(found) | {
+            "status": str(Status.FAILED),
+            "last_error": reason,
+            "provider": found.get("provider") if provider is None else provider,
+            "finished_at": now,
+            "updated_at": now,
+            "version": int(found["version"]) + 1,
+        }
         return (
             {"Update": u.request(self.table, items.notification_key(nid), condition)},
             {"Put": {"TableName": self.table, "Item": item(letter)}},
+            webhook_items.notification_event_put(self.table, told, after, now),
         )
 
     async def complete_attempt(
@@ -189,7 +208,9 @@ class ClaimItems(TableClient):
         checked by DynamoDB with the write: the claim may be taken over after
         any read of ours. The SQS message cannot join a DynamoDB transaction:
         ``settle`` is left to the caller (RECORDED). The sandbox's ``outbox``
-        delivery is put in the same transaction as the outcome.
+        delivery and the webhook event (``webhooks.completion_event``; FAILED
+        is ``failed`` although it writes a dead letter: the port's rule) are
+        put in the same transaction as the outcome.
         """
         finish = lifecycle.decide_completion(
             attempt, status=status, dead_letter_reason=dead_letter_reason, now=self.clock.now()
@@ -218,6 +239,9 @@ class ClaimItems(TableClient):
             found = await self._owner_of(notification_id)
             if found is None:
                 return Completion.LOST
+            # The event is built from this read: it must be the item we change. While
+            # our claim holds nothing else writes it, so this only makes that explicit.
+            ours = f"{ours} AND {conditions.unchanged(u, found['version'])}"
             if finish.dead_letter is not None:
                 await self._transact(
                     *self._fail(
@@ -227,6 +251,7 @@ class ClaimItems(TableClient):
                         finish.now,
                         condition=ours,
                         provider=finish.provider,
+                        told=webhooks.completion_event(finish.status),
                     ),
                     *delivery,
                 )
@@ -237,12 +262,20 @@ class ClaimItems(TableClient):
             u.set("GSI2PK", value=items.status_index(found["tenant"], finish.status))
             u.remove("claim_token").remove("claim_expires_at").bump()
             index = self._sent(u, found, attempt, finish)
-            if delivery or index:
-                await self._transact(
-                    {"Update": u.request(self.table, key, ours)}, *delivery, *index
-                )
-            else:
-                await self._update(key, u, ours)
+            after = found | {
+                "status": str(finish.status),
+                "provider": finish.provider,
+                "last_error": finish.last_error,
+                "version": int(found["version"]) + 1,
+            }
+            if index:
+                after["delivery_state"] = str(DeliveryState.SENT)
+            told = webhook_items.notification_event_put(
+                self.table, webhooks.completion_event(finish.status), after, finish.now
+            )
+            await self._transact(
+                {"Update": u.request(self.table, key, ours)}, *delivery, *index, told
+            )
         except Exception as exc:
             if is_client_error(exc, *_CONTENDED):
                 return Completion.LOST
@@ -284,13 +317,19 @@ class ClaimItems(TableClient):
         return ({"Put": {"TableName": self.table, "Item": item(entry)}},)
 
     async def _owner_of(self, notification_id: str) -> dict[str, Any] | None:
-        """The notification's ``id`` and ``tenant`` (what writing an outcome needs)."""
+        """What writing an outcome needs: the notification's ``id`` and ``tenant``, and
+        the fields its webhook event reports (``webhooks.DATA_FIELDS``) with the
+        ``version`` and ``event_count`` that order it."""
+        fields = (*webhooks.DATA_FIELDS, "version", "event_count")
+        names = {f"#p{i}": f for i, f in enumerate(fields)}
         found = await self._call(
             "get_item",
             TableName=self.table,
             Key=item(items.notification_key(notification_id)),
-            ProjectionExpression="tenant",
+            ProjectionExpression=", ".join(names),
+            ExpressionAttributeNames=names,
+            ConsistentRead=True,
         )
         if "Item" not in found:
             return None
-        return {"id": notification_id, "tenant": plain(found["Item"])["tenant"]}
+        return plain(found["Item"]) | {"id": notification_id}

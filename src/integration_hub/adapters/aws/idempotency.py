@@ -1,8 +1,9 @@
 """Idempotency-Key reservations and the ingest transaction on the DynamoDB table.
 
 A key is reserved by one conditional put; ``accept`` completes it and puts
-the notification in one transaction. The SQS message is sent afterwards by
-the service (and repaired by the reconciler if that send is lost).
+the notification and its ``notification.accepted`` event in one transaction.
+The SQS message is sent afterwards by the service (and repaired by the
+reconciler if that send is lost).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import math
 from typing import Any
 
 from integration_hub.adapters import rows
-from integration_hub.adapters.aws import conditions, items
+from integration_hub.adapters.aws import conditions, items, webhook_items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard
-from integration_hub.domain import lifecycle
+from integration_hub.domain import lifecycle, webhooks
 from integration_hub.domain.errors import IdempotencyInProgress, Unavailable
 from integration_hub.domain.models import Notification
 from integration_hub.domain.status import Status
@@ -91,7 +92,8 @@ class IdempotencyItems(TableClient):
         reservation: str,
         ttl_seconds: float,
     ) -> bool:
-        """Persist a RECEIVED notification and complete its key in one transaction.
+        """Persist a RECEIVED notification, its accepted event, and complete its key in one
+        transaction.
 
         The SQS message cannot join the transaction: False, the caller enqueues
         (and the reconciler covers a failed send).
@@ -146,6 +148,9 @@ class IdempotencyItems(TableClient):
                         "ConditionExpression": "attribute_not_exists(PK)",
                     }
                 },
+                webhook_items.notification_event_put(
+                    self.table, webhooks.ACCEPT_EVENT, values, now
+                ),
             )
         except Exception as exc:
             if is_client_error(exc, items.TRANSACTION_CANCELED) and items.cancel_codes(exc)[:1] == [

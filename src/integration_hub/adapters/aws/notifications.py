@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from integration_hub.adapters import rows
-from integration_hub.adapters.aws import conditions, items, tables
+from integration_hub.adapters.aws import conditions, items, tables, webhook_items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item, pending_shard, seq_key
-from integration_hub.domain import lifecycle
+from integration_hub.domain import lifecycle, webhooks
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Notification
 from integration_hub.domain.receipts import DeliveryState
@@ -118,7 +118,8 @@ class NotificationItems(TableClient):
             params["ExclusiveStartKey"] = found["LastEvaluatedKey"]
 
     async def redrive(self, tenant: str | None, notification_id: str) -> bool | None:
-        """FAILED -> RECEIVED with a fresh budget, removing the dead letter.
+        """FAILED -> RECEIVED with a fresh budget, removing the dead letter, with its
+        ``notification.redriven`` event.
 
         The SQS message is the caller's to send (False), as for ``accept``.
         """
@@ -136,6 +137,13 @@ class NotificationItems(TableClient):
         u.set("GSI4PK", value=pending_shard(notification_id))
         u.set("GSI4SK", value=f"{epoch_key(now)}#{notification_id}").bump()
         unchanged = conditions.unchanged(u, found["version"])
+        after = found | {
+            "status": str(Status.RECEIVED),
+            "attempts_used": 0,
+            "finished_at": None,
+            "updated_at": now,
+            "version": found["version"] + 1,
+        }
         try:
             await self._transact(
                 {
@@ -150,6 +158,9 @@ class NotificationItems(TableClient):
                         "ConditionExpression": "attribute_exists(PK)",
                     }
                 },
+                webhook_items.notification_event_put(
+                    self.table, webhooks.REDRIVE_EVENT, after, now
+                ),
             )
         except Exception as exc:
             if is_client_error(exc, items.TRANSACTION_CANCELED):

@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from integration_hub.adapters.aws import items, tables
+from integration_hub.adapters.aws import items, tables, webhook_items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import epoch_key, item
 from integration_hub.adapters.rows import to_dt, to_dt_required, to_epoch
-from integration_hub.domain import receipts
+from integration_hub.domain import receipts, webhooks
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.receipts import DeliveryState, Receipt
 from integration_hub.domain.routing import Channel
@@ -109,7 +109,8 @@ class ReceiptItems(TableClient):
         before: DeliveryState | None,
         after: DeliveryState,
     ) -> str:
-        """Put the event and move the state to ``after``, if nothing changed since the read."""
+        """Put the event and move the state to ``after``, if nothing changed since the read,
+        with the webhook event of the move (``webhooks.delivery_event``) when it is one."""
         nid = str(found["id"])
         count = int(found.get("event_count") or 0)
         event = items.event_key(nid, identity_hash(receipt)) | {
@@ -135,6 +136,12 @@ class ReceiptItems(TableClient):
             else f"{state} = {u.value(str(before))}"
         )
         same_count = f"attribute_not_exists({seen})" if count == 0 else f"{seen} = {u.value(count)}"
+        told: tuple[dict[str, Any], ...] = ()
+        moved = webhooks.delivery_event(before, after)
+        if moved is not None:
+            state_after = dict(found) | {"delivery_state": str(after), "event_count": count + 1}
+            now = self.clock.now()
+            told = (webhook_items.notification_event_put(self.table, moved, state_after, now),)
         try:
             await self._transact(
                 {
@@ -149,6 +156,7 @@ class ReceiptItems(TableClient):
                         self.table, items.notification_key(nid), f"{same_state} AND {same_count}"
                     )
                 },
+                *told,
             )
         except Exception as exc:
             if not is_client_error(exc, items.TRANSACTION_CANCELED):

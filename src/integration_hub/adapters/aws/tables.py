@@ -17,7 +17,7 @@ from integration_hub.domain.errors import Unavailable
 # Sparse index of RECEIVED notifications, sharded so that a busy ingest does not
 # write one hot partition; the reconciler queries every shard.
 PENDING_SHARDS = 8
-GSIS = ("GSI1", "GSI2", "GSI3", "GSI4")
+GSIS = ("GSI1", "GSI2", "GSI3", "GSI4", "GSI5")
 # That index: the only one the reconciler reads (its IAM policy names it).
 RECEIVED_INDEX = "GSI4"
 # The same index also holds, in partitions of their own (``SENT#<0-7>``), the
@@ -27,6 +27,8 @@ RECEIVED_INDEX = "GSI4"
 # needs both entries, and the reconciler, which runs expiry too, keeps reading
 # one index only.
 SENT_INDEX = "GSI4"
+# GSI5 is the webhooks' (webhook_items.WEBHOOK_INDEX): the sparse, sharded
+# partitions of unfanned events and of pending deliveries by due time.
 
 
 def table_name(prefix: str) -> str:
@@ -35,7 +37,7 @@ def table_name(prefix: str) -> str:
 
 
 def definition(name: str) -> dict[str, Any]:
-    """``CreateTable`` parameters: string PK/SK and four overloaded GSIs, on demand."""
+    """``CreateTable`` parameters: string PK/SK and five overloaded GSIs, on demand."""
     attributes = [("PK", "S"), ("SK", "S")]
     indexes = []
     for gsi in GSIS:
