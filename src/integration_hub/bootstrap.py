@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from integration_hub.adapters.backends import kind_of
 from integration_hub.config import ConfigurationError as ConfigurationError  # re-exported
@@ -116,8 +116,8 @@ class Hub:
 
     @property
     def webhook_store(self) -> WebhookStore:
-        """The store's webhook role (it joins ``Store`` once every backend has it)."""
-        return cast("WebhookStore", self.store)
+        """The store's webhook role."""
+        return self.store
 
     @cached_property
     def webhook_service(self) -> WebhookService:

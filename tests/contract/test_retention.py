@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from integration_hub.domain import webhooks
 from integration_hub.domain.delivery import OutboundMessage
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
@@ -17,7 +15,6 @@ from integration_hub.domain.webhooks import (
     Endpoint,
 )
 from integration_hub.ports import Match, Suppression
-from integration_hub.ports.webhooks import WebhookStore
 from support import Backend, accept, notification
 
 
@@ -99,7 +96,7 @@ async def test_a_purge_forgets_old_finished_notifications_with_their_history(
     )
     await store.add_suppression(suppression)
     # Webhooks of the old ones go with them; a test event of no notification by age.
-    hooks = cast("WebhookStore", store)
+    hooks = store
     endpoint = Endpoint("ep_1", "acme", "https://hooks.example.com/", 0.0, 0.0, {"s": "x"})
     await hooks.create_endpoint(endpoint)
     await hooks.append_event(webhooks.ping_event(endpoint, backend.clock.now()))

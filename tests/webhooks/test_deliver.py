@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -25,12 +26,14 @@ from integration_hub.domain.models import Attempt, Outcome, from_epoch
 from integration_hub.domain.outbound import OutboundPolicy
 from integration_hub.domain.status import Status
 from integration_hub.domain.webhooks import (
+    Delivery,
     DeliveryStatus,
     DisabledReason,
     Endpoint,
     EventType,
     SigningSecrets,
 )
+from integration_hub.ports.webhooks import WebhookStore
 from integration_hub.service.webhooks.deliver import DeliveryLoopSettings, WebhookDeliverer
 from observability.obs_support import settings
 from support import ManualClock, notification, tenant
@@ -295,3 +298,40 @@ async def test_metrics_count_attempts_and_read_the_webhook_queue(
     assert value(text, "ihub_webhook_endpoints_disabled") == 1
     # A disabled endpoint's deliveries are not due: they do not age the queue.
     assert value(text, "ihub_webhook_oldest_due_age_seconds") == 0
+
+
+class SlowClaims:
+    """The store, with claims slow enough for the requests in flight to end meanwhile."""
+
+    def __init__(self, store: WebhookStore) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def claim_deliveries(self, **kwargs: Any) -> list[Delivery]:
+        await asyncio.sleep(0.2)
+        return await self.store.claim_deliveries(**kwargs)
+
+
+async def test_one_drain_delivers_a_backlog_larger_than_the_endpoints_slots(
+    hub: Hub, receiver: WebhookReceiver
+) -> None:
+    # 12 events, 4 slots, and the slots free up while a claim that excluded the
+    # (then full) endpoint runs: the drain must claim again, not stop there.
+    await add_endpoint(hub, receiver)
+    for _ in range(12):
+        await accept(hub)
+    loop = WebhookDeliverer(
+        cast("WebhookStore", SlowClaims(hub.webhook_store)),
+        AiohttpWebhookTransport(LOCAL, timeout_seconds=5),
+        hub.credentials,
+        hub.clock,
+        DeliveryLoopSettings(timeout_seconds=5),
+    )
+    try:
+        await loop.drain(deadline_seconds=30)
+    finally:
+        await loop.close()
+    assert len(receiver.verified) == 12
+    assert (await hub.webhook_store.webhook_stats()).pending == 0

@@ -63,11 +63,6 @@ async def deliver_webhooks(hub: Hub, stop: asyncio.Event) -> None:
         await deliverer.close()
 
 
-def webhooks_supported(hub: Hub) -> bool:
-    """Whether the backend keeps webhooks (the DynamoDB store does not yet: issue 16)."""
-    return hasattr(hub.store, "claim_deliveries")
-
-
 async def serve(settings: Settings, *, api: bool, worker: bool, webhooks: bool = False) -> None:
     """Serve until SIGTERM/SIGINT; the API stops accepting, then the worker drains.
 
@@ -85,10 +80,7 @@ async def serve(settings: Settings, *, api: bool, worker: bool, webhooks: bool =
         if worker:
             tasks.append(asyncio.create_task(Worker(hub).run(stop)))
         if webhooks or (worker and settings.webhooks_in_worker):
-            if webhooks_supported(hub):
-                tasks.append(asyncio.create_task(deliver_webhooks(hub, stop)))
-            else:
-                log.warning("this backend does not deliver webhooks yet; none are sent")
+            tasks.append(asyncio.create_task(deliver_webhooks(hub, stop)))
         if api:
             server = api_server(hub)
             sock = bind(settings.host, settings.port)

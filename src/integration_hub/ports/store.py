@@ -15,6 +15,7 @@ from integration_hub.domain.status import Status
 from integration_hub.domain.tenants import ApiKeyRecord, Tenant
 from integration_hub.ports.queue import Settle
 from integration_hub.ports.receipts import ReceiptStore, SuppressionStore
+from integration_hub.ports.webhooks import WebhookStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +279,7 @@ class Store(
     DeadLetterStore,
     ReceiptStore,
     SuppressionStore,
+    WebhookStore,
     Protocol,
 ):
     """Durable state: every role of one backend, and its connections."""

@@ -1,7 +1,6 @@
 """The WebhookStore port: endpoints, the event outbox, deliveries and their attempts.
 
-Not yet a role of ``Store``: it joins it once every backend implements it
-(issue 16 is in progress; docs/architecture.md lists the ports in use).
+A role of ``Store``: every backend implements it (ADR 0021).
 
 Events themselves are written by the other store roles, in the transaction
 of the change that causes them (ADR 0021): ``accept`` and ``accept_new``

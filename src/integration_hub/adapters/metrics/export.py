@@ -104,12 +104,10 @@ class StateGauges(Collector):
             except Exception as exc:
                 log.warning("metrics: counting dead letters failed: %s", exc)
             hooks: WebhookStats | None = None
-            read_hooks = getattr(self.store, "webhook_stats", None)  # WebhookStore (issue 16)
-            if read_hooks is not None:
-                try:
-                    hooks = await read_hooks()
-                except Exception as exc:
-                    log.warning("metrics: webhook stats failed: %s", exc)
+            try:
+                hooks = await self.store.webhook_stats()
+            except Exception as exc:
+                log.warning("metrics: webhook stats failed: %s", exc)
             self.sample = StateSample(stats, dead, time.perf_counter() - t0, hooks)
             self._taken_at = time.monotonic()
             return self.sample

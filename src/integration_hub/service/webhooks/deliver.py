@@ -75,6 +75,9 @@ class WebhookDeliverer:
         self._waiting: deque[Delivery] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # The last step left due deliveries unclaimed on purpose: it had no free slot,
+        # or excluded endpoints and tenants at their caps.
+        self._held_back = False
 
     # -- one step ---------------------------------------------------------------------
 
@@ -84,15 +87,18 @@ class WebhookDeliverer:
         started = self._start_waiting()
         free = self.settings.concurrency - len(self._tasks) - len(self._waiting)
         if free <= 0:
+            self._held_back = True
             return started
-        waiting_endpoints = {d.endpoint_id for d in self._waiting}
+        exclude_endpoints = self.in_flight.full_endpoints() | {d.endpoint_id for d in self._waiting}
+        exclude_tenants = self.in_flight.full_tenants()
+        self._held_back = bool(exclude_endpoints or exclude_tenants)
         claimed = await self.store.claim_deliveries(
             token=self.token,
             lease_seconds=self.settings.lease_seconds,
             limit=free,
             per_endpoint=self.settings.per_endpoint,
-            exclude_endpoints=self.in_flight.full_endpoints() | waiting_endpoints,
-            exclude_tenants=self.in_flight.full_tenants(),
+            exclude_endpoints=exclude_endpoints,
+            exclude_tenants=exclude_tenants,
         )
         self._waiting.extend(claimed)
         return started + self._start_waiting()
@@ -159,13 +165,14 @@ class WebhookDeliverer:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; errors of the store are logged and retried."""
         while not stop.is_set():
+            # Cleared before the step: a request finishing during it wakes the wait below.
+            self._wake.clear()
             try:
                 started = await self.step()
             except Exception:
                 log.exception("webhook delivery loop step failed; retrying")
                 started = 0
             if started == 0:
-                self._wake.clear()
                 waits = [
                     asyncio.ensure_future(stop.wait()),
                     asyncio.ensure_future(self._wake.wait()),
@@ -184,8 +191,11 @@ class WebhookDeliverer:
         until = time.monotonic() + deadline_seconds
         while time.monotonic() < until:
             started = await self.step()
-            if started == 0 and not self._tasks and not self._waiting:
+            idle = started == 0 and not self._tasks and not self._waiting
+            if idle and not self._held_back:
                 return
+            if idle:
+                continue  # what was held back is claimable now that the slots are free
             if started == 0 and self._tasks:
                 await asyncio.wait(
                     set(self._tasks),
