@@ -125,44 +125,43 @@ VALUES (:id, :endpoint_id, :tenant, :event_id, :event_seq, :notification_id,
 
 # Due: pending, next_attempt_at passed (a claim moves it to the lease's end),
 # the endpoint enabled and not excluded, and no earlier pending delivery of
-# the same notification to the same endpoint (webhooks.may_deliver). The due
-# rows are picked once (MATERIALIZED) and, on PostgreSQL, locked with SKIP
-# LOCKED so that concurrent loops claim disjoint sets; then at most
-# :per_endpoint of one endpoint, oldest due first.
+# the same notification to the same endpoint (webhooks.may_deliver). Picked
+# per endpoint (at most :per_endpoint each, on the index of an endpoint's
+# pending deliveries by due time), so that an excluded endpoint's backlog,
+# however long, costs nothing; then the oldest due of those. The UPDATE checks
+# again that each is due: on PostgreSQL a concurrent claim of the same row
+# waits for the first and then finds it leased (READ COMMITTED re-reads it).
 CLAIM_DELIVERIES = S(
     "claim_webhook_deliveries",
     """
-WITH due AS MATERIALIZED (
-    SELECT d.id, d.endpoint_id, d.next_attempt_at, d.seq FROM webhook_deliveries d
-    WHERE d.status = 'pending' AND d.next_attempt_at <= :now
-        AND NOT (d.endpoint_id {one_of:exclude_endpoints})
-        AND NOT (d.tenant {one_of:exclude_tenants})
-        AND EXISTS (
-            SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.enabled
-        )
-        AND NOT EXISTS (
-            SELECT 1 FROM webhook_deliveries p
-            WHERE p.endpoint_id = d.endpoint_id AND p.notification_id = d.notification_id
-                AND p.event_seq < d.event_seq AND p.status = 'pending'
-        )
-    ORDER BY d.next_attempt_at, d.seq
-    LIMIT :scan
-    {skip_locked}
+WITH endpoints AS MATERIALIZED (
+    SELECT e.id FROM webhook_endpoints e
+    WHERE e.enabled AND NOT (e.id {one_of:exclude_endpoints})
+        AND NOT (e.tenant {one_of:exclude_tenants})
+),
+due AS MATERIALIZED (
+    SELECT d.id, d.next_attempt_at, d.seq FROM endpoints
+    JOIN webhook_deliveries d ON d.id IN (
+        SELECT x.id FROM webhook_deliveries x
+        WHERE x.endpoint_id = endpoints.id AND x.status = 'pending'
+            AND x.next_attempt_at <= :now
+            AND NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries p
+                WHERE p.endpoint_id = x.endpoint_id AND p.notification_id = x.notification_id
+                    AND p.event_seq < x.event_seq AND p.status = 'pending'
+            )
+        ORDER BY x.next_attempt_at, x.seq
+        LIMIT :per_endpoint
+    )
 ),
 picked AS MATERIALIZED (
-    SELECT id FROM (
-        SELECT id, next_attempt_at, seq,
-            ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, seq) AS n
-        FROM due
-    ) ranked
-    WHERE n <= :per_endpoint
-    ORDER BY next_attempt_at, seq
-    LIMIT :limit
+    SELECT id FROM due ORDER BY next_attempt_at, seq LIMIT :limit
 )
 UPDATE webhook_deliveries SET claim_token = :token, claim_expires_at = :until,
     next_attempt_at = :until
 FROM picked
-WHERE webhook_deliveries.id = picked.id
+WHERE webhook_deliveries.id = picked.id AND webhook_deliveries.status = 'pending'
+    AND webhook_deliveries.next_attempt_at <= :now
 RETURNING webhook_deliveries.id
 """,
 )

@@ -32,8 +32,6 @@ from integration_hub.domain.webhooks import (
 )
 from integration_hub.ports.webhooks import WebhookStats
 
-CLAIM_SCAN_FACTOR = 4
-"""A claim looks at this many due rows per delivery it may take (others' caps)."""
 _DISABLED_ERROR = "the endpoint was disabled"
 
 
@@ -258,7 +256,6 @@ def claim_deliveries(
         until=now + lease_seconds,
         token=token,
         limit=limit,
-        scan=limit * CLAIM_SCAN_FACTOR,
         per_endpoint=per_endpoint,
         exclude_endpoints=sorted(exclude_endpoints),
         exclude_tenants=sorted(exclude_tenants),
