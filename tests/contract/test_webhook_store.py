@@ -9,6 +9,7 @@ outcome is recorded with what ``webhooks.decide_delivery`` decides.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -481,3 +482,29 @@ async def test_stats_report_the_oldest_due_delivery(backend: Backend, store: Web
     assert stats.oldest_due_age_seconds == pytest.approx(42)
     await store.append_event(webhooks.ping_event(ep, backend.clock.now()))
     assert (await store.webhook_stats()).unfanned_events == 1
+
+
+async def test_concurrent_claims_never_lease_one_delivery_twice(
+    backend: Backend, store: WebhookStore
+) -> None:
+    endpoints = [endpoint(backend) for _ in range(4)]
+    for e in endpoints:
+        await store.create_endpoint(e)
+    for _ in range(10):
+        await accept(backend, notification("acme", "US", clock=backend.clock))
+    await store.fan_out()
+    claims = await asyncio.gather(
+        *(
+            store.claim_deliveries(token=f"t{i}", lease_seconds=60, limit=8, per_endpoint=4)
+            for i in range(4)
+        )
+    )
+    ids = [d.id for claimed in claims for d in claimed]
+    assert len(ids) == len(set(ids))
+    assert ids
+    # 40 due (10 notifications, 4 endpoints). Under contention a claim may take fewer
+    # than it could (PostgreSQL skips the rows another claim holds), never one twice:
+    # what none took is there for the next.
+    rest = await store.claim_deliveries(token="t9", lease_seconds=60, limit=40, per_endpoint=10)
+    assert sorted(ids + [d.id for d in rest]) == sorted(set(ids + [d.id for d in rest]))
+    assert len(ids) + len(rest) == 40

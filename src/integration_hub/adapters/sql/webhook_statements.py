@@ -128,9 +128,9 @@ VALUES (:id, :endpoint_id, :tenant, :event_id, :event_seq, :notification_id,
 # the same notification to the same endpoint (webhooks.may_deliver). Picked
 # per endpoint (at most :per_endpoint each, on the index of an endpoint's
 # pending deliveries by due time), so that an excluded endpoint's backlog,
-# however long, costs nothing; then the oldest due of those. The UPDATE checks
-# again that each is due: on PostgreSQL a concurrent claim of the same row
-# waits for the first and then finds it leased (READ COMMITTED re-reads it).
+# however long, costs nothing; then the oldest due of those. On PostgreSQL the
+# rows picked are locked with SKIP LOCKED, so concurrent claims take disjoint
+# sets, and the UPDATE checks again that each is still due.
 CLAIM_DELIVERIES = S(
     "claim_webhook_deliveries",
     """
@@ -152,6 +152,7 @@ due AS MATERIALIZED (
             )
         ORDER BY x.next_attempt_at, x.seq
         LIMIT :per_endpoint
+        {skip_locked}
     )
 ),
 picked AS MATERIALIZED (
