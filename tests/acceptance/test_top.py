@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -164,26 +166,70 @@ def test_ihub_top_reports_an_unreachable_hub_and_exits_1(running: dict[str, Any]
     assert url in done.stderr
 
 
+class CountingForwarder:
+    """Forwards scrapes to a metrics URL and counts them, so a test knows top is refreshing."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.scrapes = 0
+        forwarder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                auth = self.headers.get("Authorization")
+                upstream = httpx.get(
+                    forwarder.target, headers={"Authorization": auth} if auth else {}, timeout=10
+                )
+                forwarder.scrapes += 1
+                self.send_response(upstream.status_code)
+                self.send_header("Content-Type", upstream.headers.get("content-type", "text/plain"))
+                self.send_header("Content-Length", str(len(upstream.content)))
+                self.end_headers()
+                self.wfile.write(upstream.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CountingForwarder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_ihub_top_refreshes_until_interrupted_and_then_exits_cleanly(
     running: dict[str, Any],
 ) -> None:
     hub: HubProcesses = running["hub"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "integration_hub", "top", "--interval", "0.2",
-         "--url", running["urls"][0]],
-        env={**hub.env, "COLUMNS": "100"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        time.sleep(2.0)  # several refreshes; the outcome is checked below, not timed
-        proc.send_signal(signal.SIGINT)
-        out, errors = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with CountingForwarder(running["urls"][0]) as forwarder:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "integration_hub", "top", "--interval", "0.2",
+             "--url", forwarder.url],
+            env={**hub.env, "COLUMNS": "100"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            # Interrupt only once top has refreshed a few times: a loaded machine
+            # can take seconds to start the CLI, and a SIGINT during its imports
+            # is not what this test is about.
+            deadline = time.monotonic() + 60
+            while forwarder.scrapes < 3 and proc.poll() is None:
+                assert time.monotonic() < deadline, "top never scraped three times"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            out, errors = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 0, errors
     assert "Traceback" not in errors
     # Off a terminal rich prints the last frame only: one drawn from a refresh
