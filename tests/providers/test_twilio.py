@@ -24,7 +24,11 @@ from .fake_http import unused_port
 from .fake_twilio import FakeTwilio
 from .messages import sms
 
+# Only the slow-answer tests need a short timeout; every other test waits long
+# enough that a loaded machine's scheduling stall never turns an answer into a
+# timeout.
 FAST = HttpOptions(total_timeout=0.5, connect_timeout=0.5, pool_limit=8)
+ROOMY = HttpOptions(total_timeout=10, connect_timeout=10, pool_limit=8)
 # For tests whose expected answer is a refusal before any connection: a timeout
 # is never the right answer there, so it must not be short enough for a loaded
 # machine's scheduling stall to reach it first.
@@ -43,7 +47,7 @@ def settings_for(fake: FakeTwilio, **overrides: object) -> TwilioSettings:
 
 @pytest.fixture
 async def provider(twilio: FakeTwilio) -> AsyncIterator[TwilioProvider]:
-    adapter = TwilioProvider(settings_for(twilio), options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = TwilioProvider(settings_for(twilio), options=ROOMY, outbound=LOCAL_OUTBOUND)
     yield adapter
     await adapter.close()
 
@@ -104,7 +108,7 @@ async def test_twilio_built_by_the_registry_from_its_config_sends_and_checks(
 async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> None:
     key_sid, key_secret = next(iter(twilio.api_keys.items()))
     settings = settings_for(twilio, auth_token=None, api_key_sid=key_sid, api_key_secret=key_secret)
-    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = TwilioProvider(settings, options=ROOMY, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -118,7 +122,7 @@ async def test_twilio_api_key_credentials_are_accepted(twilio: FakeTwilio) -> No
 async def test_twilio_messaging_service_sid_is_sent_when_configured(twilio: FakeTwilio) -> None:
     service = next(iter(twilio.messaging_services))
     settings = settings_for(twilio, from_number=None, messaging_service_sid=service)
-    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = TwilioProvider(settings, options=ROOMY, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -141,7 +145,7 @@ async def test_twilio_invalid_to_number_rejected_by_the_api_is_permanent(
 
 async def test_twilio_wrong_auth_token_is_configuration(twilio: FakeTwilio) -> None:
     adapter = TwilioProvider(
-        settings_for(twilio, auth_token="not-the-token"), options=FAST, outbound=LOCAL_OUTBOUND
+        settings_for(twilio, auth_token="not-the-token"), options=ROOMY, outbound=LOCAL_OUTBOUND
     )
     try:
         result = await adapter.send(sms())
@@ -163,7 +167,7 @@ async def test_twilio_unknown_account_in_the_path_is_configuration(twilio: FakeT
         api_key_sid=key_sid,
         api_key_secret=key_secret,
     )
-    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = TwilioProvider(settings, options=ROOMY, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -179,7 +183,7 @@ async def test_twilio_unknown_account_in_the_path_is_configuration(twilio: FakeT
 
 async def test_twilio_sender_not_owned_by_the_account_is_configuration(twilio: FakeTwilio) -> None:
     adapter = TwilioProvider(
-        settings_for(twilio, from_number="+15550001111"), options=FAST, outbound=LOCAL_OUTBOUND
+        settings_for(twilio, from_number="+15550001111"), options=ROOMY, outbound=LOCAL_OUTBOUND
     )
     try:
         result = await adapter.send(sms())
@@ -341,12 +345,14 @@ async def test_twilio_success_without_a_sid_is_transient_not_delivered(
     assert result.error_class == "unexpected_response"
 
 
-async def test_twilio_slow_answer_is_a_transient_timeout(
-    twilio: FakeTwilio, provider: TwilioProvider
-) -> None:
+async def test_twilio_slow_answer_is_a_transient_timeout(twilio: FakeTwilio) -> None:
     twilio.queue_delay(3.0)
 
-    result = await provider.send(sms())
+    adapter = TwilioProvider(settings_for(twilio), options=FAST, outbound=LOCAL_OUTBOUND)
+    try:
+        result = await adapter.send(sms())
+    finally:
+        await adapter.close()
 
     assert isinstance(result, TransientFailure)
     assert result.error_class == "timeout"
@@ -360,7 +366,7 @@ async def test_twilio_connection_refused_is_transient() -> None:
         from_number="+15005550006",
         base_url=f"http://127.0.0.1:{unused_port()}",
     )
-    adapter = TwilioProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = TwilioProvider(settings, options=ROOMY, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(sms())
     finally:
@@ -422,7 +428,7 @@ async def test_twilio_check_with_a_wrong_token_is_a_configuration_problem(
     twilio: FakeTwilio,
 ) -> None:
     adapter = TwilioProvider(
-        settings_for(twilio, auth_token="not-the-token"), options=FAST, outbound=LOCAL_OUTBOUND
+        settings_for(twilio, auth_token="not-the-token"), options=ROOMY, outbound=LOCAL_OUTBOUND
     )
     result = await adapter.check()
     await adapter.close()
@@ -468,7 +474,7 @@ async def test_twilio_reaches_the_same_name_when_its_network_is_allowed(
     dns(monkeypatch, {"sms.example.test": ["127.0.0.1"]})
     base_url = twilio.base_url.replace("127.0.0.1", "sms.example.test")
     adapter = TwilioProvider(
-        settings_for(twilio, base_url=base_url), options=FAST, outbound=LOCAL_OUTBOUND
+        settings_for(twilio, base_url=base_url), options=ROOMY, outbound=LOCAL_OUTBOUND
     )
     try:
         result = await adapter.send(sms())

@@ -19,7 +19,11 @@ from .fake_http import unused_port
 from .fake_whatsapp import FakeWhatsApp
 from .messages import outbound, whatsapp
 
+# Only the slow-answer tests need a short timeout; every other test waits long
+# enough that a loaded machine's scheduling stall never turns an answer into a
+# timeout.
 FAST = HttpOptions(total_timeout=0.5, connect_timeout=0.5, pool_limit=8)
+ROOMY = HttpOptions(total_timeout=10, connect_timeout=10, pool_limit=8)
 
 
 @pytest.fixture
@@ -46,7 +50,7 @@ def settings_for(fake: FakeWhatsApp, **overrides: object) -> WhatsAppSettings:
 
 @pytest.fixture
 async def provider(meta: FakeWhatsApp) -> AsyncIterator[WhatsAppProvider]:
-    adapter = WhatsAppProvider(settings_for(meta), options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = WhatsAppProvider(settings_for(meta), options=ROOMY, outbound=LOCAL_OUTBOUND)
     yield adapter
     await adapter.close()
 
@@ -177,7 +181,7 @@ async def test_whatsapp_malformed_template_metadata_is_permanent_without_a_reque
 
 async def test_whatsapp_invalid_access_token_is_configuration(meta: FakeWhatsApp) -> None:
     adapter = WhatsAppProvider(
-        settings_for(meta, access_token="EAAG-revoked"), options=FAST, outbound=LOCAL_OUTBOUND
+        settings_for(meta, access_token="EAAG-revoked"), options=ROOMY, outbound=LOCAL_OUTBOUND
     )
     try:
         result = await adapter.send(whatsapp())
@@ -195,7 +199,7 @@ async def test_whatsapp_invalid_access_token_is_configuration(meta: FakeWhatsApp
 
 async def test_whatsapp_unknown_phone_number_id_is_configuration(meta: FakeWhatsApp) -> None:
     adapter = WhatsAppProvider(
-        settings_for(meta, phone_number_id="999"), options=FAST, outbound=LOCAL_OUTBOUND
+        settings_for(meta, phone_number_id="999"), options=ROOMY, outbound=LOCAL_OUTBOUND
     )
     try:
         result = await adapter.send(whatsapp())
@@ -332,12 +336,14 @@ async def test_whatsapp_unknown_5xx_code_is_transient_even_if_mapped_permanent(
     assert isinstance(result, TransientFailure)
 
 
-async def test_whatsapp_slow_answer_is_a_transient_timeout(
-    meta: FakeWhatsApp, provider: WhatsAppProvider
-) -> None:
+async def test_whatsapp_slow_answer_is_a_transient_timeout(meta: FakeWhatsApp) -> None:
     meta.queue_delay(3.0)
 
-    result = await provider.send(whatsapp())
+    adapter = WhatsAppProvider(settings_for(meta), options=FAST, outbound=LOCAL_OUTBOUND)
+    try:
+        result = await adapter.send(whatsapp())
+    finally:
+        await adapter.close()
 
     assert isinstance(result, TransientFailure)
     assert result.error_class == "timeout"
@@ -349,7 +355,7 @@ async def test_whatsapp_connection_refused_is_transient() -> None:
         access_token=SecretStr("EAAG-secret"),
         base_url=f"http://127.0.0.1:{unused_port()}",
     )
-    adapter = WhatsAppProvider(settings, options=FAST, outbound=LOCAL_OUTBOUND)
+    adapter = WhatsAppProvider(settings, options=ROOMY, outbound=LOCAL_OUTBOUND)
     try:
         result = await adapter.send(whatsapp())
     finally:
