@@ -356,6 +356,37 @@ async def test_a_notifications_later_event_waits_for_its_earlier_one(
     assert done.event.type is E.DONE
 
 
+async def test_a_backlog_that_must_wait_never_hides_a_delivery_that_may_go(
+    backend: Backend, store: WebhookStore
+) -> None:
+    """Five notifications' ``done`` deliveries wait behind their ``accepted`` ones, whose
+    lapsed claims are due later than every ``done``: more than an endpoint's cap of
+    deliveries that may not go sit ahead of the ones that may (a killed loop's claims)."""
+    ep = endpoint(backend)
+    await store.create_endpoint(ep)
+    for _ in range(5):
+        n = notification("acme", "US", clock=backend.clock)
+        await accept(backend, n)
+        assert await backend.store.claim(n.id, "w1", lease_seconds=30, max_attempts=5)
+        await backend.store.complete_attempt(
+            n.id, "w1", attempt(1, Outcome.DELIVERED, "SM1"), status=Status.DONE
+        )
+    await store.fan_out()
+    lost: list[webhooks.Delivery] = []
+    while got := await store.claim_deliveries(
+        token="killed", lease_seconds=60, limit=10, per_endpoint=4
+    ):
+        lost += got
+        backend.clock.advance(1)  # each lease ends later: due after every done
+    assert {d.event.type for d in lost} == {E.ACCEPTED}
+    assert len(lost) == 5
+    backend.clock.advance(61)  # the killed loop's leases lapse
+
+    again = await store.claim_deliveries(token="next", lease_seconds=60, limit=10, per_endpoint=4)
+    assert [d.event.type for d in again] == [E.ACCEPTED] * 4
+    assert {d.id for d in again} < {d.id for d in lost}
+
+
 async def test_gone_disables_the_endpoint_and_tells_the_others(
     backend: Backend, store: WebhookStore
 ) -> None:

@@ -117,46 +117,74 @@ class WebhookDeliveryItems(TableClient):
                 and str(d["tenant"]) not in skip_tenants
             ]
             while due and len(taken) < limit:
-                # A wave: as many as may still be taken, each endpoint within its cap,
-                # checked and leased concurrently (a later delivery of a notification
-                # in the same wave sees the earlier one pending and waits).
-                wave: list[dict[str, Any]] = []
-                room = dict(per)
-                while due and len(taken) + len(wave) < limit:
-                    found = due.pop(0)
-                    endpoint_id = str(found["endpoint_id"])
-                    if room.get(endpoint_id, 0) < per_endpoint:
-                        room[endpoint_id] = room.get(endpoint_id, 0) + 1
-                        wave.append(found)
+                # A wave: a few candidates per endpoint that may still take some (held
+                # back ones wait for the next wave, so a backlog of deliveries that are
+                # not their turn never hides one that is), checked concurrently, then
+                # leased in due order within each endpoint's cap. A later delivery of a
+                # notification in the same wave sees the earlier one pending and waits.
+                wave, due = self._wave(due, per, per_endpoint, limit - len(taken))
                 unknown = sorted({str(f["endpoint_id"]) for f in wave} - endpoints.keys())
                 read = await asyncio.gather(*(self._endpoint(e) for e in unknown))
                 endpoints.update(zip(unknown, read, strict=True))
+                turns = await asyncio.gather(
+                    *(self._claimable(f, endpoints[str(f["endpoint_id"])]) for f in wave)
+                )
+                chosen: list[dict[str, Any]] = []
+                room = dict(per)
+                for found, ok in zip(wave, turns, strict=True):
+                    endpoint_id = str(found["endpoint_id"])
+                    fits = len(taken) + len(chosen) < limit
+                    if ok and fits and room.get(endpoint_id, 0) < per_endpoint:
+                        room[endpoint_id] = room.get(endpoint_id, 0) + 1
+                        chosen.append(found)
                 leased = await asyncio.gather(
-                    *(
-                        self._take_delivery(
-                            f, endpoints[str(f["endpoint_id"])], token, now + lease_seconds
-                        )
-                        for f in wave
-                    )
+                    *(self._lease(f, token, now + lease_seconds) for f in chosen)
                 )
                 for claimed in leased:
                     if claimed is not None:
                         per[claimed.endpoint_id] = per.get(claimed.endpoint_id, 0) + 1
                         taken.append(claimed)
+                # What may go but did not fit takes the place of a lease another claim
+                # won in the next wave (an endpoint that reached its cap drops out there).
+                picked = {id(f) for f in chosen}
+                unpicked = [
+                    f for f, ok in zip(wave, turns, strict=True) if ok and id(f) not in picked
+                ]
+                due = unpicked + due
             if len(taken) >= limit:
                 break
         return taken
 
-    async def _take_delivery(
-        self, found: dict[str, Any], endpoint: Endpoint | None, token: str, until: float
-    ) -> Delivery | None:
-        """Lease ``found`` if its endpoint takes deliveries and it is its turn."""
+    @staticmethod
+    def _wave(
+        due: list[dict[str, Any]], per: dict[str, int], per_endpoint: int, wanted: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The next wave of ``due`` (in due order) and what is left for later waves.
+
+        At most ``READ_AHEAD`` candidates per slot an endpoint has left, and per
+        delivery still wanted; an endpoint already at its cap drops out.
+        """
+        wave: list[dict[str, Any]] = []
+        rest: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for found in due:
+            endpoint_id = str(found["endpoint_id"])
+            left = per_endpoint - per.get(endpoint_id, 0)
+            if left <= 0:
+                continue
+            if seen.get(endpoint_id, 0) < left * READ_AHEAD and len(wave) < wanted * READ_AHEAD:
+                seen[endpoint_id] = seen.get(endpoint_id, 0) + 1
+                wave.append(found)
+            else:
+                rest.append(found)
+        return wave, rest
+
+    async def _claimable(self, found: dict[str, Any], endpoint: Endpoint | None) -> bool:
+        """Whether ``found`` may be leased: its endpoint takes deliveries, it is its turn."""
         if endpoint is None:
             await self._drop_delivery(str(found["id"]))  # fanned out as it was deleted
-            return None
-        if not endpoint.enabled or not await self._its_turn(found):
-            return None
-        return await self._lease(found, token, until)
+            return False
+        return endpoint.enabled and await self._its_turn(found)
 
     def _due_query(
         self,
