@@ -17,6 +17,12 @@ PLACEHOLDER_BUNDLE = INFRA_DIR / "lambda_placeholder"
 # worker invocation must outlive a batch of them plus the store round trips.
 PROVIDER_TIMEOUT_SECONDS = 20
 MIN_WORKER_TIMEOUT_SECONDS = 30
+# The webhook delivery Lambda (ADR 0021): invoked every minute, it claims for
+# its timeout less one request's (IHUB_WEBHOOKS_TIMEOUT_SECONDS) and a 5 s
+# margin, so claiming goes on without a gap while the next invocation starts.
+WEBHOOK_REQUEST_TIMEOUT_SECONDS = 15
+WEBHOOKS_EVERY_SECONDS = 60
+WEBHOOKS_FUNCTION_TIMEOUT_SECONDS = WEBHOOKS_EVERY_SECONDS + WEBHOOK_REQUEST_TIMEOUT_SECONDS + 5
 MAX_LAMBDA_TIMEOUT_SECONDS = 900
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")

@@ -30,11 +30,18 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from integration_hub_infra.settings import PROVIDER_TIMEOUT_SECONDS, HubSettings
+from integration_hub_infra.settings import (
+    PROVIDER_TIMEOUT_SECONDS,
+    WEBHOOK_REQUEST_TIMEOUT_SECONDS,
+    WEBHOOKS_EVERY_SECONDS,
+    WEBHOOKS_FUNCTION_TIMEOUT_SECONDS,
+    HubSettings,
+)
 
 API_HANDLER = "integration_hub.entrypoints.aws_lambda.api_handler"
 WORKER_HANDLER = "integration_hub.entrypoints.aws_lambda.worker_handler"
 RECONCILE_HANDLER = "integration_hub.entrypoints.aws_lambda.reconcile_handler"
+WEBHOOKS_HANDLER = "integration_hub.entrypoints.aws_lambda.webhooks_handler"
 # The sparse index of RECEIVED notifications, the only one the reconciler reads.
 RECONCILER_INDEX = "GSI4"
 TTL_ATTRIBUTE = "expires_ttl"
@@ -83,6 +90,20 @@ WORKER_TABLE_ACTIONS = (
 # The reconciler re-enqueues (UpdateItem) and expires deliveries (GetItem, then
 # a transaction of UpdateItem + PutItem of the event).
 RECONCILER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+# The webhook delivery loop fans events out (Query of the sharded GSI5 queues,
+# a transaction of the deliveries' PutItem and the event's UpdateItem), claims
+# (conditional UpdateItem; its ConditionCheck of earlier deliveries of the same
+# notification, read through GSI3), records attempts, disables failing endpoints
+# with an endpoint.disabled event (PutItem), reads endpoints (GetItem, Query) and
+# deletes the deliveries of an endpoint deleted meanwhile (DeleteItem).
+WEBHOOKS_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    *TRANSACT_ITEM_ACTIONS,
+)
 # The admin API's /queue-dead-letters lists and redrives SQS's own DLQ: it finds
 # the DLQ through the queue's RedrivePolicy, receives (short visibility, then
 # visible again), and deletes only what it has sent back to the queue.
@@ -95,6 +116,8 @@ API_DLQ_ACTIONS = (
 )
 API_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 WORKER_KEY_ACTIONS = ("kms:Decrypt",)
+# Endpoint secrets are sealed with the tenant's data key: the loop only opens them.
+WEBHOOKS_KEY_ACTIONS = ("kms:Decrypt",)
 
 
 class HubStack(Stack):
@@ -235,6 +258,17 @@ class HubStack(Stack):
             timeout_seconds=min(60 * settings.reconcile_every_minutes, 300),
         )
 
+        self.webhooks_function = self._function(
+            "WebhooksFunction",
+            handler=WEBHOOKS_HANDLER,
+            code=code,
+            environment=environment
+            | {"IHUB_WEBHOOKS_TIMEOUT_SECONDS": str(WEBHOOK_REQUEST_TIMEOUT_SECONDS)},
+            # The loop waits on the tenants' receivers, it computes little.
+            memory_mb=512,
+            timeout_seconds=WEBHOOKS_FUNCTION_TIMEOUT_SECONDS,
+        )
+
         self.table.grant(self.api_function, *API_TABLE_ACTIONS)
         self.table.grant(self.worker_function, *WORKER_TABLE_ACTIONS)
         self.queue.grant(self.api_function, *API_MAIN_QUEUE_ACTIONS)
@@ -242,6 +276,7 @@ class HubStack(Stack):
         self._reconciler_schedule()
         self.credentials_key.grant(self.api_function, *API_KEY_ACTIONS)
         self.credentials_key.grant(self.worker_function, *WORKER_KEY_ACTIONS)
+        self._webhooks_schedule()
         # The event source grants the worker exactly what Lambda's poller needs
         # on this queue (Receive/Delete/ChangeMessageVisibility/GetQueueAttributes,
         # GetQueueUrl). A failed record goes back to the queue alone; after
@@ -347,6 +382,26 @@ class HubStack(Stack):
             targets=[targets.LambdaFunction(function, retry_attempts=0)],
         )
 
+    def _webhooks_schedule(self) -> None:
+        """Run the webhook delivery loop every minute, for most of each minute.
+
+        One invocation claims for its timeout less one request's and a margin,
+        then finishes what it has in flight while the next one starts: claims
+        are leased in the table, so the overlap, or an invocation killed
+        mid-request, sends nothing a receiver cannot tell apart by webhook-id.
+        """
+        function = self.webhooks_function
+        self.table.grant(function, *WEBHOOKS_TABLE_ACTIONS)
+        self.credentials_key.grant(function, *WEBHOOKS_KEY_ACTIONS)
+        self.webhooks_rule = events.Rule(
+            self,
+            "WebhooksSchedule",
+            description="Deliver the tenants' status webhooks (ADR 0021)",
+            schedule=events.Schedule.rate(Duration.seconds(WEBHOOKS_EVERY_SECONDS)),
+            # A missed run is covered by the next one: no retries, no pile-up.
+            targets=[targets.LambdaFunction(function, retry_attempts=0)],
+        )
+
     def _function(
         self,
         construct_id: str,
@@ -438,6 +493,13 @@ class HubStack(Stack):
                 self.reconciler_function,
                 "The reconciler failed: notifications whose SQS send was"
                 " lost wait until it runs again (docs/aws-deploy.md)",
+                evaluation_periods=3,
+            ),
+            self._errors_alarm(
+                "WebhooksErrors",
+                self.webhooks_function,
+                "The webhook delivery Lambda failed (crash, timeout): deliveries wait"
+                " until its next run takes their lapsed claims (docs/aws-deploy.md)",
                 evaluation_periods=3,
             ),
             self._errors_alarm(

@@ -17,11 +17,16 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 import app as app_module
 from integration_hub_infra import STACK_NAME, HubStack, SettingsError, build, parse_regions
+from integration_hub_infra.settings import (
+    WEBHOOK_REQUEST_TIMEOUT_SECONDS,
+    WEBHOOKS_EVERY_SECONDS,
+)
 from integration_hub_infra.stack import (
     API_HANDLER,
     RECEIPT_ROUTES,
     RECONCILE_HANDLER,
     RECONCILER_INDEX,
+    WEBHOOKS_HANDLER,
     WORKER_HANDLER,
 )
 
@@ -120,19 +125,19 @@ def test_the_stack_holds_the_hub_and_nothing_else(hub: Synthesized) -> None:
         # $default and the four receipt callbacks (RECEIPT_ROUTES).
         "AWS::ApiGatewayV2::Route": 5,
         "AWS::ApiGatewayV2::Stage": 1,
-        "AWS::Lambda::Function": 3,
-        # The reconciler's schedule, and API Gateway once per route.
-        "AWS::Lambda::Permission": 6,
+        "AWS::Lambda::Function": 4,
+        # The reconciler's and the webhooks' schedules, and API Gateway once per route.
+        "AWS::Lambda::Permission": 7,
         "AWS::Lambda::EventSourceMapping": 1,
-        "AWS::Events::Rule": 1,
-        "AWS::Logs::LogGroup": 3,
-        "AWS::IAM::Role": 3,
-        "AWS::IAM::Policy": 3,
+        "AWS::Events::Rule": 2,
+        "AWS::Logs::LogGroup": 4,
+        "AWS::IAM::Role": 4,
+        "AWS::IAM::Policy": 4,
         "AWS::SQS::Queue": 2,
         "AWS::SQS::QueuePolicy": 2,
         "AWS::DynamoDB::Table": 1,
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 5,
+        "AWS::CloudWatch::Alarm": 6,
         "AWS::SNS::Topic": 1,
     }
     resources = hub.template.to_json()["Resources"]
@@ -222,7 +227,9 @@ def test_the_worker_takes_batches_of_10_and_reports_item_failures(hub: Synthesiz
 # -- functions -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("handler", [API_HANDLER, WORKER_HANDLER, RECONCILE_HANDLER])
+@pytest.mark.parametrize(
+    "handler", [API_HANDLER, WORKER_HANDLER, RECONCILE_HANDLER, WEBHOOKS_HANDLER]
+)
 def test_the_functions_run_python_3_12_on_arm64(hub: Synthesized, handler: str) -> None:
     function = hub.one("AWS::Lambda::Function", {"Handler": handler})["Properties"]
     assert function["Runtime"] == "python3.12"
@@ -424,7 +431,9 @@ def test_an_eventbridge_rule_runs_the_reconciler_on_schedule(
     fixture: str, minutes: int, after: int, request: pytest.FixtureRequest
 ) -> None:
     s: Synthesized = request.getfixturevalue(fixture)
-    rule = s.one("AWS::Events::Rule")["Properties"]
+    rule = s.one("AWS::Events::Rule", {"Description": Match.string_like_regexp("Re-enqueue")})[
+        "Properties"
+    ]
     unit = "minute" if minutes == 1 else "minutes"
     assert rule["ScheduleExpression"] == f"rate({minutes} {unit})"
     assert rule["State"] == "ENABLED"
@@ -435,9 +444,67 @@ def test_an_eventbridge_rule_runs_the_reconciler_on_schedule(
     assert function["Environment"]["Variables"]["IHUB_RECONCILE_AFTER_SECONDS"] == str(after)
     # Runs never pile up: one ends before the next starts.
     assert function["Timeout"] <= 60 * minutes
-    permission = s.one("AWS::Lambda::Permission", {"Principal": "events.amazonaws.com"})
+    permission = s.one(
+        "AWS::Lambda::Permission",
+        {
+            "Principal": "events.amazonaws.com",
+            "FunctionName": {"Fn::GetAtt": [s.logical_id(s.stack.reconciler_function), "Arn"]},
+        },
+    )
     assert permission["Properties"]["SourceArn"] == {
         "Fn::GetAtt": [s.logical_id(s.stack.reconcile_rule), "Arn"]
+    }
+
+
+def test_an_eventbridge_rule_runs_the_webhook_delivery_loop_every_minute(
+    hub: Synthesized,
+) -> None:
+    s = hub.stack
+    rule = hub.one("AWS::Events::Rule", {"Description": Match.string_like_regexp("webhooks")})[
+        "Properties"
+    ]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [hub.logical_id(s.webhooks_function), "Arn"]}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    permission = hub.one(
+        "AWS::Lambda::Permission",
+        {
+            "Principal": "events.amazonaws.com",
+            "FunctionName": {"Fn::GetAtt": [hub.logical_id(s.webhooks_function), "Arn"]},
+        },
+    )
+    assert permission["Properties"]["SourceArn"] == {
+        "Fn::GetAtt": [hub.logical_id(s.webhooks_rule), "Arn"]
+    }
+    function = hub.one("AWS::Lambda::Function", {"Handler": WEBHOOKS_HANDLER})["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert variables["IHUB_WEBHOOKS_TIMEOUT_SECONDS"] == str(WEBHOOK_REQUEST_TIMEOUT_SECONDS)
+    # It claims for its timeout less one request and the handler's margin: that
+    # covers the whole minute, so claiming never pauses between invocations,
+    # and what is in flight finishes before Lambda's timeout.
+    from integration_hub.entrypoints.aws_lambda import WEBHOOKS_MARGIN_SECONDS
+
+    claiming = function["Timeout"] - WEBHOOK_REQUEST_TIMEOUT_SECONDS - WEBHOOKS_MARGIN_SECONDS
+    assert claiming >= WEBHOOKS_EVERY_SECONDS
+    assert function["Timeout"] <= 900
+
+
+def test_the_webhook_loop_may_touch_the_table_and_open_secrets_only(hub: Synthesized) -> None:
+    s = hub.stack
+    grants = hub.grants_of(s.webhooks_function.role)
+    table = table_resources(hub)
+    logs = [{"Fn::GetAtt": [hub.logical_id(s.webhooks_function.log_group), "Arn"]}]
+    assert grants == {
+        "dynamodb:GetItem": table,
+        "dynamodb:PutItem": table,
+        "dynamodb:UpdateItem": table,
+        "dynamodb:DeleteItem": table,
+        "dynamodb:Query": table,
+        "dynamodb:ConditionCheckItem": table,
+        "kms:Decrypt": [{"Fn::GetAtt": [hub.logical_id(s.credentials_key), "Arn"]}],
+        "logs:CreateLogStream": logs,
+        "logs:PutLogEvents": logs,
     }
 
 
@@ -546,6 +613,16 @@ def test_reconciler_errors_raise_an_alarm(hub: Synthesized) -> None:
     assert reconciler["AlarmActions"] == [{"Ref": hub.logical_id(hub.stack.alarm_topic)}]
 
 
+def test_webhook_loop_errors_raise_an_alarm(hub: Synthesized) -> None:
+    alarms = hub.resources("AWS::CloudWatch::Alarm", {"MetricName": "Errors"})
+    by_function = {
+        a["Properties"]["Dimensions"][0]["Value"]["Ref"]: a["Properties"] for a in alarms.values()
+    }
+    loop = by_function[hub.logical_id(hub.stack.webhooks_function)]
+    assert loop["Threshold"] == 0
+    assert loop["AlarmActions"] == [{"Ref": hub.logical_id(hub.stack.alarm_topic)}]
+
+
 def test_alarm_email_subscribes_to_the_alarm_topic(hub: Synthesized, tuned: Synthesized) -> None:
     assert "Subscription" not in hub.one("AWS::SNS::Topic")["Properties"]
     tuned.template.has_resource_properties(
@@ -576,8 +653,9 @@ def test_a_regions_context_makes_one_stack_per_region_with_its_countries(
     expected = {"eu-west-1": "ES,FR,IT,GR", "us-east-1": "US,GB"}
     for region, countries in expected.items():
         functions = by_region[region].resources("AWS::Lambda::Function")
-        assert len(functions) == 3  # API, worker and the reconciler of this region's table
-        by_region[region].one("AWS::Events::Rule")
+        # API, worker, reconciler and webhook loop of this region's table
+        assert len(functions) == 4
+        assert len(by_region[region].resources("AWS::Events::Rule")) == 2
         for function in functions.values():
             variables = function["Properties"]["Environment"]["Variables"]
             assert variables["IHUB_ENABLED_COUNTRIES"] == countries

@@ -154,3 +154,27 @@ def test_an_invariant_breach_is_reported_failed_so_sqs_redelivers_it(lambda_env:
     assert aws_lambda.worker_handler(sqs_event(), None) == {
         "batchItemFailures": [{"itemIdentifier": f"m-{sent['id']}"}]
     }
+
+
+class RemainingTime:
+    def __init__(self, millis: int) -> None:
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def test_the_webhooks_lambda_claims_until_one_request_and_the_margin_are_left() -> None:
+    margin = aws_lambda.WEBHOOKS_MARGIN_SECONDS
+    assert aws_lambda.webhooks_budget(RemainingTime(80_000), 15.0) == 80 - 15 - margin
+    # Too little left for a request: it still fans out and claims once.
+    assert aws_lambda.webhooks_budget(RemainingTime(10_000), 15.0) == 1.0
+    assert aws_lambda.webhooks_budget(None, 15.0) == aws_lambda.WEBHOOKS_DEFAULT_SECONDS
+
+
+def test_the_webhooks_handler_runs_the_loop_on_sqlite_and_reports_its_attempts(
+    lambda_env: str,
+) -> None:
+    # Nothing to send: the loop runs its time and reports no attempts.
+    result = aws_lambda.webhooks_handler({}, RemainingTime(int((15 + 5 + 0.3) * 1000)))
+    assert result == {"attempts": 0, "outcomes": {}}

@@ -1,5 +1,5 @@
 """AWS Lambda entry points: the API behind API Gateway, the SQS worker, and the
-reconciler on an EventBridge schedule.
+reconciler and the webhook delivery loop on EventBridge schedules.
 
 Both reuse one hub per Lambda container (built on the first invocation, on
 one event loop that later invocations reuse), configured like every other
@@ -16,6 +16,13 @@ The reconcile handler re-enqueues notifications left RECEIVED longer than
 ``IHUB_RECONCILE_AFTER_SECONDS`` (an SQS send lost after the DynamoDB
 commit; ADR 0011) and expires deliveries still ``sent`` after
 ``IHUB_RECEIPT_TIMEOUT_HOURS`` (ADR 0020); the stack invokes it every minute.
+
+The webhooks handler is AWS's ``ihub webhooks-worker`` (ADR 0021): invoked
+every minute, it runs the delivery loop for the invocation's time less one
+request timeout and a margin, then lets what is in flight finish, so the next
+invocation takes over as this one ends. Its claims are leased in DynamoDB:
+overlapping invocations, or one killed mid-request, deliver nothing twice
+that a receiver could not tell apart by ``webhook-id``, and lose nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from integration_hub import tracing
 from integration_hub.bootstrap import Hub, build_hub
@@ -31,6 +38,12 @@ from integration_hub.config import ConfigurationError, Settings
 from integration_hub.entrypoints.observability import Observability, setup
 from integration_hub.ports import QueueMessage
 from integration_hub.service.dispatch import Dispatcher, Result
+
+# Without a Lambda context (tests, a manual invoke): the loop's time, in seconds.
+WEBHOOKS_DEFAULT_SECONDS = 45.0
+# Kept free at the end of an invocation on top of one request's timeout: the
+# claims and attempts of what was in flight are written before Lambda's timeout.
+WEBHOOKS_MARGIN_SECONDS = 5.0
 
 # A message with one of these outcomes must not be deleted by Lambda.
 COME_BACK = frozenset({Result.RETRY, Result.HELD, Result.LOST, Result.BROKEN})
@@ -156,3 +169,45 @@ def reconcile_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     finally:
         _flush()
     return {"reenqueued": sent, "expired": expired}
+
+
+class LambdaContext(Protocol):
+    """The part of Lambda's context object the webhooks handler reads."""
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def webhooks_budget(context: LambdaContext | None, request_timeout: float) -> float:
+    """How long this invocation claims new deliveries: what Lambda leaves it, less one
+    request's timeout and the margin (at least a second, to fan out and claim once)."""
+    if context is None:
+        return WEBHOOKS_DEFAULT_SECONDS
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    return max(1.0, remaining - request_timeout - WEBHOOKS_MARGIN_SECONDS)
+
+
+async def deliver_for(hub: Hub, seconds: float) -> dict[str, int]:
+    """The webhook delivery loop for ``seconds``; then what is in flight finishes.
+    The attempts it made, by outcome."""
+    deliverer = hub.webhook_deliverer()
+    stop = asyncio.Event()
+    timer = asyncio.get_running_loop().call_later(seconds, stop.set)
+    try:
+        await deliverer.run(stop)
+    finally:
+        timer.cancel()
+        # Its own connections: Lambda freezes the container between invocations,
+        # and a pooled connection would not survive that.
+        await deliverer.close()
+    return dict(deliverer.outcomes)
+
+
+def webhooks_handler(event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+    """Scheduled event -> the webhook delivery loop for most of the invocation."""
+    hub = _hub("lambda-webhooks")
+    seconds = webhooks_budget(context, hub.settings.webhooks_timeout_seconds)
+    try:
+        outcomes = _loop().run_until_complete(deliver_for(hub, seconds))
+    finally:
+        _flush()
+    return {"attempts": sum(outcomes.values()), "outcomes": outcomes}

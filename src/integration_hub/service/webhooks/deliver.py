@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from integration_hub.domain import webhooks
@@ -78,6 +78,8 @@ class WebhookDeliverer:
         # The last step left due deliveries unclaimed on purpose: it had no free slot,
         # or excluded endpoints and tenants at their caps.
         self._held_back = False
+        self.outcomes: Counter[str] = Counter()
+        """How many attempts this loop finished, by outcome (the scheduled Lambda reports it)."""
 
     # -- one step ---------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class WebhookDeliverer:
             if endpoint is None:
                 return  # deleted meanwhile, with its deliveries
             result = await self._send(endpoint, delivery)
+            self.outcomes[str(result.outcome)] += 1
             self.metrics.webhook_attempt(
                 delivery.tenant, str(result.outcome), result.latency_ms / 1000.0
             )
