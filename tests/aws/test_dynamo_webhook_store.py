@@ -32,6 +32,7 @@ from integration_hub.domain.webhooks import (
     EventType,
 )
 from integration_hub.ports import Completion
+from integration_hub.ports.webhooks import EndpointChanged
 from support import Backend, accept, notification
 
 E = EventType
@@ -291,8 +292,10 @@ async def test_an_endpoint_update_replaces_its_fields_but_not_its_owner(aws: Bac
         secrets={"sealed": "rotated"},
         updated_at=made.updated_at + 1,
     )
-    assert await store.update_endpoint(replace(changed, tenant="globex", created_at=0.0))
-    assert await store.get_endpoint("acme", made.id) == changed
+    # Another tenant's name finds nothing; the creation time is never rewritten.
+    assert not await store.update_endpoint(replace(changed, tenant="globex"))
+    assert await store.update_endpoint(replace(changed, created_at=0.0))
+    assert await store.get_endpoint("acme", made.id) == replace(changed, revision=1)
     assert (await store.webhook_stats()).disabled_endpoints == 1
     assert not await store.update_endpoint(endpoint(aws))
 
@@ -476,7 +479,7 @@ async def test_a_disabled_or_deleted_endpoint_gets_nothing_claimed(aws: Backend)
     assert await store.delete_endpoint("acme", gone.id)
     assert await claim(aws) == []
     assert await store.list_deliveries(None, gone.id) == []
-    await store.update_endpoint(off)
+    await store.update_endpoint(replace(off, revision=1))
     [got] = await claim(aws)
     assert got.endpoint_id == off.id
 
@@ -608,7 +611,12 @@ async def test_a_finished_delivery_can_be_retried_from_the_start(aws: Backend) -
     await store.fan_out()
     [got] = await claim(aws)
     await store.finish_attempt(got, "t", GONE, policy=POLICY)
-    await store.update_endpoint(replace(hook, enabled=True))
+    gone = await store.get_endpoint("acme", hook.id)
+    assert gone is not None
+    assert not gone.enabled  # 410 disabled it: an update read before that is refused
+    with pytest.raises(EndpointChanged):
+        await store.update_endpoint(replace(hook, enabled=True))
+    assert await store.update_endpoint(gone.with_enabled(True, aws.clock.now()))
     assert not await store.retry_delivery("acme", "ep_other", got.id)
     assert not await store.retry_delivery("globex", hook.id, got.id)
     assert await store.retry_delivery("acme", hook.id, got.id)

@@ -28,7 +28,7 @@ from integration_hub.domain.webhooks import (
     Endpoint,
     EventType,
 )
-from integration_hub.ports.webhooks import WebhookStore
+from integration_hub.ports.webhooks import EndpointChanged, WebhookStore
 from support import Backend, accept, notification
 
 E = EventType
@@ -246,11 +246,91 @@ async def test_endpoints_are_the_tenants_own(backend: Backend, store: WebhookSto
 
     changed = replace(mine, url="https://new.example.com/", enabled=False)
     assert await store.update_endpoint(changed)
-    assert await store.get_endpoint("acme", mine.id) == changed
+    assert await store.get_endpoint("acme", mine.id) == replace(changed, revision=1)
+    assert not await store.update_endpoint(replace(changed, tenant="globex", revision=1))
     assert not await store.delete_endpoint("globex", mine.id)
     assert await store.delete_endpoint("acme", mine.id)
     assert await store.get_endpoint("acme", mine.id) is None
     assert not await store.update_endpoint(changed)
+
+
+async def test_an_update_read_before_another_change_is_refused_and_writes_nothing(
+    backend: Backend, store: WebhookStore
+) -> None:
+    ep = endpoint(backend)
+    await store.create_endpoint(ep)
+    first = replace(ep, description="first")
+    assert await store.update_endpoint(first)
+    with pytest.raises(EndpointChanged):
+        await store.update_endpoint(replace(ep, url="https://stale.example.com/"))
+    assert await store.get_endpoint("acme", ep.id) == replace(first, revision=1)
+
+
+async def test_an_update_read_before_the_loop_disabled_the_endpoint_cannot_re_enable_it(
+    backend: Backend, store: WebhookStore
+) -> None:
+    ep = endpoint(backend)
+    await store.create_endpoint(ep)
+    read = await store.get_endpoint("acme", ep.id)
+    assert read is not None
+    await store.append_event(webhooks.ping_event(ep, backend.clock.now()))
+    await store.fan_out()
+    [got] = await store.claim_deliveries(token="a", lease_seconds=60, limit=10, per_endpoint=4)
+    decision = await store.finish_attempt(got, "a", GONE, policy=POLICY)
+    assert decision is not None
+    assert decision.disable is DisabledReason.GONE
+    with pytest.raises(EndpointChanged):
+        await store.update_endpoint(replace(read, description="renamed"))
+    now = await store.get_endpoint("acme", ep.id)
+    assert now is not None
+    assert (now.enabled, now.disabled_reason, now.description) == (
+        False,
+        DisabledReason.GONE,
+        "",
+    )
+
+
+async def test_an_update_keeps_the_loops_failure_counters_unless_it_flips_enabled(
+    backend: Backend, store: WebhookStore
+) -> None:
+    ep = endpoint(backend)
+    await store.create_endpoint(ep)
+    read = await store.get_endpoint("acme", ep.id)
+    assert read is not None
+    await store.append_event(webhooks.ping_event(ep, backend.clock.now()))
+    await store.fan_out()
+    [got] = await store.claim_deliveries(token="a", lease_seconds=60, limit=10, per_endpoint=4)
+    await store.finish_attempt(got, "a", BOOM, policy=POLICY)  # the loop counts a failure
+    assert await store.update_endpoint(replace(read, description="renamed"))
+    kept = await store.get_endpoint("acme", ep.id)
+    assert kept is not None
+    assert (kept.description, kept.consecutive_failures) == ("renamed", 1)
+    assert kept.failing_since is not None
+    # Disabling and enabling again is a fresh start: the counters go with it.
+    assert await store.update_endpoint(kept.with_enabled(False, backend.clock.now()))
+    off = await store.get_endpoint("acme", ep.id)
+    assert off is not None
+    assert await store.update_endpoint(off.with_enabled(True, backend.clock.now()))
+    fresh = await store.get_endpoint("acme", ep.id)
+    assert fresh is not None
+    assert (fresh.enabled, fresh.consecutive_failures, fresh.failing_since) == (True, 0, None)
+
+
+async def test_concurrent_creations_never_take_a_tenant_past_the_cap(
+    backend: Backend, store: WebhookStore
+) -> None:
+    made = await asyncio.gather(
+        *(store.create_endpoint(endpoint(backend), limit=3) for _ in range(8))
+    )
+    assert made.count(True) == 3
+    assert len(await store.list_endpoints("acme")) == 3
+    # Another tenant has its own count; a deletion frees a place.
+    assert await store.create_endpoint(endpoint(backend, "globex"), limit=3)
+    first = (await store.list_endpoints("acme"))[0]
+    assert not await store.create_endpoint(endpoint(backend), limit=3)
+    assert await store.delete_endpoint("acme", first.id)
+    assert await store.create_endpoint(endpoint(backend), limit=3)
+    assert len(await store.list_endpoints("acme")) == 3
 
 
 # -- fan-out and claims -----------------------------------------------------------------------

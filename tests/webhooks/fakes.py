@@ -20,7 +20,7 @@ from integration_hub.domain.webhooks import (
     EventType,
     WebhookEvent,
 )
-from integration_hub.ports.webhooks import WebhookStats
+from integration_hub.ports.webhooks import EndpointChanged, WebhookStats
 from support import ManualClock
 
 
@@ -50,9 +50,14 @@ class MemoryWebhookStore:
     deliveries: dict[str, Delivery] = field(default_factory=dict)
     replays: list[tuple[str, str, float, frozenset[EventType] | None]] = field(default_factory=list)
 
-    async def create_endpoint(self, endpoint: Endpoint) -> None:
+    async def create_endpoint(
+        self, endpoint: Endpoint, *, limit: int = wh.MAX_ENDPOINTS_PER_TENANT
+    ) -> bool:
         assert endpoint.id not in self.endpoints
+        if len(await self.list_endpoints(endpoint.tenant)) >= limit:
+            return False
         self.endpoints[endpoint.id] = endpoint
+        return True
 
     async def get_endpoint(self, tenant: str | None, endpoint_id: str) -> Endpoint | None:
         found = self.endpoints.get(endpoint_id)
@@ -65,9 +70,18 @@ class MemoryWebhookStore:
         return sorted(mine, key=lambda e: (e.created_at, e.id))
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        if endpoint.id not in self.endpoints:
+        found = self.endpoints.get(endpoint.id)
+        if found is None or found.tenant != endpoint.tenant:
             return False
-        self.endpoints[endpoint.id] = endpoint
+        if found.revision != endpoint.revision:
+            raise EndpointChanged(endpoint.id)
+        if found.enabled == endpoint.enabled:  # the counters are the loop's
+            endpoint = replace(
+                endpoint,
+                failing_since=found.failing_since,
+                consecutive_failures=found.consecutive_failures,
+            )
+        self.endpoints[endpoint.id] = replace(endpoint, revision=endpoint.revision + 1)
         return True
 
     async def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:

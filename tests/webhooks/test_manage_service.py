@@ -4,7 +4,7 @@ the same operations over HTTP on the SQLite backend)."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -276,3 +276,62 @@ async def test_delete_removes_it_and_a_second_delete_is_not_found(
     assert store.endpoints == {}
     with pytest.raises(errors.NotFound):
         await service.delete("acme", endpoint.id)
+
+
+@dataclass
+class RacedStore(MemoryWebhookStore):
+    """Writes ``meanwhile`` over the stored endpoint just before the next update is
+    written: another process changing it between this one's read and write."""
+
+    meanwhile: list[wh.Endpoint] = field(default_factory=list)
+
+    async def update_endpoint(self, endpoint: wh.Endpoint) -> bool:
+        if self.meanwhile:
+            other = self.meanwhile.pop()
+            stored = self.endpoints[other.id]
+            self.endpoints[other.id] = replace(other, revision=stored.revision + 1)
+        return await super().update_endpoint(endpoint)
+
+
+async def test_a_patch_racing_the_loop_disabling_the_endpoint_does_not_re_enable_it(
+    clock: ManualClock,
+) -> None:
+    store = RacedStore(clock)
+    service = service_on(store, clock)
+    created = await service.create("acme", URL)
+    # Between the PATCH's read and its write, the delivery loop disables it (410).
+    gone = replace(
+        store.endpoints[created.endpoint.id],
+        enabled=False,
+        disabled_reason=DisabledReason.GONE,
+        disabled_at=clock.t,
+    )
+    store.meanwhile = [gone]
+    changed = await service.update("acme", created.endpoint.id, description="renamed")
+    stored = store.endpoints[created.endpoint.id]
+    assert (stored.description, stored.enabled, stored.disabled_reason) == (
+        "renamed",
+        False,
+        DisabledReason.GONE,
+    )
+    assert changed == stored
+
+
+async def test_two_rotations_at_once_keep_both_new_secrets(clock: ManualClock) -> None:
+    store = RacedStore(clock)
+    service = service_on(store, clock)
+    created = await service.create("acme", URL)
+    before = store.endpoints[created.endpoint.id]
+    first = await service.rotate_secret("acme", created.endpoint.id)
+    after_first = store.endpoints[created.endpoint.id]
+    # The second rotation reads the endpoint as it was before the first wrote; the
+    # first's write lands between its read and its write, which is refused, so it
+    # rotates again from the first's result.
+    store.endpoints[created.endpoint.id] = before
+    store.meanwhile = [replace(after_first, revision=before.revision)]
+    second = await service.rotate_secret("acme", created.endpoint.id)
+    stored = store.endpoints[created.endpoint.id]
+    opened = wh.SigningSecrets.from_dict(
+        await FakeSealer().unseal("acme", wh.sealing_purpose(stored.id), stored.secrets)
+    )
+    assert opened.signing(clock.t + 1) == [second.secret, first.secret]

@@ -318,6 +318,9 @@ class Endpoint:
     failing_since: float | None = None
     """When the current run of failed attempts began (None: the last one succeeded)."""
     consecutive_failures: int = 0
+    revision: int = 0
+    """The store's count of changes to what the owner sets and to the enabled flag, as
+    read: an update is written only if no one changed those since (ports/webhooks.py)."""
 
     def accepts(self, event: WebhookEvent) -> bool:
         """Whether ``event`` is delivered here: ours, enabled, addressed and subscribed."""

@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from integration_hub.domain import webhooks
 from integration_hub.domain.webhooks import (
     AttemptResult,
     Delivery,
@@ -29,6 +30,11 @@ from integration_hub.domain.webhooks import (
     EventType,
     WebhookEvent,
 )
+
+
+class EndpointChanged(Exception):
+    """``update_endpoint`` refused: the endpoint's owner fields or enabled flag changed
+    since it was read (its ``revision`` moved). Read it again and re-apply the change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +54,11 @@ class WebhookStore(Protocol):
 
     # -- endpoints ----------------------------------------------------------------------
 
-    async def create_endpoint(self, endpoint: Endpoint) -> None:
-        """Insert an endpoint (its id is new)."""
+    async def create_endpoint(
+        self, endpoint: Endpoint, *, limit: int = webhooks.MAX_ENDPOINTS_PER_TENANT
+    ) -> bool:
+        """Insert an endpoint (its id is new) unless its tenant already has ``limit``;
+        whether it did. Atomic: concurrent creations never take a tenant past ``limit``."""
         ...
 
     async def get_endpoint(self, tenant: str | None, endpoint_id: str) -> Endpoint | None:
@@ -61,8 +70,13 @@ class WebhookStore(Protocol):
         ...
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        """Replace an endpoint's url, description, event types, enabled flag, disabled
-        reason and time, failure counters and sealed secrets; False if it does not exist."""
+        """Write what an endpoint's owner changes (url, description, event types, sealed
+        secrets, ``updated_at``) and its enabled flag with the disabled reason and time,
+        if its ``revision`` is still ``endpoint.revision``; it moves by one. The failure
+        counters are written only when the enabled flag changes (re-enabling starts
+        afresh); otherwise they are the delivery loop's. False if it does not exist;
+        ``EndpointChanged`` if its revision moved (another update, or the loop
+        disabling it): nothing is written."""
         ...
 
     async def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:

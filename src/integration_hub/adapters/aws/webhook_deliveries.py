@@ -373,7 +373,7 @@ class WebhookDeliveryItems(TableClient):
             u.set("enabled", value=False).set("disabled_reason", value=str(decision.disable))
             u.set("disabled_at", value=now).set("updated_at", value=now)
             u.set("GSI2PK", value=webhook_items.DISABLED_PARTITION)
-            u.set("GSI2SK", value=endpoint.id)
+            u.set("GSI2SK", value=endpoint.id).bump("revision")
             told = webhooks.disabled_event(endpoint, decision.disable, now)
             writes.append(webhook_items.event_put(self.table, told))
         unchanged = f"{u.name('version')} = {u.value(version)}"

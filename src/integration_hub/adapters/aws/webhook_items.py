@@ -113,6 +113,12 @@ def tenant_events(tenant: str) -> str:
     return f"T#{tenant}#WHEV"
 
 
+def endpoint_count_key(tenant: str) -> dict[str, str]:
+    """The key of the item counting a tenant's endpoints (``endpoints``), which every
+    creation and deletion updates in its transaction: the cap holds under concurrency."""
+    return {"PK": f"WHCOUNT#{tenant}", "SK": "COUNT"}
+
+
 def tenant_endpoints(tenant: str) -> str:
     """The GSI1 partition of a tenant's endpoints."""
     return f"T#{tenant}#WHEP"
@@ -206,6 +212,7 @@ def endpoint_item(endpoint: Endpoint, version: int) -> dict[str, Any]:
         "failing_since": endpoint.failing_since,
         "consecutive_failures": endpoint.consecutive_failures,
         "version": version,
+        "revision": endpoint.revision,
         "GSI1PK": tenant_endpoints(endpoint.tenant),
         "GSI1SK": f"{epoch_key(endpoint.created_at)}#{endpoint.id}",
     }
@@ -232,6 +239,7 @@ def endpoint_from_item(found: Mapping[str, Any]) -> Endpoint:
         disabled_at=_float(found.get("disabled_at")),
         failing_since=_float(found.get("failing_since")),
         consecutive_failures=int(found.get("consecutive_failures") or 0),
+        revision=int(found.get("revision") or 0),
     )
 
 

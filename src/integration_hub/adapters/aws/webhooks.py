@@ -31,7 +31,7 @@ from integration_hub.adapters.aws.webhook_items import WEBHOOK_INDEX
 from integration_hub.domain import lifecycle, webhooks
 from integration_hub.domain.errors import Unavailable
 from integration_hub.domain.webhooks import Endpoint, WebhookEvent
-from integration_hub.ports.webhooks import WebhookStats
+from integration_hub.ports.webhooks import EndpointChanged, WebhookStats
 
 # How many events fan out at once (each is one transaction).
 FAN_OUT_CONCURRENCY = 16
@@ -42,14 +42,41 @@ class DynamoWebhookStore(WebhookDeliveryItems):
 
     # -- endpoints ----------------------------------------------------------------------
 
-    async def create_endpoint(self, endpoint: Endpoint) -> None:
-        """Insert an endpoint (its id is new)."""
-        await self._call(
-            "put_item",
-            TableName=self.table,
-            Item=item(webhook_items.endpoint_item(endpoint, version=0)),
-            ConditionExpression="attribute_not_exists(PK)",
-        )
+    async def create_endpoint(
+        self, endpoint: Endpoint, *, limit: int = webhooks.MAX_ENDPOINTS_PER_TENANT
+    ) -> bool:
+        """Insert an endpoint (its id is new) unless its tenant has ``limit``: one
+        transaction with the tenant's endpoint count, conditioned below ``limit``."""
+        put = {
+            "Put": {
+                "TableName": self.table,
+                "Item": item(webhook_items.endpoint_item(endpoint, version=0)),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+        u = items.Update().bump("endpoints")
+        n = u.name("endpoints")
+        below = f"attribute_not_exists({n}) OR {n} < {u.value(limit)}"
+        count = {
+            "Update": u.request(
+                self.table, webhook_items.endpoint_count_key(endpoint.tenant), below
+            )
+        }
+        for _ in range(items.MAX_CONTENTION_RETRIES):
+            try:
+                await self._transact(put, count)
+            except Unavailable:
+                await asyncio.sleep(0.01)  # another creation or deletion of the tenant's
+                continue
+            except Exception as exc:
+                if not is_client_error(exc, items.TRANSACTION_CANCELED):
+                    raise
+                if items.cancel_codes(exc)[1:2] == ["ConditionalCheckFailed"]:
+                    return False
+                await asyncio.sleep(0.01)
+                continue
+            return True
+        raise Unavailable("webhook endpoints of this tenant are too contended right now")
 
     async def get_endpoint(self, tenant: str | None, endpoint_id: str) -> Endpoint | None:
         """An endpoint by id; ``tenant=None`` only for operators. Another tenant's: None."""
@@ -64,38 +91,43 @@ class DynamoWebhookStore(WebhookDeliveryItems):
         return [webhook_items.endpoint_from_item(f) for f in found]
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        """Replace what an endpoint's owner and the delivery loop may change (see the port);
-        its tenant and creation time stay. False if it does not exist."""
+        """Write what the owner changes and the enabled flag at ``endpoint.revision``
+        (see the port); the failure counters only when the flag changes. Its tenant and
+        creation time stay; the delivery loop's ``version`` is not touched."""
         key = webhook_items.endpoint_key(endpoint.id)
-        for _ in range(items.MAX_CONTENTION_RETRIES):
-            found = await self._get(key)
-            if found is None:
-                return False
-            version = int(found.get("version") or 0)
-            kept = Endpoint(
-                **{
-                    **{f: getattr(endpoint, f) for f in Endpoint.__dataclass_fields__},
-                    "tenant": found["tenant"],
-                    "created_at": float(found["created_at"]),
-                }
-            )
-            try:
-                await self._call(
-                    "put_item",
-                    TableName=self.table,
-                    Item=item(webhook_items.endpoint_item(kept, version=version + 1)),
-                    ConditionExpression="#v = :v",
-                    ExpressionAttributeNames={"#v": "version"},
-                    ExpressionAttributeValues=item({":v": version}),
-                )
-            except Exception as exc:
-                if not is_client_error(
-                    exc, items.CONDITION_FAILED, webhook_items.TRANSACTION_CONFLICT
-                ):
-                    raise
-                continue  # an attempt's counters moved meanwhile: replace the new version
-            return True
-        raise Unavailable("webhook endpoint is too contended right now")
+        found = await self._get(key)
+        if found is None or found["tenant"] != endpoint.tenant:
+            return False
+        kept = webhook_items.endpoint_item(endpoint, version=0)
+        u = items.Update()
+        for field in ("url", "description", "event_types", "secrets", "updated_at"):
+            u.set(field, value=kept[field])
+        u.set("enabled", value=endpoint.enabled)
+        u.set("disabled_reason", value=kept["disabled_reason"])
+        u.set("disabled_at", value=endpoint.disabled_at)
+        if bool(found.get("enabled", True)) != endpoint.enabled:
+            u.set("failing_since", value=endpoint.failing_since)
+            u.set("consecutive_failures", value=endpoint.consecutive_failures)
+        if endpoint.enabled:
+            u.remove("GSI2PK").remove("GSI2SK")
+        else:
+            u.set("GSI2PK", value=webhook_items.DISABLED_PARTITION)
+            u.set("GSI2SK", value=endpoint.id)
+        u.bump("revision")
+        rev = u.name("revision")
+        if endpoint.revision == 0:
+            unchanged = f"attribute_not_exists({rev}) OR {rev} = {u.value(0)}"
+        else:
+            unchanged = f"{rev} = {u.value(endpoint.revision)}"
+        try:
+            await self._update(key, u, f"attribute_exists(PK) AND ({unchanged})")
+        except Exception as exc:
+            if is_client_error(exc, items.CONDITION_FAILED, webhook_items.TRANSACTION_CONFLICT):
+                if await self._get(key) is None:
+                    return False
+                raise EndpointChanged(endpoint.id) from None
+            raise
+        return True
 
     async def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
         """Delete an endpoint and its pending deliveries; False if the tenant has no such one.
@@ -104,19 +136,36 @@ class DynamoWebhookStore(WebhookDeliveryItems):
         claimed (its endpoint is gone) and is deleted by the claim that finds it.
         """
         key = webhook_items.endpoint_key(endpoint_id)
-        try:
-            await self._call(
-                "delete_item",
-                TableName=self.table,
-                Key=item(key),
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#t": "tenant"},
-                ExpressionAttributeValues=item({":t": tenant}),
-            )
-        except Exception as exc:
-            if is_client_error(exc, items.CONDITION_FAILED):
-                return False
-            raise
+        gone = {
+            "Delete": {
+                "TableName": self.table,
+                "Key": item(key),
+                "ConditionExpression": "#t = :t",
+                "ExpressionAttributeNames": {"#t": "tenant"},
+                "ExpressionAttributeValues": item({":t": tenant}),
+            }
+        }
+        count = {
+            "Update": items.Update()
+            .bump("endpoints", by=-1)
+            .request(self.table, webhook_items.endpoint_count_key(tenant), None)
+        }
+        for _ in range(items.MAX_CONTENTION_RETRIES):
+            try:
+                await self._transact(gone, count)
+            except Unavailable:
+                await asyncio.sleep(0.01)
+                continue
+            except Exception as exc:
+                if not is_client_error(exc, items.TRANSACTION_CANCELED):
+                    raise
+                if items.cancel_codes(exc)[:1] == ["ConditionalCheckFailed"]:
+                    return False
+                await asyncio.sleep(0.01)
+                continue
+            break
+        else:
+            raise Unavailable("webhook endpoints of this tenant are too contended right now")
         pending = {"status": str(webhooks.DeliveryStatus.PENDING)}
         async for found in self._query(
             "GSI1", webhook_items.endpoint_deliveries(endpoint_id), filters=pending

@@ -13,6 +13,10 @@ Slots:
   serialises every write transaction (ADR 0002, 0013).
 - ``{skip_locked}``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent
   receivers and purges take disjoint rows; nothing on SQLite.
+- ``{xact_lock}``: on PostgreSQL a transaction-scoped advisory lock on the
+  text parameter ``:lock_key`` (held until commit or rollback), for a rule
+  over rows that may not exist yet (a tenant's count of webhook endpoints);
+  on SQLite just the parameter, the single writer serialising already.
 - ``{one_of:NAME}``: "is one of the list NAME": ``= ANY($n)`` on PostgreSQL
   (an array parameter); ``IN (SELECT value FROM json_each(:NAME))`` on SQLite,
   which has no array type (the list is bound as JSON).
@@ -122,7 +126,7 @@ class Dialect:
 
 SQLITE = Dialect(
     name="sqlite",
-    slots={"lock": "", "skip_locked": ""},
+    slots={"lock": "", "skip_locked": "", "xact_lock": ":lock_key"},
     one_of="IN (SELECT value FROM json_each(:NAME))",
     notify="{sql}",
     positional=False,
@@ -130,7 +134,11 @@ SQLITE = Dialect(
 
 POSTGRES = Dialect(
     name="postgresql",
-    slots={"lock": "FOR UPDATE", "skip_locked": "FOR UPDATE SKIP LOCKED"},
+    slots={
+        "lock": "FOR UPDATE",
+        "skip_locked": "FOR UPDATE SKIP LOCKED",
+        "xact_lock": "pg_advisory_xact_lock(hashtextextended(:lock_key, 0))",
+    },
     one_of="= ANY(:NAME)",
     # The CTE runs the enqueue (even unreferenced), the SELECT the NOTIFY:
     # one round trip, and both take effect at COMMIT.

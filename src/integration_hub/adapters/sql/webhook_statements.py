@@ -40,14 +40,27 @@ ENDPOINTS_OF = S(
     "webhook_endpoints_of",
     "SELECT * FROM webhook_endpoints WHERE tenant {one_of:tenants} ORDER BY created_at, id",
 )
+# Creating one takes the tenant's lock first, so a concurrent creation counts only
+# after this one commits (PostgreSQL's advisory lock; SQLite's single writer).
+LOCK_TENANT_ENDPOINTS = S("lock_tenant_webhook_endpoints", "SELECT {xact_lock} AS locked")
+COUNT_TENANT_ENDPOINTS = S(
+    "count_tenant_webhook_endpoints",
+    "SELECT count(*) AS n FROM webhook_endpoints WHERE tenant = :tenant",
+)
+# The owner's fields and the enabled flag, if no one changed them since the caller's
+# read (revision); the failure counters only when the flag changes (right-hand sides
+# read the row as it was).
 UPDATE_ENDPOINT = S(
     "update_webhook_endpoint",
     """
 UPDATE webhook_endpoints SET url = :url, description = :description,
-    event_types = :event_types, enabled = :enabled, disabled_reason = :disabled_reason,
-    disabled_at = :disabled_at, failing_since = :failing_since,
-    consecutive_failures = :consecutive_failures, secrets = :secrets, updated_at = :updated_at
-WHERE id = :id AND tenant = :tenant
+    event_types = :event_types, secrets = :secrets, updated_at = :updated_at,
+    failing_since = CASE WHEN enabled = :enabled THEN failing_since ELSE :failing_since END,
+    consecutive_failures = CASE WHEN enabled = :enabled THEN consecutive_failures
+        ELSE :consecutive_failures END,
+    enabled = :enabled, disabled_reason = :disabled_reason, disabled_at = :disabled_at,
+    revision = revision + 1
+WHERE id = :id AND tenant = :tenant AND revision = :revision
 """,
 )
 ENDPOINT_HEALTH = S(
@@ -58,7 +71,7 @@ ENDPOINT_HEALTH = S(
 DISABLE_ENDPOINT = S(
     "disable_webhook_endpoint",
     "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = :reason,"
-    " disabled_at = :now WHERE id = :id",
+    " disabled_at = :now, revision = revision + 1 WHERE id = :id",
 )
 DELETE_ENDPOINT_ATTEMPTS = S(
     "delete_webhook_endpoint_attempts",

@@ -30,7 +30,7 @@ from integration_hub.domain.webhooks import (
     EventType,
     WebhookEvent,
 )
-from integration_hub.ports.webhooks import WebhookStats
+from integration_hub.ports.webhooks import EndpointChanged, WebhookStats
 
 _DISABLED_ERROR = "the endpoint was disabled"
 
@@ -100,6 +100,10 @@ def endpoint_values(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+def _update_values(endpoint: Endpoint) -> dict[str, Any]:
+    return {**endpoint_values(endpoint), "revision": endpoint.revision}
+
+
 def endpoint_from_row(found: Mapping[str, Any]) -> Endpoint:
     """A webhook_endpoints row to an Endpoint."""
     types = found["event_types"]
@@ -118,6 +122,7 @@ def endpoint_from_row(found: Mapping[str, Any]) -> Endpoint:
         disabled_at=found["disabled_at"],
         failing_since=found["failing_since"],
         consecutive_failures=int(found["consecutive_failures"]),
+        revision=int(found["revision"]),
     )
 
 
@@ -128,6 +133,26 @@ def get_endpoint(tenant: str | None, endpoint_id: str) -> Flow[Endpoint | None]:
     else:
         found = yield row(q.TENANT_ENDPOINT, id=endpoint_id, tenant=tenant)
     return None if found is None else endpoint_from_row(found)
+
+
+def create_endpoint(endpoint: Endpoint, limit: int) -> Flow[bool]:
+    """Insert ``endpoint`` unless its tenant has ``limit`` already (see the statements)."""
+    yield row(q.LOCK_TENANT_ENDPOINTS, lock_key=f"webhook_endpoints:{endpoint.tenant}")
+    found = yield row(q.COUNT_TENANT_ENDPOINTS, tenant=endpoint.tenant)
+    if found is not None and int(found["n"]) >= limit:
+        return False
+    yield run(q.INSERT_ENDPOINT, **endpoint_values(endpoint))
+    return True
+
+
+def update_endpoint(endpoint: Endpoint) -> Flow[bool | None]:
+    """Write ``endpoint`` at its revision: True, False if it does not exist, None if its
+    revision moved."""
+    changed: int = yield count(q.UPDATE_ENDPOINT, **_update_values(endpoint))
+    if changed:
+        return True
+    found = yield row(q.TENANT_ENDPOINT, id=endpoint.id, tenant=endpoint.tenant)
+    return None if found is not None else False
 
 
 def delete_endpoint(tenant: str, endpoint_id: str) -> Flow[bool]:
@@ -405,9 +430,11 @@ class SqlWebhookStore:
     def _now(self) -> float:
         return self.sql.clock.now()
 
-    async def create_endpoint(self, endpoint: Endpoint) -> None:
-        """Insert an endpoint (its id is new)."""
-        await self.sql.autocommit(_single_run(q.INSERT_ENDPOINT, endpoint_values(endpoint)))
+    async def create_endpoint(
+        self, endpoint: Endpoint, *, limit: int = webhooks.MAX_ENDPOINTS_PER_TENANT
+    ) -> bool:
+        """Insert an endpoint (its id is new) unless its tenant has ``limit``."""
+        return await self.sql.write(create_endpoint(endpoint, limit))
 
     async def get_endpoint(self, tenant: str | None, endpoint_id: str) -> Endpoint | None:
         """An endpoint by id; another tenant's: None."""
@@ -418,9 +445,11 @@ class SqlWebhookStore:
         return await self.sql.read(_endpoints(tenant))
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        """Replace an endpoint's fields; False if it does not exist."""
-        flow = _single_count(q.UPDATE_ENDPOINT, endpoint_values(endpoint))
-        return await self.sql.autocommit(flow) > 0
+        """Write an endpoint at its revision (see the port)."""
+        written = await self.sql.write(update_endpoint(endpoint))
+        if written is None:
+            raise EndpointChanged(endpoint.id)
+        return written
 
     async def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
         """Delete an endpoint with its deliveries."""
@@ -508,15 +537,6 @@ class SqlWebhookStore:
     async def webhook_stats(self) -> WebhookStats:
         """For the metrics."""
         return await self.sql.read(webhook_stats(self._now))
-
-
-def _single_run(statement: Any, params: dict[str, Any]) -> Flow[None]:
-    yield run(statement, **params)
-
-
-def _single_count(statement: Any, params: dict[str, Any]) -> Flow[int]:
-    changed: int = yield count(statement, **params)
-    return changed
 
 
 def _endpoints(tenant: str) -> Flow[list[Endpoint]]:

@@ -13,9 +13,8 @@ to another endpoint or tenant does not open.
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 
 from integration_hub.domain import errors, webhooks
@@ -29,10 +28,12 @@ from integration_hub.domain.webhooks import (
 )
 from integration_hub.ports.clock import Clock
 from integration_hub.ports.secrets import SealedData
-from integration_hub.ports.webhooks import WebhookStore
+from integration_hub.ports.webhooks import EndpointChanged, WebhookStore
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500
+# How often a change is re-applied to an endpoint someone else changed meanwhile.
+CHANGE_ATTEMPTS = 10
 
 
 class Keep(enum.Enum):
@@ -72,8 +73,6 @@ class WebhookService:
         self.clock = clock
         self.outbound = outbound
         self.rotation_overlap_seconds = rotation_overlap_seconds
-        # The cap is read then written: one process does not race itself past it.
-        self._creating: dict[str, asyncio.Lock] = {}
 
     # -- checks -------------------------------------------------------------------------
 
@@ -117,27 +116,26 @@ class WebhookService:
         checked_url = self.check_url(url)
         checked_description = self.check_description(description)
         types = webhooks.parse_event_types(event_types)
-        lock = self._creating.setdefault(tenant, asyncio.Lock())
-        async with lock:
-            if len(await self.store.list_endpoints(tenant)) >= webhooks.MAX_ENDPOINTS_PER_TENANT:
-                raise errors.Conflict(
-                    f"a tenant has at most {webhooks.MAX_ENDPOINTS_PER_TENANT} webhook"
-                    " endpoints: delete one first"
-                )
-            endpoint_id = webhooks.new_endpoint_id()
-            secret = webhooks.new_secret()
-            now = self.clock.now()
-            endpoint = Endpoint(
-                id=endpoint_id,
-                tenant=tenant,
-                url=checked_url,
-                created_at=now,
-                updated_at=now,
-                secrets=await self._seal(tenant, endpoint_id, SigningSecrets(secret)),
-                description=checked_description,
-                event_types=types,
-            ).with_enabled(enabled, now)
-            await self.store.create_endpoint(endpoint)
+        endpoint_id = webhooks.new_endpoint_id()
+        secret = webhooks.new_secret()
+        now = self.clock.now()
+        endpoint = Endpoint(
+            id=endpoint_id,
+            tenant=tenant,
+            url=checked_url,
+            created_at=now,
+            updated_at=now,
+            secrets=await self._seal(tenant, endpoint_id, SigningSecrets(secret)),
+            description=checked_description,
+            event_types=types,
+        ).with_enabled(enabled, now)
+        # The store counts and inserts atomically: concurrent creations in any number
+        # of processes never take a tenant past the cap.
+        if not await self.store.create_endpoint(endpoint, limit=webhooks.MAX_ENDPOINTS_PER_TENANT):
+            raise errors.Conflict(
+                f"a tenant has at most {webhooks.MAX_ENDPOINTS_PER_TENANT} webhook"
+                " endpoints: delete one first"
+            )
         return WithSecret(endpoint, secret)
 
     async def get(self, tenant: str, endpoint_id: str) -> Endpoint:
@@ -166,22 +164,21 @@ class WebhookService:
         new_url = None if url is None else self.check_url(url)
         new_description = None if description is None else self.check_description(description)
         new_types = KEEP if event_types is KEEP else webhooks.parse_event_types(event_types)
-        current = await self.get(tenant, endpoint_id)
-        now = self.clock.now()
-        changed = current
-        if new_url is not None and new_url != current.url:
-            changed = replace(changed, url=new_url, updated_at=now)
-        if new_description is not None and new_description != current.description:
-            changed = replace(changed, description=new_description, updated_at=now)
-        if not isinstance(new_types, Keep) and new_types != current.event_types:
-            changed = replace(changed, event_types=new_types, updated_at=now)
-        if enabled is not None:
-            changed = changed.with_enabled(enabled, now)
-        if changed is current:
-            return current
-        if not await self.store.update_endpoint(changed):
-            raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
-        return changed
+
+        async def apply(current: Endpoint) -> Endpoint:
+            now = self.clock.now()
+            changed = current
+            if new_url is not None and new_url != current.url:
+                changed = replace(changed, url=new_url, updated_at=now)
+            if new_description is not None and new_description != current.description:
+                changed = replace(changed, description=new_description, updated_at=now)
+            if not isinstance(new_types, Keep) and new_types != current.event_types:
+                changed = replace(changed, event_types=new_types, updated_at=now)
+            if enabled is not None:
+                changed = changed.with_enabled(enabled, now)
+            return changed
+
+        return await self._change(tenant, endpoint_id, apply)
 
     async def delete(self, tenant: str, endpoint_id: str) -> None:
         """Delete the endpoint and its pending deliveries."""
@@ -190,17 +187,20 @@ class WebhookService:
 
     async def rotate_secret(self, tenant: str, endpoint_id: str) -> WithSecret:
         """A new secret that signs from now; the old one signs too for the overlap."""
-        current = await self.get(tenant, endpoint_id)
-        now = self.clock.now()
-        secrets = await self._unseal(current)
         new = webhooks.new_secret()
-        rotated = secrets.rotated(new, now, self.rotation_overlap_seconds)
-        changed = replace(
-            current, secrets=await self._seal(tenant, current.id, rotated), updated_at=now
-        )
-        if not await self.store.update_endpoint(changed):
-            raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
-        return WithSecret(changed, new, rotated.previous_until)
+        until: list[float | None] = []
+
+        async def apply(current: Endpoint) -> Endpoint:
+            # Rotated from the secrets as stored now: a concurrent rotation's new
+            # secret becomes this one's previous, so neither caller's secret is lost.
+            now = self.clock.now()
+            rotated = (await self._unseal(current)).rotated(new, now, self.rotation_overlap_seconds)
+            until[:] = [rotated.previous_until]
+            sealed = await self._seal(tenant, current.id, rotated)
+            return replace(current, secrets=sealed, updated_at=now)
+
+        changed = await self._change(tenant, endpoint_id, apply)
+        return WithSecret(changed, new, until[0])
 
     # -- deliveries ---------------------------------------------------------------------
 
@@ -249,6 +249,29 @@ class WebhookService:
         return await self.store.replay(tenant, endpoint_id, since=since, types=chosen)
 
     # -- helpers ------------------------------------------------------------------------
+
+    async def _change(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        apply: Callable[[Endpoint], Awaitable[Endpoint]],
+    ) -> Endpoint:
+        """Read the endpoint, ``apply`` the change and write it at the revision read;
+        when someone changed it meanwhile (another update, the delivery loop disabling
+        it), read it again and re-apply, so no change is written over a newer one."""
+        for _ in range(CHANGE_ATTEMPTS):
+            current = await self.get(tenant, endpoint_id)
+            changed = await apply(current)
+            if changed is current:
+                return current
+            try:
+                written = await self.store.update_endpoint(changed)
+            except EndpointChanged:
+                continue
+            if not written:
+                raise errors.NotFound(f"no webhook endpoint {endpoint_id!r}", field="endpoint_id")
+            return replace(changed, revision=changed.revision + 1)
+        raise errors.Unavailable("the webhook endpoint is changing too often: try again")
 
     async def _enabled(self, tenant: str, endpoint_id: str, what: str) -> Endpoint:
         endpoint = await self.get(tenant, endpoint_id)
