@@ -591,12 +591,18 @@ def test_an_old_message_in_the_queue_raises_an_alarm(
     assert props["Threshold"] == threshold
 
 
-def test_worker_errors_raise_an_alarm(hub: Synthesized) -> None:
+def errors_alarm_of(hub: Synthesized, function: Any) -> Json:
+    """The properties of the alarm on ``function``'s Errors metric."""
     alarms = hub.resources("AWS::CloudWatch::Alarm", {"MetricName": "Errors"})
     by_function = {
         a["Properties"]["Dimensions"][0]["Value"]["Ref"]: a["Properties"] for a in alarms.values()
     }
-    worker = by_function[hub.logical_id(hub.stack.worker_function)]
+    found: Json = by_function[hub.logical_id(function)]
+    return found
+
+
+def test_worker_errors_raise_an_alarm(hub: Synthesized) -> None:
+    worker = errors_alarm_of(hub, hub.stack.worker_function)
     assert worker["Namespace"] == "AWS/Lambda"
     assert worker["Statistic"] == "Sum"
     assert worker["Threshold"] == 0
@@ -604,21 +610,13 @@ def test_worker_errors_raise_an_alarm(hub: Synthesized) -> None:
 
 
 def test_reconciler_errors_raise_an_alarm(hub: Synthesized) -> None:
-    alarms = hub.resources("AWS::CloudWatch::Alarm", {"MetricName": "Errors"})
-    by_function = {
-        a["Properties"]["Dimensions"][0]["Value"]["Ref"]: a["Properties"] for a in alarms.values()
-    }
-    reconciler = by_function[hub.logical_id(hub.stack.reconciler_function)]
+    reconciler = errors_alarm_of(hub, hub.stack.reconciler_function)
     assert reconciler["Threshold"] == 0
     assert reconciler["AlarmActions"] == [{"Ref": hub.logical_id(hub.stack.alarm_topic)}]
 
 
 def test_webhook_loop_errors_raise_an_alarm(hub: Synthesized) -> None:
-    alarms = hub.resources("AWS::CloudWatch::Alarm", {"MetricName": "Errors"})
-    by_function = {
-        a["Properties"]["Dimensions"][0]["Value"]["Ref"]: a["Properties"] for a in alarms.values()
-    }
-    loop = by_function[hub.logical_id(hub.stack.webhooks_function)]
+    loop = errors_alarm_of(hub, hub.stack.webhooks_function)
     assert loop["Threshold"] == 0
     assert loop["AlarmActions"] == [{"Ref": hub.logical_id(hub.stack.alarm_topic)}]
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aws.motoserver import sqs_lambda_event
+
 CONTAINER = Path(__file__).with_name("lambda_container.py")
 TERMINAL = {"DONE", "FAILED"}
 
@@ -141,28 +143,7 @@ class LambdaRuntime:
         return str(found["Item"]["status"]["S"])
 
     def _event(self) -> dict[str, Any]:
-        got = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "eventSource": "aws:sqs",
-                    "messageAttributes": {
-                        k: {"stringValue": v.get("StringValue"), "dataType": v.get("DataType")}
-                        for k, v in m.get("MessageAttributes", {}).items()
-                    },
-                }
-                for m in got.get("Messages", [])
-            ]
-        }
+        return sqs_lambda_event(self.sqs, self.queue_url, max_messages=self.batch_size)
 
     def _settle(self, index: int) -> None:
         future, inv = self._busy.pop(index)

@@ -103,6 +103,43 @@ class MotoAws:
                 client.delete_queue(QueueUrl=name)
 
 
+def sqs_lambda_event(
+    sqs: Any,
+    queue_url: str,
+    *,
+    max_messages: int = 10,
+    wait_seconds: int = 0,
+    keep_attribute: Callable[[str], bool] = lambda name: True,
+) -> dict[str, Any]:
+    """What Lambda's SQS event source hands the worker: a real receive, each message as
+    a record (attributes in the event's camelCase), message attributes ``keep_attribute``
+    lets through."""
+    got = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=max_messages,
+        WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "eventSource": "aws:sqs",
+                "messageAttributes": {
+                    k: {"stringValue": v.get("StringValue"), "dataType": v.get("DataType")}
+                    for k, v in m.get("MessageAttributes", {}).items()
+                    if keep_attribute(k)
+                },
+            }
+            for m in got.get("Messages", [])
+        ]
+    }
+
+
 class Atomic:
     """WSGI middleware: one request at a time, except SQS long polls.
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from aws.motoserver import FAKE_KEY, REGION, MotoAws
+from aws.motoserver import FAKE_KEY, REGION, MotoAws, sqs_lambda_event
 from integration_hub.adapters.aws import items, tables
 from integration_hub.adapters.aws.dynamodb import DynamoStore
 from integration_hub.domain.models import Attempt, Outcome, from_epoch
@@ -87,29 +87,7 @@ def ihub(*args: str) -> Result:
 
 def sqs_event(env: dict[str, Any], wait: int = 2) -> dict[str, Any]:
     """What the event source mapping would hand the worker: a real SQS receive."""
-    got = env["sqs"].receive_message(
-        QueueUrl=env["queue"],
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=wait,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    )
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "eventSource": "aws:sqs",
-                "messageAttributes": {
-                    k: {"stringValue": v.get("StringValue"), "dataType": v.get("DataType")}
-                    for k, v in m.get("MessageAttributes", {}).items()
-                },
-            }
-            for m in got.get("Messages", [])
-        ]
-    }
+    return sqs_lambda_event(env["sqs"], env["queue"], wait_seconds=wait)
 
 
 def submit(env: dict[str, Any], country: str, body: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from aws.motoserver import FAKE_KEY, REGION, MotoAws
+from aws.motoserver import FAKE_KEY, REGION, MotoAws, sqs_lambda_event
 from callback_hubs import LoopThread
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service.tenants import create_tenant
@@ -136,27 +136,7 @@ def send(env: Aws, country: str, body: dict[str, Any]) -> dict[str, Any]:
     """Submit, hand the SQS message to the worker Lambda, and return the finished view."""
     accepted = submit(env, country, body)
     assert accepted["http_status"] == 202, accepted
-    got = env.sqs.receive_message(
-        QueueUrl=env.queue,
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=2,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    )
-    records = [
-        {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": m.get("Attributes", {}),
-            "eventSource": "aws:sqs",
-            "messageAttributes": {
-                k: {"stringValue": v.get("StringValue"), "dataType": v.get("DataType")}
-                for k, v in m.get("MessageAttributes", {}).items()
-            },
-        }
-        for m in got.get("Messages", [])
-    ]
+    records = sqs_lambda_event(env.sqs, env.queue, wait_seconds=2)["Records"]
     assert [r["body"] for r in records] == [accepted["id"]]
     assert aws_lambda.worker_handler({"Records": records}, None) == {"batchItemFailures": []}
     done = view(env, accepted["id"])

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from aws.motoserver import FAKE_KEY, REGION, MotoAws
+from aws.motoserver import FAKE_KEY, REGION, MotoAws, sqs_lambda_event
 from integration_hub.domain import webhooks
 from integration_hub.domain.webhooks import WebhookEvent
 from integration_hub.entrypoints import aws_lambda
@@ -147,27 +147,7 @@ def work(env: dict[str, Any], ids: set[str]) -> None:
     deadline = time.monotonic() + 60
     while ids:
         assert time.monotonic() < deadline, f"never finished: {ids}"
-        got = env["sqs"].receive_message(
-            QueueUrl=env["queue"],
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "eventSource": "aws:sqs",
-                "messageAttributes": {
-                    k: {"stringValue": v.get("StringValue"), "dataType": v.get("DataType")}
-                    for k, v in m.get("MessageAttributes", {}).items()
-                },
-            }
-            for m in got.get("Messages", [])
-        ]
+        records = sqs_lambda_event(env["sqs"], env["queue"], wait_seconds=1)["Records"]
         if records:
             aws_lambda.worker_handler({"Records": records}, None)
         for notification_id in list(ids):

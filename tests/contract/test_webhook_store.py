@@ -75,6 +75,14 @@ def attempt(number: int, outcome: Outcome, message_id: str | None = None) -> Att
     )
 
 
+async def claimed_ping(backend: Backend, store: WebhookStore, ep: Endpoint) -> webhooks.Delivery:
+    """A webhook.test event to ``ep``, fanned out and claimed by token ``a``."""
+    await store.append_event(webhooks.ping_event(ep, backend.clock.now()))
+    await store.fan_out()
+    [got] = await store.claim_deliveries(token="a", lease_seconds=60, limit=10, per_endpoint=4)
+    return got
+
+
 async def types_of(store: WebhookStore, tenant: str, notification_id: str) -> list[EventType]:
     return [e.type for e in await store.list_events(tenant, notification_id=notification_id)]
 
@@ -273,9 +281,7 @@ async def test_an_update_read_before_the_loop_disabled_the_endpoint_cannot_re_en
     await store.create_endpoint(ep)
     read = await store.get_endpoint("acme", ep.id)
     assert read is not None
-    await store.append_event(webhooks.ping_event(ep, backend.clock.now()))
-    await store.fan_out()
-    [got] = await store.claim_deliveries(token="a", lease_seconds=60, limit=10, per_endpoint=4)
+    got = await claimed_ping(backend, store, ep)
     decision = await store.finish_attempt(got, "a", GONE, policy=POLICY)
     assert decision is not None
     assert decision.disable is DisabledReason.GONE
@@ -297,9 +303,7 @@ async def test_an_update_keeps_the_loops_failure_counters_unless_it_flips_enable
     await store.create_endpoint(ep)
     read = await store.get_endpoint("acme", ep.id)
     assert read is not None
-    await store.append_event(webhooks.ping_event(ep, backend.clock.now()))
-    await store.fan_out()
-    [got] = await store.claim_deliveries(token="a", lease_seconds=60, limit=10, per_endpoint=4)
+    got = await claimed_ping(backend, store, ep)
     await store.finish_attempt(got, "a", BOOM, policy=POLICY)  # the loop counts a failure
     assert await store.update_endpoint(replace(read, description="renamed"))
     kept = await store.get_endpoint("acme", ep.id)

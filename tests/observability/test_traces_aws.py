@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from aws.motoserver import FAKE_KEY, REGION, MotoAws
+from aws.motoserver import FAKE_KEY, REGION, MotoAws, sqs_lambda_event
 from integration_hub.entrypoints import aws_lambda
 from integration_hub.service import redrive
 from integration_hub.service.tenants import create_tenant
@@ -108,30 +108,12 @@ def submit(env: dict[str, Any], country: str = "ES", fail: str | None = None) ->
 
 def sqs_event(env: dict[str, Any], *, attributes: bool = True) -> dict[str, Any]:
     """What the event source mapping hands the worker: a real receive, attributes in camelCase."""
-    got = env["sqs"].receive_message(
-        QueueUrl=env["queue"],
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=5,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
+    return sqs_lambda_event(
+        env["sqs"],
+        env["queue"],
+        wait_seconds=5,
+        keep_attribute=lambda name: attributes or name == "tenant",
     )
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "eventSource": "aws:sqs",
-                "messageAttributes": {
-                    k: {"stringValue": v.get("StringValue"), "dataType": v.get("DataType")}
-                    for k, v in m.get("MessageAttributes", {}).items()
-                    if attributes or k == "tenant"
-                },
-            }
-            for m in got.get("Messages", [])
-        ]
-    }
 
 
 def test_the_lambda_handlers_keep_one_trace_from_api_gateway_through_sqs_to_the_provider(
