@@ -431,7 +431,8 @@ def render(out: dict[str, Any], images: list[str], image_dir: str, quick: bool) 
         + ("`make bench-quick`" if quick else "`make bench`")
         + f" ({out['started']}, {out['seconds']:.0f} s); raw results in"
         f" `bench/results/{out['mode']}.json`. Regenerate with `make bench` (full, about"
-        " 30 minutes) or `make bench-quick` (under two minutes, writes"
+        " an hour with the webhooks scenario) or `make bench-quick` (about two and a half"
+        " minutes, writes"
         " `bench/results/quick.{json,md}` only). The harness is in `bench/`; run one"
         " scenario with `.venv/bin/python -m bench --only ingest` (or `drain`, `e2e`,"
         " `postgres`, `scale`, `webhooks`; add `--quick`).",
