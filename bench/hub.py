@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bench.backends import Backend
 from bench.context import Context
@@ -100,3 +101,19 @@ def auth_headers(tenant: str, api_key: str, country: str | None = None) -> dict[
         headers["X-Country"] = country
         headers["Content-Type"] = "application/json"
     return headers
+
+
+def run_bare(ctx: Context, name: str, module: str, args: list[str], port: int) -> dict[str, Any]:
+    """Run a bare aiohttp loop (``bench.bare_loop`` or ``bench.webhook_bare``) against the
+    sink or receiver on ``port``: its last JSON line, plus ``seconds`` from process start
+    and ``posts``, what the server counted meanwhile."""
+    before = sink_posts(port)
+    proc = Proc(name, [PYTHON, "-m", module, *args], workdir=ctx.workdir, stdout_pipe=True)
+    try:
+        out, _ = proc.popen.communicate(timeout=300)
+    finally:
+        proc.stop()
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    result["seconds"] = result["end_epoch"] - proc.started_at
+    result["posts"] = sink_posts(port) - before
+    return result

@@ -17,7 +17,6 @@ start-up included); ``steady_seconds`` from the first completion to the last.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -159,28 +158,16 @@ def drain_hub(
 def drain_bare(ctx: Context, n: int, sink_port: int) -> dict[str, Any]:
     """``bench.bare_loop``: the same POSTs with nothing else; the limit."""
     url = f"http://127.0.0.1:{sink_port}/2010-04-01/Accounts/{hub.ACCOUNT_SID}/Messages.json"
-    before = hub.sink_posts(sink_port)
-    proc = Proc(
-        "bare",
-        [PYTHON, "-m", "bench.bare_loop", "--url", url, "-n", str(n),
-         "--concurrency", str(ctx.settings.drain_concurrency)],
-        workdir=ctx.workdir,
-        stdout_pipe=True,
-    )  # fmt: skip
-    try:
-        out, _ = proc.popen.communicate(timeout=300)
-    finally:
-        proc.stop()
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    seconds = result["end_epoch"] - proc.started_at
+    args = ["--url", url, "-n", str(n), "--concurrency", str(ctx.settings.drain_concurrency)]
+    result = hub.run_bare(ctx, "bare", "bench.bare_loop", args, sink_port)
     return {
         "n": n,
         "done": n - result["failures"],
         "failed": result["failures"],
-        "sink_posts": hub.sink_posts(sink_port) - before,
-        "seconds": seconds,
+        "sink_posts": result["posts"],
+        "seconds": result["seconds"],
         "steady_seconds": result["steady_seconds"],
-        "rate": n / seconds,
+        "rate": n / result["seconds"],
         "steady_rate": (n - 1) / result["steady_seconds"],
     }
 

@@ -150,28 +150,18 @@ def fanout_hub(
 
 def fanout_bare(ctx: Context, bodies: Path, n: int, port: int, cap: int) -> dict[str, Any]:
     """``bench.webhook_bare``: the same bodies, POSTed with nothing else; the limit."""
-    before = hub.sink_posts(port)
-    proc = Proc(
-        "webhook-bare",
-        [PYTHON, "-m", "bench.webhook_bare", "--url", f"http://127.0.0.1:{port}/hooks",
-         "--bodies", str(bodies), "--concurrency", str(cap)],
-        workdir=ctx.workdir,
-        stdout_pipe=True,
-    )  # fmt: skip
-    try:
-        out, _ = proc.popen.communicate(timeout=300)
-    finally:
-        proc.stop()
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    seconds = result["end_epoch"] - proc.started_at
+    args = ["--url", f"http://127.0.0.1:{port}/hooks", "--bodies", str(bodies)]
+    result = hub.run_bare(
+        ctx, "webhook-bare", "bench.webhook_bare", [*args, "--concurrency", str(cap)], port
+    )
     return {
         "n": n,
         "done": n - result["failures"],
         "failed": result["failures"],
-        "receiver_posts": hub.sink_posts(port) - before,
-        "seconds": seconds,
+        "receiver_posts": result["posts"],
+        "seconds": result["seconds"],
         "loop_seconds": result["loop_seconds"],
-        "rate": n / seconds,
+        "rate": n / result["seconds"],
         "loop_rate": n / result["loop_seconds"],
         "steady_rate": (n - 1) / result["steady_seconds"],
     }
