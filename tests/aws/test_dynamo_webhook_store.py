@@ -17,6 +17,7 @@ from aws.motoserver import MotoAws
 from integration_hub.adapters.aws import tables, webhook_deliveries, webhook_items
 from integration_hub.adapters.aws.backend import DynamoBackend
 from integration_hub.adapters.aws.dynamodb import DynamoStore
+from integration_hub.adapters.sql import retention as sql_retention
 from integration_hub.domain import errors, webhooks
 from integration_hub.domain.models import Attempt, Notification, Outcome, from_epoch
 from integration_hub.domain.receipts import DeliveryState, Receipt
@@ -257,8 +258,9 @@ async def test_expiry_writes_expired_and_only_for_what_it_expires(aws: Backend) 
 async def test_events_are_purged_with_their_notification(aws: Backend) -> None:
     n = await done(aws)
     aws.clock.advance(10_000)
-    await store_of(aws).purge(60)
+    counts = await store_of(aws).purge(60)
     assert await types_of(aws, n) == []
+    assert counts["webhook_events"] == 2  # accepted, done
 
 
 # -- endpoints -------------------------------------------------------------------------
@@ -698,12 +700,23 @@ async def test_retention_forgets_finished_deliveries_and_old_fanned_events(aws: 
     await store.append_event(webhooks.ping_event(hook, aws.clock.now()))
     await store.fan_out()
     finished, pending = await claim(aws)
-    await store.finish_attempt(finished, "t", OK, policy=POLICY)
+    await store.finish_attempt(finished, "t", ERROR, policy=POLICY)
     await store.finish_attempt(pending, "t", ERROR, policy=POLICY)
+    aws.clock.advance(webhooks.SCHEDULE[1])  # both due again
+    [again] = [d for d in await claim(aws) if d.id == finished.id]
+    await store.finish_attempt(again, "t", OK, policy=POLICY)  # its second attempt
     await store.append_event(webhooks.ping_event(hook, aws.clock.now()))  # unfanned
     aws.clock.advance(3600)
     backend = DynamoBackend(store, aws.queue)  # type: ignore[arg-type]
-    await backend.purge(60)
+    counts = await backend.purge(60)
+    # What the SQL stores report, in their order: the two fanned events, the
+    # finished delivery and its two attempts.
+    assert tuple(counts) == sql_retention.COUNTS
+    assert {name: n for name, n in counts.items() if n} == {
+        "webhook_events": 2,
+        "webhook_deliveries": 1,
+        "webhook_attempts": 2,
+    }
     assert await store.get_delivery(None, finished.id) is None
     assert await store.get_delivery(None, pending.id) is not None
     assert [e.type for e in await store.list_events("acme")] == [E.TEST]

@@ -137,6 +137,9 @@ async def test_a_purge_forgets_old_finished_notifications_and_expired_keys(
         "delivery_events": 0,
         "queue": 0,
         "idempotency_keys": 0,
+        "webhook_events": 2,  # accepted, failed (no endpoint: no delivery)
+        "webhook_deliveries": 0,
+        "webhook_attempts": 0,
     }
     assert await store.get_notification(None, old.id) is None
     assert [d.notification_id for d in await store.list_dead_letters(None)] == [recent.id]

@@ -10,6 +10,15 @@ and a real PostgreSQL database, reserves the key through the store, and
 asserts that the store took it exactly when the lifecycle function says it
 is free: the two definitions are checked against each other property by
 property, boundaries (an expiry or a lock lapsing right now) included.
+
+**The order of a notification's webhooks.** The webhook claim
+(webhook_statements.CLAIM_DELIVERIES) states ``webhooks.may_deliver`` in SQL:
+a delivery goes only once every earlier delivery of its notification to its
+endpoint is finished. Here the earlier deliveries are put in every status
+(and every way of being pending) with the store's own operations, and the
+claim must take the later one exactly when ``may_deliver`` says it may go,
+whatever else of the tenant is pending (another notification's delivery,
+another endpoint's, the notification's later ones).
 """
 
 from __future__ import annotations
@@ -31,9 +40,18 @@ from integration_hub.adapters.sql.flow import run, single
 from integration_hub.adapters.sql.store import SqlStore
 from integration_hub.adapters.sqlite.database import SqliteDatabase
 from integration_hub.adapters.sqlite.store import SqliteStore
-from integration_hub.domain import lifecycle
+from integration_hub.domain import lifecycle, webhooks
 from integration_hub.domain.models import Attempt, Outcome, from_epoch
 from integration_hub.domain.status import Status
+from integration_hub.domain.webhooks import (
+    AttemptOutcome,
+    AttemptResult,
+    DeliveryStatus,
+    DisablePolicy,
+    Endpoint,
+    EventType,
+    WebhookEvent,
+)
 from integration_hub.ports import Completion
 from support import ManualClock, notification
 
@@ -170,3 +188,144 @@ async def test_an_outcome_is_recorded_exactly_when_lifecycle_says_it_may(
     seen = await store.get_notification("acme", n.id)
     assert seen is not None
     assert seen.status is (target if allowed else status)
+
+
+# -- the order of a notification's webhook deliveries ------------------------------------
+
+# How an earlier delivery is left, made with the store's operations, and its status.
+SHAPES = {
+    "succeeded": DeliveryStatus.SUCCEEDED,
+    "failed": DeliveryStatus.FAILED,  # the endpoint answered 410 (then was enabled again)
+    "waiting": DeliveryStatus.PENDING,  # due, not claimed (a retry of a finished one)
+    "scheduled": DeliveryStatus.PENDING,  # an attempt failed, the next one is scheduled
+    "in_flight": DeliveryStatus.PENDING,  # claimed, the lease live
+    "lapsed": DeliveryStatus.PENDING,  # claimed, the lease lapsed: due again
+}
+HEADS = st.lists(
+    st.sampled_from(["succeeded", "failed"])
+    | st.sampled_from(["waiting", "scheduled", "in_flight", "lapsed"]),
+    max_size=4,
+)
+WEBHOOK_EXAMPLES = settings(EXAMPLES, max_examples=40)
+POLICY = DisablePolicy()
+OK = AttemptResult(AttemptOutcome.SUCCESS, status_code=200)
+BOOM = AttemptResult(AttemptOutcome.HTTP_ERROR, status_code=500, error="HTTP 500")
+GONE = AttemptResult(AttemptOutcome.GONE, status_code=410, error="HTTP 410")
+LEASE = 3600.0
+SHORT_LEASE = 1.0
+
+
+def new_endpoint(tenant: str, now: float) -> Endpoint:
+    return Endpoint(
+        id=webhooks.new_endpoint_id(),
+        tenant=tenant,
+        url="https://hooks.example.com/in",
+        created_at=now,
+        updated_at=now,
+        secrets={"sealed": "opaque"},
+    )
+
+
+def change(tenant: str, notification_id: str, now: float) -> WebhookEvent:
+    """An event of the notification (for every endpoint of the tenant)."""
+    data = {"id": notification_id}
+    return webhooks.event(
+        EventType.RETRYING,
+        tenant=tenant,
+        occurred_at=now,
+        data=data,
+        notification_id=notification_id,
+    )
+
+
+async def attempt_one(
+    store: SqlStore,
+    delivery_id: str,
+    result: AttemptResult | None,
+    *,
+    lease: float = LEASE,
+) -> None:
+    """Make ``delivery_id`` due (a retry if it is finished), claim what is due, which must
+    include it, and record ``result`` for it (None: leave it claimed)."""
+    found = await store.get_delivery(None, delivery_id)
+    assert found is not None
+    if found.status.finished:
+        assert await store.retry_delivery(None, found.endpoint_id, delivery_id)
+    claimed = await store.claim_deliveries(
+        token="shaper", lease_seconds=lease, limit=1000, per_endpoint=1000
+    )
+    mine = [d for d in claimed if d.id == delivery_id]
+    if not mine:  # every earlier delivery of its notification to its endpoint is finished
+        pytest.fail("the claim refused a delivery that webhooks.may_deliver lets go")
+    if result is None:
+        return
+    assert await store.finish_attempt(mine[0], "shaper", result, policy=POLICY) is not None
+    if result is GONE:  # disabled: enabled again, to go on
+        endpoint = await store.get_endpoint(None, found.endpoint_id)
+        assert endpoint is not None
+        assert await store.update_endpoint(endpoint.with_enabled(True, store.sql.clock.now()))
+
+
+async def add_delivery(store: SqlStore, tenant: str, endpoint_id: str, n: str) -> str:
+    """A new event of notification ``n``, fanned out: its delivery to ``endpoint_id``."""
+    event = change(tenant, n, store.sql.clock.now())
+    await store.append_event(event)
+    await store.fan_out()
+    found = await store.list_deliveries(tenant, endpoint_id, limit=1000)
+    [delivery_id] = [d.id for d in found if d.event.id == event.id]
+    return delivery_id
+
+
+@WEBHOOK_EXAMPLES
+@given(heads=HEADS, noise=st.booleans(), after=st.integers(min_value=0, max_value=2))
+async def test_a_webhook_claim_takes_a_delivery_exactly_when_may_deliver_says_it_may_go(
+    store: SqlStore, heads: list[str], noise: bool, after: int
+) -> None:
+    clock = store.sql.clock
+    assert isinstance(clock, ManualClock)
+    tenant = "t-" + secrets.token_hex(6)
+    ours = new_endpoint(tenant, clock.now())
+    endpoints = [ours, new_endpoint(tenant, clock.now())] if noise else [ours]
+    for e in endpoints:
+        await store.create_endpoint(e)
+    n = "n-" + secrets.token_hex(6)
+    try:
+        if noise:  # another notification's delivery to ours, earlier than all of n's
+            await add_delivery(store, tenant, ours.id, "n-other-" + secrets.token_hex(6))
+        # One at a time, each finished before the next exists: the earlier ones, the later.
+        earlier = []
+        for shape in heads:
+            earlier.append(await add_delivery(store, tenant, ours.id, n))
+            await attempt_one(store, earlier[-1], GONE if shape == "failed" else OK)
+        later = await add_delivery(store, tenant, ours.id, n)
+        await attempt_one(store, later, OK)
+        for _ in range(after):  # n's deliveries after the later one, pending
+            await add_delivery(store, tenant, ours.id, n)
+        # Then the earlier ones pending again, the last first: what is claimed for that
+        # needs every delivery before it finished.
+        for shape, delivery_id in reversed(list(zip(heads, earlier, strict=True))):
+            if shape in ("scheduled", "in_flight", "lapsed"):
+                result = BOOM if shape == "scheduled" else None
+                lease = SHORT_LEASE if shape == "lapsed" else LEASE
+                await attempt_one(store, delivery_id, result, lease=lease)
+            elif shape == "waiting":
+                assert await store.retry_delivery(None, ours.id, delivery_id)
+        clock.advance(2 * SHORT_LEASE)
+        for shape, delivery_id in zip(heads, earlier, strict=True):
+            found = await store.get_delivery(None, delivery_id)
+            assert found is not None
+            assert found.status is SHAPES[shape], (heads, shape)
+            if shape in ("in_flight", "lapsed"):
+                assert found.next_attempt_at is not None
+                assert (found.next_attempt_at <= clock.now()) == (shape == "lapsed")
+        assert await store.retry_delivery(None, ours.id, later)
+
+        claimed = await store.claim_deliveries(
+            token="probe", lease_seconds=60, limit=1000, per_endpoint=1000
+        )
+
+        may_go = webhooks.may_deliver([SHAPES[s] for s in heads])
+        assert (later in {d.id for d in claimed}) == may_go, (heads, noise, after)
+    finally:
+        for e in endpoints:
+            await store.delete_endpoint(tenant, e.id)

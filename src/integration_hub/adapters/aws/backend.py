@@ -90,9 +90,10 @@ class DynamoBackend:
 
     async def purge(self, older_than_seconds: float) -> dict[str, int]:
         """Retention by Scan pages (see ``DynamoStore.purge``), webhooks' items too
-        (not counted: the counts' names are every backend's)."""
+        (``purge_webhooks``): the counts of every backend."""
         counts = await self.store.purge(older_than_seconds)
-        await self.store.purge_webhooks(older_than_seconds)
+        for name, deleted in (await self.store.purge_webhooks(older_than_seconds)).items():
+            counts[name] += deleted
         return counts
 
     async def reconcile(self, older_than_seconds: float) -> int | None:

@@ -1,15 +1,17 @@
 """Retention on the DynamoDB table: delete old finished notifications and keys.
 
 A notification goes with everything in its partition (attempts in the item,
-dead letter, sandbox deliveries, delivery events) and its receipt index entry
-(``PMSG#…``). Suppressions stay: they are the tenant's list.
+dead letter, sandbox deliveries, delivery events, webhook events) and its
+receipt index entry (``PMSG#…``). Suppressions stay: they are the tenant's
+list. Webhook deliveries live outside the partition: ``purge_webhooks``
+(adapters/aws/webhooks.py) deletes them, and the other events, by age.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from integration_hub.adapters.aws import items
+from integration_hub.adapters.aws import items, webhook_items
 from integration_hub.adapters.aws.client import TableClient
 from integration_hub.adapters.aws.session import is_client_error
 from integration_hub.adapters.aws.tables import item
@@ -23,7 +25,11 @@ PURGE_COUNTS = (
     "delivery_events",
     "queue",
     "idempotency_keys",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
 )
+"""Items deleted per kind, named as the SQL backends' tables (adapters/sql/retention.py)."""
 
 
 class RetentionItems(TableClient):
@@ -63,6 +69,8 @@ class RetentionItems(TableClient):
                     counts["outbox"] += 1
                 elif part["SK"].startswith(items.EVENT_PREFIX):
                     counts["delivery_events"] += 1
+                elif part["SK"].startswith(webhook_items.EVENT_PREFIX):
+                    counts["webhook_events"] += 1
         async for found in self._scan(
             "#sk = :idem AND expires_at <= :now", {":idem": "IDEM", ":now": now}, page_size
         ):

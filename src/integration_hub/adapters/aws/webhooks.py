@@ -291,21 +291,35 @@ class DynamoWebhookStore(WebhookDeliveryItems):
 
     # -- retention --------------------------------------------------------------------------
 
-    async def purge_webhooks(self, older_than_seconds: float, *, page_size: int = 1000) -> int:
-        """Delete deliveries finished, and events of no notification fanned out, more than
-        ``older_than_seconds`` ago; how many of each (a notification's events go with it).
+    async def purge_webhooks(
+        self, older_than_seconds: float, *, page_size: int = 1000
+    ) -> dict[str, int]:
+        """Delete deliveries finished (with their attempts), and events of no notification
+        fanned out, more than ``older_than_seconds`` ago; items deleted per kind, named as
+        ``retention.PURGE_COUNTS`` (a notification's events go with it, counted there).
 
         Scans, as ``purge`` does: a pending delivery, or an unfanned event, stays.
         """
         cutoff = self.clock.now() - older_than_seconds
+        counts = dict.fromkeys(("webhook_events", "webhook_deliveries", "webhook_attempts"), 0)
         finished = "#sk = :d AND #finished < :cutoff AND #status IN (:ok, :gave_up)"
         values = {":d": "D", ":cutoff": cutoff}
         values |= {":ok": str(webhooks.DeliveryStatus.SUCCEEDED)}
         values |= {":gave_up": str(webhooks.DeliveryStatus.FAILED)}
-        gone = 0
         async for found in self._scan(finished, values, page_size):
-            await self._drop_delivery(str(found["id"]))
-            gone += 1
+            # Its attempts sort before the delivery (A# < D): a purge that dies
+            # midway leaves the delivery for the next run.
+            parts = [p async for p in self._prefixed(f"WHD#{found['id']}", "")]
+            for part in parts:
+                await self._call(
+                    "delete_item",
+                    TableName=self.table,
+                    Key=item({"PK": part["PK"], "SK": part["SK"]}),
+                )
+                if part["SK"] == "D":
+                    counts["webhook_deliveries"] += 1
+                elif part["SK"].startswith(webhook_items.ATTEMPT_PREFIX):
+                    counts["webhook_attempts"] += 1
         fanned = "#sk = :e AND fanned_at < :cutoff"
         async for found in self._scan(fanned, {":e": "WHEV", ":cutoff": cutoff}, page_size):
             await self._call(
@@ -313,8 +327,8 @@ class DynamoWebhookStore(WebhookDeliveryItems):
                 TableName=self.table,
                 Key=item({"PK": found["PK"], "SK": found["SK"]}),
             )
-            gone += 1
-        return gone
+            counts["webhook_events"] += 1
+        return counts
 
     # -- stats ------------------------------------------------------------------------------
 
