@@ -19,6 +19,8 @@ import pytest
 import pg
 from integration_hub.adapters.postgres import queue, retention, store
 from integration_hub.adapters.postgres.database import PostgresDatabase
+from integration_hub.adapters.sql import webhook_statements
+from integration_hub.adapters.sql.dialect import POSTGRES
 from integration_hub.domain.receipts import DeliveryState
 from integration_hub.domain.status import Status
 
@@ -86,6 +88,23 @@ FILL = [
     SELECT 't' || (i % $2), 'sms', '+3460' || lpad(i::text, 7, '0'), 'opted_out', $3
     FROM generate_series(1, $1) AS i
     """,
+    # Webhooks: one endpoint per tenant; the first has a backlog of half the
+    # deliveries (three events per notification, the later ones waiting for the
+    # first), the rest are finished.
+    """
+    INSERT INTO webhook_endpoints (id, tenant, url, secrets, created_at, updated_at)
+    SELECT 'ep' || i, 't' || i, 'https://h.example.com/', '{}', $3, $3
+    FROM generate_series(0, $2 - 1) AS i WHERE $1::integer > 0
+    """,
+    """
+    INSERT INTO webhook_deliveries (id, endpoint_id, tenant, event_id, event_seq,
+        notification_id, status, created_at, next_attempt_at)
+    SELECT 'dlv' || i, 'ep' || CASE WHEN i % 2 = 0 THEN 0 ELSE i % $2 END,
+        't' || CASE WHEN i % 2 = 0 THEN 0 ELSE i % $2 END, 'ev' || i, i, 'n' || (i / 6),
+        CASE WHEN i % 2 = 0 THEN 'pending' ELSE 'succeeded' END, $3 - 60,
+        CASE WHEN i % 2 = 0 THEN $3 - 60 + i / 1000.0 END
+    FROM generate_series(1, $1) AS i
+    """,
     # One key in fifty has expired.
     """
     INSERT INTO idempotency_keys (tenant, key, fingerprint, reservation, created_at,
@@ -127,6 +146,20 @@ def _listing(**filters: Any) -> tuple[str, list[Any]]:
         filters.get("before_id"),
         delivery_state=filters.get("delivery_state"),
     )
+
+
+def _claim_deliveries() -> tuple[str, list[Any]]:
+    compiled = POSTGRES.compile(webhook_statements.CLAIM_DELIVERIES)
+    params = {
+        "exclude_endpoints": [],
+        "exclude_tenants": [],
+        "now": NOW,
+        "per_endpoint": 4,
+        "limit": 32,
+        "token": "wh-1",
+        "until": NOW + 60,
+    }
+    return compiled.sql, [params[n] for n in compiled.names]
 
 
 def case(name: str, sql: str, args: list[Any], index: str, whole: str | None) -> Any:
@@ -226,6 +259,14 @@ CASES = [
         None,
     ),
     case("expired keys", retention.PURGE_KEYS, [NOW, 1000], "idempotency_keys_expiry", None),
+    # Each enabled endpoint's first due deliveries, once per endpoint (LATERAL):
+    # never the deliveries table read whole, nor a subquery per delivery.
+    case(
+        "claim webhook deliveries",
+        *_claim_deliveries(),
+        "webhook_deliveries_endpoint_due",
+        "webhook_deliveries",
+    ),
 ]
 
 

@@ -17,6 +17,12 @@ Slots:
   text parameter ``:lock_key`` (held until commit or rollback), for a rule
   over rows that may not exist yet (a tenant's count of webhook endpoints);
   on SQLite just the parameter, the single writer serialising already.
+- ``{lateral:TABLE}`` ... ``{end_lateral:TABLE}``: around a subquery of ``id``s
+  correlated with the row before it, the rows of TABLE with those ids, as
+  ``d``: on PostgreSQL a ``CROSS JOIN LATERAL`` then a join on the id, which
+  runs the subquery once per outer row; on SQLite, which has no LATERAL,
+  ``JOIN TABLE d ON d.id IN (...)``, which SQLite also runs once per outer
+  row, but PostgreSQL once per row of TABLE (quadratic in a backlog).
 - ``{one_of:NAME}``: "is one of the list NAME": ``= ANY($n)`` on PostgreSQL
   (an array parameter); ``IN (SELECT value FROM json_each(:NAME))`` on SQLite,
   which has no array type (the list is bound as JSON).
@@ -86,6 +92,8 @@ class Dialect:
     slots: Mapping[str, str]
     one_of: str
     """``{one_of:NAME}``, with ``:NAME`` standing for the list parameter."""
+    lateral: tuple[str, str]
+    """``{lateral:TABLE}`` and ``{end_lateral:TABLE}``, with ``TABLE`` standing for the table."""
     notify: str
     """A template around a statement that notifies (``{sql}`` is the statement)."""
     positional: bool
@@ -108,6 +116,8 @@ class Dialect:
             if name == "one_of" and arg:
                 lists.append(arg)
                 return self.one_of.replace(":NAME", ":" + arg)
+            if name in ("lateral", "end_lateral") and arg:
+                return self.lateral[name == "end_lateral"].replace("TABLE", arg)
             if arg is not None or name not in self.slots:
                 raise KeyError(f"{statement.name}: unknown SQL slot {match[0]!r}")
             return self.slots[name]
@@ -128,6 +138,7 @@ SQLITE = Dialect(
     name="sqlite",
     slots={"lock": "", "skip_locked": "", "xact_lock": ":lock_key"},
     one_of="IN (SELECT value FROM json_each(:NAME))",
+    lateral=("JOIN TABLE d ON d.id IN (", ")"),
     notify="{sql}",
     positional=False,
 )
@@ -140,6 +151,7 @@ POSTGRES = Dialect(
         "xact_lock": "pg_advisory_xact_lock(hashtextextended(:lock_key, 0))",
     },
     one_of="= ANY(:NAME)",
+    lateral=("CROSS JOIN LATERAL (", ") AS lateral_ids JOIN TABLE d ON d.id = lateral_ids.id"),
     # The CTE runs the enqueue (even unreferenced), the SELECT the NOTIFY:
     # one round trip, and both take effect at COMMIT.
     notify=f"WITH queued AS (\n{{sql}}\nRETURNING 1\n)\nSELECT pg_notify('{NOTIFY_CHANNEL}', '')",

@@ -140,8 +140,9 @@ VALUES (:id, :endpoint_id, :tenant, :event_id, :event_seq, :notification_id,
 # the endpoint enabled and not excluded, and no earlier pending delivery of
 # the same notification to the same endpoint (webhooks.may_deliver). Picked
 # per endpoint (at most :per_endpoint each, on the index of an endpoint's
-# pending deliveries by due time), so that an excluded endpoint's backlog,
-# however long, costs nothing; then the oldest due of those. On PostgreSQL the
+# pending deliveries by due time, the subquery run once per endpoint: the
+# {lateral} slot), so that an excluded endpoint's backlog, however long, costs
+# nothing and a long one costs its first rows only; then the oldest due of those. On PostgreSQL the
 # rows picked are locked with SKIP LOCKED, so concurrent claims take disjoint
 # sets, and the UPDATE checks again that each is still due.
 CLAIM_DELIVERIES = S(
@@ -154,7 +155,7 @@ WITH endpoints AS MATERIALIZED (
 ),
 due AS MATERIALIZED (
     SELECT d.id, d.next_attempt_at, d.seq FROM endpoints
-    JOIN webhook_deliveries d ON d.id IN (
+    {lateral:webhook_deliveries}
         SELECT x.id FROM webhook_deliveries x
         WHERE x.endpoint_id = endpoints.id AND x.status = 'pending'
             AND x.next_attempt_at <= :now
@@ -166,7 +167,7 @@ due AS MATERIALIZED (
         ORDER BY x.next_attempt_at, x.seq
         LIMIT :per_endpoint
         {skip_locked}
-    )
+    {end_lateral:webhook_deliveries}
 ),
 picked AS MATERIALIZED (
     SELECT id FROM due ORDER BY next_attempt_at, seq LIMIT :limit
