@@ -49,6 +49,7 @@ class ReceivedRequest:
     body: bytes
     form: dict[str, str] = field(default_factory=dict)
     json: Any = None
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ class FakeHttpServer:
             body=body,
             form=_form(request, body),
             json=_json(request, body),
+            query=dict(request.query),
         )
         self.requests.append(received)
         return await self.handle(received)

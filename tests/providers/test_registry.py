@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from integration_hub.adapters.crypto.local import KeyRingError
-from integration_hub.adapters.providers.registry import ProviderRegistry
+from integration_hub.adapters.providers.registry import ProviderRegistry, build
 from integration_hub.domain.errors import ProviderNotConfigured, Unavailable
 from integration_hub.domain.routing import Channel
 from support import LOCAL_OUTBOUND, ManualClock
@@ -77,3 +77,33 @@ async def test_settings_that_cannot_be_decrypted_are_still_not_configured(
 async def test_a_tenant_without_settings_is_not_configured(registry: ProviderRegistry) -> None:
     with pytest.raises(ProviderNotConfigured, match="has no configuration"):
         await registry.get("globex", Channel.WHATSAPP, "whatsapp_cloud")
+
+
+VONAGE = {
+    "api_key": "abcd1234",
+    "api_secret": "vonage-secret-value",
+    "sender": "AcmeInc",
+    "base_url": "http://127.0.0.1:9",
+}
+
+
+async def test_the_vonage_kind_builds_for_sms_from_stored_settings(
+    credentials: Credentials, registry: ProviderRegistry
+) -> None:
+    await credentials.put_credentials("acme", "vonage", VONAGE)
+    provider = await registry.get("acme", Channel.SMS, "vonage")
+    assert provider.name == "vonage"
+    with pytest.raises(ProviderNotConfigured, match="cannot send whatsapp"):
+        await registry.get("acme", Channel.WHATSAPP, "vonage")
+
+
+def test_the_vonage_kind_validates_its_settings_without_echoing_them() -> None:
+    config = {**VONAGE, "api_secret": None, "sender": "no-such sender!", "api_sekret": "x"}
+    with pytest.raises(ProviderNotConfigured, match="invalid vonage configuration") as raised:
+        build("vonage", config, LOCAL_OUTBOUND)
+    message = raised.value.message
+    assert "sender:" in message
+    assert "api_sekret: Extra inputs" in message
+    assert "no-such sender!" not in message
+    with pytest.raises(ProviderNotConfigured, match="api_secret or signature_secret"):
+        build("vonage", {**VONAGE, "api_secret": None}, LOCAL_OUTBOUND)

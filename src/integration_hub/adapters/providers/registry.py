@@ -80,6 +80,18 @@ def _whatsapp(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) ->
     return WhatsAppProvider(settings, outbound=outbound)
 
 
+def _vonage(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
+    from integration_hub.adapters.providers.vonage import VonageProvider, VonageSettings
+
+    settings = VonageSettings.model_validate(config)
+    _check_url(outbound, "base_url", settings.base_url)
+    if settings.callback is not None:
+        # Vonage, not the hub, calls it; still no internal address, no userinfo.
+        # The hub has no Vonage receipt endpoint yet, so the public URL is not used.
+        _check_url(outbound, "callback", settings.callback)
+    return VonageProvider(settings, outbound=outbound)
+
+
 def _ses(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
     try:
         from integration_hub.adapters.providers.ses import SesProvider, SesSettings
@@ -119,6 +131,7 @@ KINDS: Mapping[str, ProviderKind] = {
     "smtp": ProviderKind(frozenset({Channel.EMAIL}), _smtp),
     "ses": ProviderKind(frozenset({Channel.EMAIL}), _ses),
     "twilio": ProviderKind(frozenset({Channel.SMS}), _twilio),
+    "vonage": ProviderKind(frozenset({Channel.SMS}), _vonage),
     "whatsapp_cloud": ProviderKind(frozenset({Channel.WHATSAPP}), _whatsapp),
 }
 
