@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from integration_hub.adapters.crypto.local import KeyRingError
-from integration_hub.adapters.providers.registry import ProviderRegistry
+from integration_hub.adapters.providers.registry import ProviderRegistry, build
 from integration_hub.domain.errors import ProviderNotConfigured, Unavailable
 from integration_hub.domain.routing import Channel
 from support import LOCAL_OUTBOUND, ManualClock
@@ -77,3 +77,36 @@ async def test_settings_that_cannot_be_decrypted_are_still_not_configured(
 async def test_a_tenant_without_settings_is_not_configured(registry: ProviderRegistry) -> None:
     with pytest.raises(ProviderNotConfigured, match="has no configuration"):
         await registry.get("globex", Channel.WHATSAPP, "whatsapp_cloud")
+
+
+SNS_SECRET = "sns-secret-key-never-shown-0001"
+
+
+async def test_the_sns_kind_builds_for_sms_from_stored_settings(
+    credentials: Credentials, registry: ProviderRegistry
+) -> None:
+    await credentials.put_credentials(
+        "acme",
+        "sns",
+        {
+            "region": "eu-west-1",
+            "access_key_id": "AKIAREGISTRYTEST0001",
+            "secret_access_key": SNS_SECRET,
+            "sender_id": "Acme",
+        },
+    )
+    provider = await registry.get("acme", Channel.SMS, "sns")
+    assert provider.name == "sns"
+    with pytest.raises(ProviderNotConfigured, match="'sns' cannot send email"):
+        await registry.get("acme", Channel.EMAIL, "sns")
+
+
+def test_the_sns_kind_validates_its_settings_without_showing_them() -> None:
+    with pytest.raises(ProviderNotConfigured) as caught:
+        build("sns", {"secret_access_key": SNS_SECRET, "sender_id": "no spaces", "topic": "x"})
+    message = caught.value.message
+    assert message.startswith("invalid sns configuration:")
+    assert "sender_id" in message
+    assert "topic" in message
+    assert SNS_SECRET not in message
+    assert "no spaces" not in message
