@@ -56,7 +56,7 @@ UNAVAILABLE_CODES = frozenset(
 # Credentials, permissions, account and key state: every message fails until an operator acts.
 CONFIGURATION_CODES = frozenset(
     {
-        "AuthorizationError",  # the identity may not sns:Publish (or the SMS sandbox refuses)
+        "AuthorizationError",  # the identity may not sns:Publish (IAM, region)
         "InvalidClientTokenId",
         "SignatureDoesNotMatch",
         "IncompleteSignature",
