@@ -38,6 +38,10 @@ from integration_hub_infra.settings import (
     HubSettings,
 )
 
+# The worker's statement allowing SMS through SNS: the one identity policy
+# statement whose resource is "*" (see where it is added).
+SMS_PUBLISH_SID = "SmsPublishToPhoneNumbers"
+
 API_HANDLER = "integration_hub.entrypoints.aws_lambda.api_handler"
 WORKER_HANDLER = "integration_hub.entrypoints.aws_lambda.worker_handler"
 RECONCILE_HANDLER = "integration_hub.entrypoints.aws_lambda.reconcile_handler"
@@ -303,6 +307,21 @@ class HubStack(Stack):
                         resource_name="*",
                     ),
                 ],
+            )
+        )
+        self.worker_function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=SMS_PUBLISH_SID,
+                actions=["sns:Publish"],
+                # SMS through SNS (provider kind sns) publishes to a phone
+                # number, not a topic: IAM evaluates that Publish against the
+                # number itself, which has no ARN, so "*" is the only resource
+                # that allows it. The one "*" of the identity policies, kept
+                # narrow: this action alone, in this stack's region alone (a
+                # tenant's sns settings must name it; SMS stays in the region
+                # its countries are served from).
+                resources=["*"],
+                conditions={"StringEquals": {"aws:RequestedRegion": self.region}},
             )
         )
 

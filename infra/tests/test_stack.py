@@ -26,6 +26,7 @@ from integration_hub_infra.stack import (
     RECEIPT_ROUTES,
     RECONCILE_HANDLER,
     RECONCILER_INDEX,
+    SMS_PUBLISH_SID,
     WEBHOOKS_HANDLER,
     WORKER_HANDLER,
 )
@@ -61,10 +62,17 @@ class Synthesized:
         return statements
 
     def grants_of(self, role: Any) -> dict[str, list[Any]]:
-        """action → the resources it is allowed on, for ``role``."""
+        """action → the resources it is allowed on, for ``role``.
+
+        The worker's SMS statement (``SMS_PUBLISH_SID``), the one with a
+        condition, is left out: test_the_worker_may_publish_sms_only_in_its_region
+        checks it whole.
+        """
         grants: dict[str, list[Any]] = {}
         for statement in self.statements_of(role):
             assert statement["Effect"] == "Allow"
+            if statement.get("Sid") == SMS_PUBLISH_SID:
+                continue
             assert "Condition" not in statement
             for action in as_list(statement["Action"]):
                 grants.setdefault(action, []).extend(as_list(statement["Resource"]))
@@ -388,13 +396,50 @@ def test_the_worker_may_consume_the_queue_decrypt_and_send_email(hub: Synthesize
     }
 
 
+SMS_PUBLISH = {
+    "Sid": SMS_PUBLISH_SID,
+    "Effect": "Allow",
+    "Action": "sns:Publish",
+    "Resource": "*",
+    "Condition": {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}},
+}
+
+
+def test_the_worker_may_publish_sms_only_in_its_region(hub: Synthesized) -> None:
+    # SNS evaluates a Publish to a phone number against the number, which has
+    # no ARN: "*" is the only resource allowing it. Narrowed to the one action
+    # and the stack's region.
+    sms = [
+        st
+        for st in hub.statements_of(hub.stack.worker_function.role)
+        if "sns:Publish" in st["Action"]
+    ]
+    assert sms == [SMS_PUBLISH]
+
+
+def test_a_regional_stack_publishes_sms_in_its_own_region(regional: list[Synthesized]) -> None:
+    for stack in regional:
+        [sms] = [
+            st
+            for st in stack.statements_of(stack.stack.worker_function.role)
+            if st.get("Sid") == SMS_PUBLISH_SID
+        ]
+        assert sms["Condition"] == {"StringEquals": {"aws:RequestedRegion": stack.stack.region}}
+        assert stack.stack.region in ("eu-west-1", "us-east-1")
+
+
 def test_no_identity_policy_allows_every_resource(hub: Synthesized) -> None:
     # The only "*" is in the KMS key policy, where it means "this key" (a key
-    # policy cannot name its own ARN); identity policies never use it.
+    # policy cannot name its own ARN), and in the worker's SMS statement
+    # (SMS_PUBLISH: one action, one region), which no other role has.
+    worker = {"Ref": hub.logical_id(hub.stack.worker_function.role)}
     for policy in hub.resources("AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            assert "*" not in as_list(statement["Resource"])
             assert not any(action.endswith("*") for action in as_list(statement["Action"]))
+            if statement == SMS_PUBLISH:
+                assert policy["Properties"]["Roles"] == [worker]
+                continue
+            assert "*" not in as_list(statement["Resource"])
     for role in hub.resources("AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"]
 

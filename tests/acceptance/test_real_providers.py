@@ -1,5 +1,5 @@
 """Real adapters end to end: the hub's worker process calls local servers that speak
-SMTP (STARTTLS + AUTH), the Twilio API, the WhatsApp Cloud API and SES (moto)."""
+SMTP (STARTTLS + AUTH), the Twilio API, the WhatsApp Cloud API, SES and SNS (moto)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from providers.smtp_server import Certificate, SmtpServer, self_signed_certifica
 T = TypeVar("T")
 SMTP_USER, SMTP_PASSWORD = "mailer", "smtp-password-for-the-acceptance-test"
 SES_KEY, SES_SECRET = "AKIAFAKEACCEPTANCE", "ses-secret-for-the-acceptance-test"
+SNS_KEY, SNS_SECRET = "AKIAFAKESNSACCEPTANCE", "sns-secret-for-the-acceptance-test"
 
 
 class LoopThread:
@@ -68,7 +69,8 @@ def configure(hub: HubProcesses, tenant: str, provider: str, config: dict[str, A
 
 @pytest.fixture(scope="module")
 def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
-    """Provider servers, and tenants 'realco' (SMTP, Twilio, WhatsApp) and 'sesco' (SES)."""
+    """Provider servers, and tenants 'realco' (SMTP, Twilio, WhatsApp), 'sesco' (SES) and
+    'snsco' (SMS through SNS)."""
     certificate: Certificate = self_signed_certificate(tmp_path_factory.mktemp("smtp-cert"))
     smtp = SmtpServer(certificate=certificate, users={SMTP_USER: SMTP_PASSWORD})
     smtp.start()
@@ -143,12 +145,26 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
                 "secret_access_key": SES_SECRET,
             },
         )
+        hub.create_tenant("snsco")
+        assert hub.cli("tenants", "set-provider", "snsco", "sms", "sns").returncode == 0
+        configure(
+            hub,
+            "snsco",
+            "sns",
+            {
+                "region": "eu-west-1",
+                "endpoint_url": moto_url,
+                "access_key_id": SNS_KEY,
+                "secret_access_key": SNS_SECRET,
+                "sender_id": "SnsCo",
+            },
+        )
         yield Providers(
             smtp,
             twilio,
             whatsapp,
             moto_url,
-            (SMTP_PASSWORD, twilio.auth_token, whatsapp.access_token, SES_SECRET),
+            (SMTP_PASSWORD, twilio.auth_token, whatsapp.access_token, SES_SECRET, SNS_SECRET),
         )
     finally:
         moto.stop()
@@ -177,6 +193,60 @@ def test_providers_check_passes_for_every_configured_provider(
     assert not any(secret in done.stdout for secret in providers.secrets)
     assert providers.twilio.messages == []
     assert providers.smtp.messages == []
+
+
+def test_providers_check_proves_the_sns_credentials_without_sending(
+    hub: HubProcesses, providers: Providers
+) -> None:
+    sent_before = len(moto_sms(providers.moto_url))
+    done = hub.cli("providers", "check", "--tenant", "snsco")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sns" in done.stdout
+    assert "ok" in done.stdout
+    assert SNS_SECRET not in done.stdout
+    assert len(moto_sms(providers.moto_url)) == sent_before
+
+
+def test_providers_check_fails_for_sns_that_cannot_be_reached(
+    hub: HubProcesses, providers: Providers
+) -> None:
+    configure(
+        hub,
+        "snsco",
+        "sns",
+        {
+            "region": "eu-west-1",
+            "endpoint_url": f"http://127.0.0.1:{unused_port()}",
+            "access_key_id": SNS_KEY,
+            "secret_access_key": SNS_SECRET,
+        },
+    )
+    try:
+        done = hub.cli("providers", "check", "--tenant", "snsco")
+    finally:
+        configure(
+            hub,
+            "snsco",
+            "sns",
+            {
+                "region": "eu-west-1",
+                "endpoint_url": providers.moto_url,
+                "access_key_id": SNS_KEY,
+                "secret_access_key": SNS_SECRET,
+                "sender_id": "SnsCo",
+            },
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "failing" in done.stdout
+    assert SNS_SECRET not in done.stdout
+
+
+def moto_sms(moto_url: str) -> list[dict[str, Any]]:
+    """The SMS moto's SNS recorded, from its data endpoint."""
+    with httpx.Client() as http:
+        data = http.get(f"{moto_url}/moto-api/data.json").json()
+    found: list[dict[str, Any]] = data.get("sns", {}).get("SMS", [])
+    return found
 
 
 def test_email_goes_through_smtp_with_a_deterministic_message_id(
@@ -348,3 +418,14 @@ def test_rotating_the_master_key_under_load_loses_nothing(
     # A process started after the rotation reads the settings with the new key.
     check = hub.cli("providers", "check", "--tenant", "realco")
     assert check.returncode == 0, check.stdout
+
+
+def test_sms_goes_through_sns(
+    hub: HubProcesses, client: httpx.Client, providers: Providers
+) -> None:
+    view = send(client, hub, "snsco", "US", body="Code 654321")
+    assert view["status"] == "DONE", view
+    assert view["provider"] == "sns"
+    message_id = view["attempts"][0]["provider_message_id"]
+    [sent] = [m for m in moto_sms(providers.moto_url) if m["message_id"] == message_id]
+    assert sent["message"] == "Code 654321"

@@ -107,3 +107,36 @@ def test_the_vonage_kind_validates_its_settings_without_echoing_them() -> None:
     assert "no-such sender!" not in message
     with pytest.raises(ProviderNotConfigured, match="api_secret or signature_secret"):
         build("vonage", {**VONAGE, "api_secret": None}, LOCAL_OUTBOUND)
+
+
+SNS_SECRET = "sns-secret-key-never-shown-0001"
+
+
+async def test_the_sns_kind_builds_for_sms_from_stored_settings(
+    credentials: Credentials, registry: ProviderRegistry
+) -> None:
+    await credentials.put_credentials(
+        "acme",
+        "sns",
+        {
+            "region": "eu-west-1",
+            "access_key_id": "AKIAREGISTRYTEST0001",
+            "secret_access_key": SNS_SECRET,
+            "sender_id": "Acme",
+        },
+    )
+    provider = await registry.get("acme", Channel.SMS, "sns")
+    assert provider.name == "sns"
+    with pytest.raises(ProviderNotConfigured, match="'sns' cannot send email"):
+        await registry.get("acme", Channel.EMAIL, "sns")
+
+
+def test_the_sns_kind_validates_its_settings_without_showing_them() -> None:
+    with pytest.raises(ProviderNotConfigured) as caught:
+        build("sns", {"secret_access_key": SNS_SECRET, "sender_id": "no spaces", "topic": "x"})
+    message = caught.value.message
+    assert message.startswith("invalid sns configuration:")
+    assert "sender_id" in message
+    assert "topic" in message
+    assert SNS_SECRET not in message
+    assert "no spaces" not in message

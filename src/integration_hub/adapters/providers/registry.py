@@ -105,6 +105,19 @@ def _ses(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Prov
     return SesProvider(settings, outbound=outbound)
 
 
+def _sns(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
+    try:
+        from integration_hub.adapters.providers.sns import SnsProvider, SnsSettings
+    except ImportError:  # aiobotocore is the [aws] extra
+        raise ProviderNotConfigured(
+            "the sns provider needs the AWS extra: pip install 'integration-hub[aws]'"
+        ) from None
+    settings = SnsSettings.model_validate(config)
+    if settings.endpoint_url is not None:
+        _check_url(outbound, "endpoint_url", settings.endpoint_url)
+    return SnsProvider(settings, outbound=outbound)
+
+
 def _check_url(outbound: OutboundPolicy, field: str, url: str) -> None:
     try:
         outbound.check_url(url)
@@ -132,6 +145,7 @@ KINDS: Mapping[str, ProviderKind] = {
     "ses": ProviderKind(frozenset({Channel.EMAIL}), _ses),
     "twilio": ProviderKind(frozenset({Channel.SMS}), _twilio),
     "vonage": ProviderKind(frozenset({Channel.SMS}), _vonage),
+    "sns": ProviderKind(frozenset({Channel.SMS}), _sns),
     "whatsapp_cloud": ProviderKind(frozenset({Channel.WHATSAPP}), _whatsapp),
 }
 

@@ -1,22 +1,25 @@
 """Email through Amazon SES API v2 ``SendEmail``, with ``aiobotocore``.
 
 One ``sesv2`` client per provider, created on first use and closed by
-``close()``. The SDK's own retries are off: the hub's retry policy (with its
-per-tenant budget and dead letters) is the only one, so an attempt is one call.
+``close()``, with the SDK's own retries off (``aws_sdk``: shared with SNS).
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import re
-from contextlib import AsyncExitStack
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 
-from integration_hub.adapters.providers import guard
-from integration_hub.adapters.providers.http import TENANT_TEXT_CHARS, redact, tenant_text
+from integration_hub.adapters.providers.aws_sdk import (
+    SDK_ERRORS,
+    AwsSdkSettings,
+    SdkClient,
+    classify_sdk_error,
+    error_fields,
+)
+from integration_hub.adapters.providers.http import TENANT_TEXT_CHARS, tenant_text
 from integration_hub.domain.delivery import (
     Delivered,
     DeliveryResult,
@@ -25,16 +28,10 @@ from integration_hub.domain.delivery import (
     ProviderCheck,
     TransientFailure,
 )
-from integration_hub.domain.outbound import OutboundPolicy, OutboundRefused
+from integration_hub.domain.outbound import OutboundPolicy
 
-try:
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-    from aiobotocore.session import AioSession, get_session  # type: ignore[import-untyped]
-    from botocore import exceptions as boto  # type: ignore[import-untyped]
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the SES provider needs aiobotocore: pip install 'integration-hub[aws]'"
-    ) from exc
+if TYPE_CHECKING:
+    from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 
 THROTTLING_CODES = frozenset(
     {
@@ -86,28 +83,13 @@ PERMANENT_CODES = frozenset(
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
-class SesSettings(BaseModel):
-    """Region, endpoint, credentials and sender for SES.
-
-    Without ``access_key_id`` the default AWS credential chain is used (role,
-    environment, profile).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class SesSettings(AwsSdkSettings):
+    """Region, endpoint, credentials (``AwsSdkSettings``) and sender for SES."""
 
     from_address: str
     from_name: str | None = None
     reply_to: tuple[str, ...] = ()
-    # Becomes part of the endpoint's host name: nothing but a region's letters.
-    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,40}$")
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
     configuration_set: str | None = None
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=15.0, gt=0)
-    max_pool_connections: int = Field(default=20, ge=1)
     # Receipts (SNS at /v1/receipts/ses/{tenant}): the topics whose messages
     # the endpoint accepts; any other topic is refused before a certificate
     # is fetched. Empty: the endpoint refuses everything.
@@ -115,11 +97,6 @@ class SesSettings(BaseModel):
         Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+$")],
         ...,
     ] = ()
-
-    def secrets(self) -> tuple[str, ...]:
-        """Values that must never leave the adapter."""
-        found = (self.secret_access_key, self.session_token)
-        return tuple(s.get_secret_value() for s in found if s is not None)
 
 
 def send_email_request(settings: SesSettings, message: OutboundMessage) -> dict[str, Any]:
@@ -166,63 +143,23 @@ class SesProvider:
         outbound: OutboundPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self._session = session
-        self._outbound = outbound or OutboundPolicy()
-        self._refused: OutboundRefused | None = None
-        if settings.endpoint_url is not None:
-            try:
-                self._outbound.check_url(settings.endpoint_url)
-            except OutboundRefused as exc:
-                self._refused = exc
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
-        self._lock = asyncio.Lock()
+        self._sdk = SdkClient("sesv2", settings, session=session, outbound=outbound)
 
     def __repr__(self) -> str:
         return f"SesProvider(region={self.settings.region!r})"
 
-    async def _sesv2(self) -> Any:
-        if self._refused is not None:
-            raise guard.OutboundBlocked(self._refused)
-        if self._client is not None:
-            return self._client
-        # Only the first sends wait here, while the client is being created.
-        async with self._lock:
-            if self._client is None:
-                settings = self.settings
-                session = self._session or get_session()
-                config = AioConfig(
-                    connect_timeout=settings.connect_timeout,
-                    read_timeout=settings.read_timeout,
-                    max_pool_connections=settings.max_pool_connections,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    # The endpoint (given, or the regional AWS one) passes the
-                    # outbound rule after resolution, like every provider.
-                    connector_args=guard.connector_args(self._outbound),
-                )
-                secret, token = settings.secret_access_key, settings.session_token
-                stack = AsyncExitStack()
-                self._client = await stack.enter_async_context(
-                    session.create_client(
-                        "sesv2",
-                        region_name=settings.region,
-                        endpoint_url=settings.endpoint_url,
-                        aws_access_key_id=settings.access_key_id,
-                        aws_secret_access_key=secret.get_secret_value() if secret else None,
-                        aws_session_token=token.get_secret_value() if token else None,
-                        config=config,
-                    )
-                )
-                self._stack = stack
-            return self._client
+    @property
+    def _client(self) -> Any:
+        """The ``sesv2`` client once created, else None."""
+        return self._sdk.client
 
     async def check(self) -> ProviderCheck:
         """Read the sender identity: proves the credentials and that it is verified."""
         identity = self.settings.from_address
         try:
-            client = await self._sesv2()
+            client = await self._sdk.get()
             found = await client.get_email_identity(EmailIdentity=identity)
-        except (boto.BotoCoreError, boto.ClientError, OSError, ValueError) as exc:
+        except SDK_ERRORS as exc:
             return ProviderCheck.failed(classify(exc, self.settings.secrets()))
         # Either field says "verified" (moto fills only VerificationStatus).
         verified = (
@@ -237,9 +174,9 @@ class SesProvider:
         if not message.recipient.email:
             return PermanentFailure("invalid_recipient", "ses: the recipient has no email")
         try:
-            client = await self._sesv2()
+            client = await self._sdk.get()
             response = await client.send_email(**send_email_request(self.settings, message))
-        except (boto.BotoCoreError, boto.ClientError, OSError, ValueError) as exc:
+        except SDK_ERRORS as exc:
             return classify(exc, self.settings.secrets())
         message_id = response.get("MessageId") if isinstance(response, dict) else None
         if not isinstance(message_id, str) or not message_id:
@@ -248,42 +185,16 @@ class SesProvider:
 
     async def close(self) -> None:
         """Close the client and its connection pool."""
-        async with self._lock:
-            stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
+        await self._sdk.close()
 
 
 def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> DeliveryResult:
     """Translate a botocore error into a delivery result."""
-    refused = guard.refusal_of(exc)
-    if refused is not None:
-        return guard.refused_failure("ses", refused)
-    if isinstance(exc, boto.ClientError):
-        return _classify_client_error(exc, secrets)
-    text = redact(f"ses: {type(exc).__name__}: {exc}", secrets)
-    if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
-        return PermanentFailure("credentials", text, configuration=True)
-    if isinstance(exc, boto.NoRegionError | boto.CredentialRetrievalError):
-        return PermanentFailure("credentials", text, configuration=True)
-    if isinstance(exc, boto.ParamValidationError):
-        return PermanentFailure("invalid_request", text)
-    if isinstance(exc, boto.SSLError):
-        return PermanentFailure("tls_error", text, configuration=True)
-    if isinstance(exc, boto.ConnectTimeoutError | boto.ReadTimeoutError | TimeoutError):
-        return TransientFailure("timeout", text)
-    if isinstance(exc, ValueError):
-        # botocore refuses a malformed endpoint_url or region with a ValueError.
-        return PermanentFailure("invalid_settings", text, configuration=True)
-    return TransientFailure("connection_error", text)
+    return classify_sdk_error("ses", exc, secrets, lambda e: _classify_client_error(e, secrets))
 
 
 def _classify_client_error(exc: Any, secrets: tuple[str, ...]) -> DeliveryResult:
-    response = exc.response if isinstance(exc.response, dict) else {}
-    error = response.get("Error") or {}
-    code = str(error.get("Code") or "Unknown")
-    detail = str(error.get("Message") or exc)
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    code, detail, status = error_fields(exc)
     # SES's documented error message, bounded and sanitised: tenants read it.
     text = tenant_text(f"ses {code}: {detail}", secrets, limit=TENANT_TEXT_CHARS + 60)
     if code in THROTTLING_CODES:
