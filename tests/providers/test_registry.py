@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from integration_hub.adapters.crypto.local import KeyRingError
-from integration_hub.adapters.providers.registry import ProviderRegistry
+from integration_hub.adapters.providers.registry import ProviderRegistry, build
 from integration_hub.domain.errors import ProviderNotConfigured, Unavailable
 from integration_hub.domain.routing import Channel
 from support import LOCAL_OUTBOUND, ManualClock
@@ -77,3 +77,43 @@ async def test_settings_that_cannot_be_decrypted_are_still_not_configured(
 async def test_a_tenant_without_settings_is_not_configured(registry: ProviderRegistry) -> None:
     with pytest.raises(ProviderNotConfigured, match="has no configuration"):
         await registry.get("globex", Channel.WHATSAPP, "whatsapp_cloud")
+
+
+TWILIO_WHATSAPP = {
+    "account_sid": "AC" + "1" * 32,
+    "auth_token": "twilio-token-not-to-be-shown",
+    "from_number": "+14155238886",
+    "content_sids": {"order_shipped": "HX" + "a" * 32},
+    "base_url": "http://127.0.0.1:9",
+}
+
+
+async def test_twilio_whatsapp_is_built_for_whatsapp_only(credentials: Credentials) -> None:
+    await credentials.put_credentials("acme", "twilio_whatsapp", TWILIO_WHATSAPP)
+    made = ProviderRegistry(credentials, {}, ManualClock(), ttl_seconds=0, outbound=LOCAL_OUTBOUND)
+    try:
+        provider = await made.get("acme", Channel.WHATSAPP, "twilio_whatsapp")
+        assert provider.name == "twilio_whatsapp"
+        with pytest.raises(ProviderNotConfigured, match="cannot send sms"):
+            await made.get("acme", Channel.SMS, "twilio_whatsapp")
+    finally:
+        await made.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"from_number": "14155238886"}, "from_number"),
+        ({"content_sids": {"order_shipped": "not-a-sid"}}, "content_sids"),
+        ({"auth_token": None}, "(root)"),
+        ({"sender": "+14155238886"}, "sender"),
+    ],
+)
+def test_twilio_whatsapp_settings_are_validated_without_showing_values(
+    change: dict[str, Any], field: str
+) -> None:
+    config = {**TWILIO_WHATSAPP, **change}
+    with pytest.raises(ProviderNotConfigured, match="invalid twilio_whatsapp configuration") as e:
+        build("twilio_whatsapp", config, LOCAL_OUTBOUND)
+    assert f"{field}: " in e.value.message
+    assert "twilio-token-not-to-be-shown" not in e.value.message
