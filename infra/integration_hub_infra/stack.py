@@ -52,6 +52,7 @@ TTL_ATTRIBUTE = "expires_ttl"
 # The public receipt callbacks (issue 15): WhatsApp verifies a webhook with a GET.
 RECEIPT_ROUTES = (
     ("/v1/receipts/twilio/{tenant}", (apigw.HttpMethod.POST,)),
+    ("/v1/receipts/twilio_whatsapp/{tenant}", (apigw.HttpMethod.POST,)),
     ("/v1/receipts/whatsapp/{tenant}", (apigw.HttpMethod.GET, apigw.HttpMethod.POST)),
     ("/v1/receipts/ses/{tenant}", (apigw.HttpMethod.POST,)),
 )

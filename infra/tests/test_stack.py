@@ -577,6 +577,7 @@ def test_the_receipt_callbacks_are_public_routes_to_the_api_function(hub: Synthe
         "GET /v1/receipts/whatsapp/{tenant}",
         "POST /v1/receipts/ses/{tenant}",
         "POST /v1/receipts/twilio/{tenant}",
+        "POST /v1/receipts/twilio_whatsapp/{tenant}",
         "POST /v1/receipts/whatsapp/{tenant}",
     ]
     [integration] = hub.resources("AWS::ApiGatewayV2::Integration")
@@ -592,7 +593,7 @@ def test_the_api_function_serves_every_receipt_route() -> None:
     # Skipped only where the receipt endpoints are not part of the app at all.
     pytest.importorskip("integration_hub.entrypoints.api.receipts")
     receipts = [f"{method.value} {path}" for path, methods in RECEIPT_ROUTES for method in methods]
-    assert len(receipts) == 4
+    assert len(receipts) == 5
     # The OpenAPI document lists every route of the app, included routers too.
     paths = api.create_app().openapi()["paths"]
     for key in receipts:

@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 from hubs import HubProcesses, payload, wait_terminal
 from providers.fake_http import unused_port
 from providers.fake_twilio import FakeTwilio
+from providers.fake_twilio_whatsapp import FakeTwilioWhatsApp
 from providers.fake_whatsapp import FakeWhatsApp
 from providers.smtp_server import Certificate, SmtpServer, self_signed_certificate
 
@@ -55,6 +56,7 @@ class Providers:
     smtp: SmtpServer
     twilio: FakeTwilio
     whatsapp: FakeWhatsApp
+    twilio_whatsapp: FakeTwilioWhatsApp
     moto_url: str
     secrets: tuple[str, ...]
 
@@ -69,15 +71,17 @@ def configure(hub: HubProcesses, tenant: str, provider: str, config: dict[str, A
 
 @pytest.fixture(scope="module")
 def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
-    """Provider servers, and tenants 'realco' (SMTP, Twilio, WhatsApp), 'sesco' (SES) and
-    'snsco' (SMS through SNS)."""
+    """Provider servers, and tenants 'realco' (SMTP, Twilio, WhatsApp; WhatsApp through
+    Twilio configured but not routed), 'sesco' (SES) and 'snsco' (SMS through SNS)."""
     certificate: Certificate = self_signed_certificate(tmp_path_factory.mktemp("smtp-cert"))
     smtp = SmtpServer(certificate=certificate, users={SMTP_USER: SMTP_PASSWORD})
     smtp.start()
     loop = LoopThread()
     twilio, whatsapp = FakeTwilio(), FakeWhatsApp()
+    twilio_whatsapp = FakeTwilioWhatsApp(auth_token="twilio-whatsapp-token-for-acceptance")
     loop.run(twilio.start())
     loop.run(whatsapp.start())
+    loop.run(twilio_whatsapp.start())
     moto_port = unused_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
@@ -122,6 +126,7 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
                 "api_version": "v21.0",
             },
         )
+        configure(hub, "realco", "twilio_whatsapp", twilio_whatsapp.credentials())
         sesv2 = boto3.client(
             "sesv2",
             region_name="eu-west-1",
@@ -163,13 +168,22 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
             smtp,
             twilio,
             whatsapp,
+            twilio_whatsapp,
             moto_url,
-            (SMTP_PASSWORD, twilio.auth_token, whatsapp.access_token, SES_SECRET, SNS_SECRET),
+            (
+                SMTP_PASSWORD,
+                twilio.auth_token,
+                whatsapp.access_token,
+                twilio_whatsapp.auth_token,
+                SES_SECRET,
+                SNS_SECRET,
+            ),
         )
     finally:
         moto.stop()
         loop.run(twilio.stop())
         loop.run(whatsapp.stop())
+        loop.run(twilio_whatsapp.stop())
         loop.stop()
         smtp.stop()
 
@@ -188,10 +202,12 @@ def test_providers_check_passes_for_every_configured_provider(
 ) -> None:
     done = hub.cli("providers", "check", "--tenant", "realco")
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("smtp", "twilio", "whatsapp_cloud"):
+    for name in ("smtp", "twilio", "whatsapp_cloud", "twilio_whatsapp"):
         assert name in done.stdout
     assert not any(secret in done.stdout for secret in providers.secrets)
     assert providers.twilio.messages == []
+    assert providers.twilio_whatsapp.messages == []
+    assert [r.method for r in providers.twilio_whatsapp.requests] == ["GET"]
     assert providers.smtp.messages == []
 
 

@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
-from .fake_callbacks import Pending, Reporter
+from .fake_callbacks import Pending, Reporter, Step
 from .fake_http import FakeHttpServer, ReceivedRequest, json_response
 
 PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -143,13 +143,14 @@ class FakeTwilio(FakeHttpServer, Reporter):
     def accept(self, request: ReceivedRequest) -> web.StreamResponse:
         """Queue the message and answer 201 with the Message resource."""
         form = request.form
+        body = form.get("Body", "")  # none for a Content template (WhatsApp)
         sid = "SM" + secrets.token_hex(16)
         now = formatdate(usegmt=True)
         resource = {
             "sid": sid,
             "account_sid": self.account_sid,
             "api_version": "2010-04-01",
-            "body": form["Body"],
+            "body": body,
             "date_created": now,
             "date_updated": now,
             "date_sent": None,
@@ -159,7 +160,7 @@ class FakeTwilio(FakeHttpServer, Reporter):
             "from": form.get("From"),
             "messaging_service_sid": form.get("MessagingServiceSid"),
             "num_media": "0",
-            "num_segments": str(max(1, -(-len(form["Body"]) // 160))),
+            "num_segments": str(max(1, -(-len(body) // 160))),
             "price": None,
             "price_unit": "USD",
             "status": "accepted" if "MessagingServiceSid" in form else "queued",
@@ -172,9 +173,13 @@ class FakeTwilio(FakeHttpServer, Reporter):
             sender = form.get("From") or form.get("MessagingServiceSid") or ""
             extra = {"From": sender}
             self.report(
-                [Pending(sid, form["To"], step, callback, extra) for step in self.next_steps()]
+                [Pending(sid, form["To"], step, callback, extra) for step in self.steps_for(form)]
             )
         return json_response(201, resource)
+
+    def steps_for(self, form: dict[str, str]) -> list[Step]:
+        """The status callbacks an accepted message gets: the scripted ones."""
+        return self.next_steps()
 
     def callback_params(self, item: Pending) -> dict[str, str]:
         """The form fields of Twilio's status callback for ``item``."""

@@ -140,3 +140,43 @@ def test_the_sns_kind_validates_its_settings_without_showing_them() -> None:
     assert "topic" in message
     assert SNS_SECRET not in message
     assert "no spaces" not in message
+
+
+TWILIO_WHATSAPP = {
+    "account_sid": "AC" + "1" * 32,
+    "auth_token": "twilio-token-not-to-be-shown",
+    "from_number": "+14155238886",
+    "content_sids": {"order_shipped": "HX" + "a" * 32},
+    "base_url": "http://127.0.0.1:9",
+}
+
+
+async def test_twilio_whatsapp_is_built_for_whatsapp_only(credentials: Credentials) -> None:
+    await credentials.put_credentials("acme", "twilio_whatsapp", TWILIO_WHATSAPP)
+    made = ProviderRegistry(credentials, {}, ManualClock(), ttl_seconds=0, outbound=LOCAL_OUTBOUND)
+    try:
+        provider = await made.get("acme", Channel.WHATSAPP, "twilio_whatsapp")
+        assert provider.name == "twilio_whatsapp"
+        with pytest.raises(ProviderNotConfigured, match="cannot send sms"):
+            await made.get("acme", Channel.SMS, "twilio_whatsapp")
+    finally:
+        await made.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"from_number": "14155238886"}, "from_number"),
+        ({"content_sids": {"order_shipped": "not-a-sid"}}, "content_sids"),
+        ({"auth_token": None}, "(root)"),
+        ({"sender": "+14155238886"}, "sender"),
+    ],
+)
+def test_twilio_whatsapp_settings_are_validated_without_showing_values(
+    change: dict[str, Any], field: str
+) -> None:
+    config = {**TWILIO_WHATSAPP, **change}
+    with pytest.raises(ProviderNotConfigured, match="invalid twilio_whatsapp configuration") as e:
+        build("twilio_whatsapp", config, LOCAL_OUTBOUND)
+    assert f"{field}: " in e.value.message
+    assert "twilio-token-not-to-be-shown" not in e.value.message

@@ -18,6 +18,8 @@ import httpx
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from integration_hub.adapters.receipts.common import MAX_BODY_BYTES
+from integration_hub.domain.routing import Channel
+from integration_hub.entrypoints.tenant_admin import TenantAdmin
 from providers.test_sns_receipts import HOST, TOPIC, Pki, body, signed
 from receipts_api.conftest import APP_SECRET, PUBLIC_URL, TWILIO_TOKEN, VERIFY_TOKEN, Env
 
@@ -448,3 +450,80 @@ async def test_stop_through_twilio_whatsapp_suppresses_on_whatsapp(env: Env) -> 
     assert (await post_twilio(env, inbound("STOP", "whatsapp:+15005550010"))).status_code == 200
     listed = (await env.client.get("/v1/suppressions", headers=env.headers())).json()["items"]
     assert [(s["channel"], s["address"]) for s in listed] == [("whatsapp", "+15005550010")]
+
+
+# -- Twilio, WhatsApp sender (provider twilio_whatsapp) -----------------------------
+
+TWA_TOKEN = "twilio-whatsapp-auth-token-of-acme"
+
+
+async def use_twilio_whatsapp(env: Env) -> None:
+    """Acme's WhatsApp goes through Twilio, on an account of its own."""
+    admin = TenantAdmin(env.hub)
+    await admin.set_channel_provider("acme", Channel.WHATSAPP, "twilio_whatsapp")
+    await admin.set_credentials(
+        "acme",
+        "twilio_whatsapp",
+        {"account_sid": "AC" + "7" * 32, "auth_token": TWA_TOKEN, "from_number": "+14155238886"},
+    )
+
+
+async def post_twilio_whatsapp(
+    env: Env, params: dict[str, str], *, token: str = TWA_TOKEN, path: str = "twilio_whatsapp"
+) -> httpx.Response:
+    url = f"{PUBLIC_URL}/v1/receipts/{path}/acme"
+    headers = {**FORM, "X-Twilio-Signature": RequestValidator(token).compute_signature(url, params)}
+    return await env.client.post(
+        f"/v1/receipts/{path}/acme", content=urlencode(params), headers=headers
+    )
+
+
+def twilio_whatsapp_status(sid: str, status: str, code: str | None = None) -> dict[str, str]:
+    params = {
+        **twilio_status(sid, status, code),
+        "To": f"whatsapp:{WA_TO}",
+        "From": "whatsapp:+14155238886",
+    }
+    params["AccountSid"] = "AC" + "7" * 32
+    return params
+
+
+async def test_a_twilio_whatsapp_callback_is_recorded_for_the_notification_it_sent(
+    env: Env,
+) -> None:
+    await use_twilio_whatsapp(env)
+    nid = await env.send("MX", "twilio_whatsapp", "SMwa1", phone=WA_TO)
+
+    for status in ("sent", "read", "delivered"):
+        answer = await post_twilio_whatsapp(env, twilio_whatsapp_status("SMwa1", status))
+        assert answer.status_code == 204, answer.text
+
+    view = await env.view(nid)
+    assert view["delivery"]["state"] == "read"
+    events = view["delivery"]["events"]
+    assert {e["provider"] for e in events} == {"twilio_whatsapp"}
+    assert _sample(env, "ihub_receipts_total", {"provider": "twilio", "state": "read"}) == 1
+
+
+async def test_a_twilio_whatsapp_callback_signed_with_another_token_is_refused(
+    env: Env,
+) -> None:
+    await use_twilio_whatsapp(env)
+    nid = await env.send("MX", "twilio_whatsapp", "SMwa2", phone=WA_TO)
+    params = twilio_whatsapp_status("SMwa2", "delivered")
+
+    # The SMS account's token does not sign for the WhatsApp account's endpoint.
+    refused = await post_twilio_whatsapp(env, params, token=TWILIO_TOKEN)
+    # Nor does the SMS endpoint find a message sent through twilio_whatsapp.
+    unmatched = await post_twilio_whatsapp(env, params, token=TWILIO_TOKEN, path="twilio")
+
+    assert refused.status_code == 403
+    assert unmatched.status_code == 204
+    assert (await env.view(nid))["delivery"]["state"] == "sent"
+
+
+async def test_without_twilio_whatsapp_settings_its_endpoint_refuses_alike(env: Env) -> None:
+    answer = await post_twilio_whatsapp(env, twilio_whatsapp_status("SMwa3", "delivered"))
+
+    assert answer.status_code == 403
+    assert answer.json()["type"].endswith("receipt-rejected")

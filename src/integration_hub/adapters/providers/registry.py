@@ -72,6 +72,24 @@ def _twilio(config: dict[str, Any], outbound: OutboundPolicy, callbacks: Callbac
     return TwilioProvider(settings, outbound=outbound, status_callback=callbacks.url("twilio"))
 
 
+def _twilio_whatsapp(
+    config: dict[str, Any], outbound: OutboundPolicy, callbacks: Callbacks
+) -> Provider:
+    from integration_hub.adapters.providers.twilio_whatsapp import (
+        TwilioWhatsAppProvider,
+        TwilioWhatsAppSettings,
+    )
+
+    settings = TwilioWhatsAppSettings.model_validate(config)
+    _check_url(outbound, "base_url", settings.base_url)
+    if settings.status_callback is not None:
+        _check_url(outbound, "status_callback", settings.status_callback)
+    # Its own receipt endpoint: verified with these settings' auth token, and
+    # recorded under this provider's name, which the notifications carry.
+    callback = callbacks.url("twilio_whatsapp")
+    return TwilioWhatsAppProvider(settings, outbound=outbound, status_callback=callback)
+
+
 def _whatsapp(config: dict[str, Any], outbound: OutboundPolicy, _: Callbacks) -> Provider:
     from integration_hub.adapters.providers.whatsapp import WhatsAppProvider, WhatsAppSettings
 
@@ -147,6 +165,7 @@ KINDS: Mapping[str, ProviderKind] = {
     "vonage": ProviderKind(frozenset({Channel.SMS}), _vonage),
     "sns": ProviderKind(frozenset({Channel.SMS}), _sns),
     "whatsapp_cloud": ProviderKind(frozenset({Channel.WHATSAPP}), _whatsapp),
+    "twilio_whatsapp": ProviderKind(frozenset({Channel.WHATSAPP}), _twilio_whatsapp),
 }
 
 

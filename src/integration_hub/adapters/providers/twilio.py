@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -82,12 +82,11 @@ _TRANSIENT: Mapping[int, str] = {
 ERROR_CODES = ErrorCodes(transient=_TRANSIENT, configuration=_CONFIGURATION, permanent=_PERMANENT)
 
 
-class TwilioSettings(BaseModel):
-    """Credentials and sender for one Twilio account.
+class TwilioAccount(BaseModel):
+    """Credentials of one Twilio account, shared by every Twilio provider's settings.
 
     Authenticate with the account's auth token, or with an API key
-    (``api_key_sid`` + ``api_key_secret``); send from ``from_number`` or a
-    ``messaging_service_sid`` (or both).
+    (``api_key_sid`` + ``api_key_secret``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -96,19 +95,15 @@ class TwilioSettings(BaseModel):
     auth_token: SecretStr | None = None
     api_key_sid: str | None = None
     api_key_secret: SecretStr | None = None
-    from_number: str | None = None
-    messaging_service_sid: str | None = None
     base_url: str = DEFAULT_BASE_URL
     status_callback: str | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> Self:
+    def _credentials(self) -> Self:
         if (self.api_key_sid is None) != (self.api_key_secret is None):
             raise ValueError("api_key_sid and api_key_secret go together")
         if self.auth_token is None and self.api_key_sid is None:
             raise ValueError("set auth_token, or api_key_sid and api_key_secret")
-        if not self.from_number and not self.messaging_service_sid:
-            raise ValueError("set from_number or messaging_service_sid")
         return self
 
     def authorization(self) -> str:
@@ -127,14 +122,40 @@ class TwilioSettings(BaseModel):
         return tuple(s.get_secret_value() for s in found if s is not None)
 
 
-class TwilioProvider(HttpProvider):
-    """SMS via ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``."""
+class TwilioSettings(TwilioAccount):
+    """Credentials and sender for one Twilio account's SMS.
+
+    Send from ``from_number`` or a ``messaging_service_sid`` (or both).
+    """
+
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+
+    @model_validator(mode="after")
+    def _sender(self) -> Self:
+        if not self.from_number and not self.messaging_service_sid:
+            raise ValueError("set from_number or messaging_service_sid")
+        return self
+
+
+Account = TypeVar("Account", bound=TwilioAccount)
+
+
+class TwilioMessages(HttpProvider, Generic[Account]):
+    """What every Twilio Programmable Messaging adapter shares.
+
+    ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` with HTTP basic
+    auth, the Account resource as the credential check, and Twilio's error
+    body classified with ``codes``. A subclass says which form fields a
+    message becomes (``form``) and may refuse one before sending (``refuse``).
+    """
 
     name: str = "twilio"
+    codes: ErrorCodes = ERROR_CODES
 
     def __init__(
         self,
-        settings: TwilioSettings,
+        settings: Account,
         *,
         options: HttpOptions | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -161,12 +182,52 @@ class TwilioProvider(HttpProvider):
         }
 
     def __repr__(self) -> str:
-        return f"TwilioProvider(account_sid={self.settings.account_sid!r})"
+        return f"{type(self).__name__}(account_sid={self.settings.account_sid!r})"
 
     def _secrets(self) -> tuple[str, ...]:
         # The encoded header too, in case an error page echoes the request.
         encoded = self.settings.authorization().removeprefix("Basic ")
         return (*self.settings.secrets(), encoded)
+
+    def form(self, message: OutboundMessage) -> dict[str, str]:
+        """The form fields Twilio expects for ``message``."""
+        raise NotImplementedError
+
+    def refuse(self, message: OutboundMessage) -> DeliveryResult | None:
+        """Why ``message`` cannot be sent at all (nothing is sent then), or None."""
+        if not message.recipient.phone:
+            return PermanentFailure("invalid_recipient", f"{self.name}: the recipient has no phone")
+        return None
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        """Create one Message resource; classify whatever Twilio answers."""
+        refused = self.refuse(message)
+        if refused is not None:
+            return refused
+        reply = await self._request(
+            "POST", self._url, headers=self._send_headers, body=form_body(self.form(message))
+        )
+        if not isinstance(reply, HttpReply):
+            return reply
+        return classify_reply(self.name, self.codes, reply, self._secrets())
+
+    async def check(self) -> ProviderCheck:
+        """Fetch the Account resource: proves the credentials and the account SID."""
+        headers = {"Accept": "application/json", "Authorization": self.settings.authorization()}
+        secrets = self._secrets()
+        name, codes = self.name, self.codes
+        return await self._probe(
+            self._account_url,
+            headers,
+            _describe_account,
+            lambda r: classify_reply(name, codes, r, secrets),
+        )
+
+
+class TwilioProvider(TwilioMessages[TwilioSettings]):
+    """SMS via ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``."""
+
+    name: str = "twilio"
 
     def form(self, message: OutboundMessage) -> dict[str, str]:
         """The form fields Twilio expects for ``message``."""
@@ -180,25 +241,6 @@ class TwilioProvider(HttpProvider):
             fields["StatusCallback"] = self.status_callback
         return fields
 
-    async def send(self, message: OutboundMessage) -> DeliveryResult:
-        """Create one Message resource; classify whatever Twilio answers."""
-        if not message.recipient.phone:
-            return PermanentFailure("invalid_recipient", "twilio: the recipient has no phone")
-        reply = await self._request(
-            "POST", self._url, headers=self._send_headers, body=form_body(self.form(message))
-        )
-        if not isinstance(reply, HttpReply):
-            return reply
-        return classify(reply, self._secrets())
-
-    async def check(self) -> ProviderCheck:
-        """Fetch the Account resource: proves the credentials and the account SID."""
-        headers = {"Accept": "application/json", "Authorization": self.settings.authorization()}
-        secrets = self._secrets()
-        return await self._probe(
-            self._account_url, headers, _describe_account, lambda r: classify(r, secrets)
-        )
-
 
 def _describe_account(reply: HttpReply) -> str:
     body = reply.json_object() or {}
@@ -206,7 +248,14 @@ def _describe_account(reply: HttpReply) -> str:
 
 
 def classify(reply: HttpReply, secrets: tuple[str, ...] = ()) -> DeliveryResult:
-    """Translate a Twilio answer into a delivery result."""
+    """Translate a Twilio SMS answer into a delivery result."""
+    return classify_reply("twilio", ERROR_CODES, reply, secrets)
+
+
+def classify_reply(
+    provider: str, codes: ErrorCodes, reply: HttpReply, secrets: tuple[str, ...] = ()
+) -> DeliveryResult:
+    """Translate a Twilio answer into a delivery result, with ``provider``'s ``codes``."""
     body = reply.json_object()
     if reply.status in (200, 201):
         sid = body.get("sid") if body else None
@@ -215,10 +264,10 @@ def classify(reply: HttpReply, secrets: tuple[str, ...] = ()) -> DeliveryResult:
         # Twilio may have queued the message; we prefer a possible duplicate to
         # a silent loss, so this is retried like any other unclear answer.
         return TransientFailure(
-            "unexpected_response", f"twilio: HTTP {reply.status} without a message sid"
+            "unexpected_response", f"{provider}: HTTP {reply.status} without a message sid"
         )
     code, text = _error_fields(body)
-    return classify_error("twilio", reply, code=code, text=text, codes=ERROR_CODES, secrets=secrets)
+    return classify_error(provider, reply, code=code, text=text, codes=codes, secrets=secrets)
 
 
 def _error_fields(body: dict[str, Any] | None) -> tuple[int | None, str | None]:

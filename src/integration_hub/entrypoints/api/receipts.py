@@ -17,12 +17,13 @@ never with the payload or a secret.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
+from fastapi.types import DecoratedCallable
 
 from integration_hub.adapters.receipts import ses, sns, twilio, whatsapp
 from integration_hub.adapters.receipts.common import (
@@ -50,6 +51,7 @@ router = APIRouter(prefix=PREFIX, tags=["receipts"])
 
 # The stored provider settings each endpoint reads its secret from.
 TWILIO_SETTINGS: Final = "twilio"
+TWILIO_WHATSAPP_SETTINGS: Final = "twilio_whatsapp"
 WHATSAPP_SETTINGS: Final = "whatsapp_cloud"
 SES_SETTINGS: Final = "ses"
 
@@ -176,37 +178,57 @@ def _form(body: bytes) -> dict[str, list[str]]:
     return params
 
 
-@router.post(
-    "/twilio/{tenant}",
-    status_code=204,
-    responses={
-        **ERRORS,
-        200: {
-            "description": "an inbound message: empty TwiML (STOP/START keywords applied)",
-            "content": {"text/xml": {}},
+def _twilio_route(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    return router.post(
+        path,
+        status_code=204,
+        responses={
+            **ERRORS,
+            200: {
+                "description": "an inbound message: empty TwiML (STOP/START keywords applied)",
+                "content": {"text/xml": {}},
+            },
+            204: {"description": "a status callback, recorded"},
         },
-        204: {"description": "a status callback, recorded"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-        },
-        "parameters": [
-            {
-                "name": twilio.SIGNATURE_HEADER,
-                "in": "header",
+        openapi_extra={
+            "requestBody": {
                 "required": True,
-                "schema": {"type": "string"},
-                "description": "base64 HMAC-SHA1 of the public URL and the sorted parameters",
-            }
-        ],
-    },
-    summary="Twilio status callback or inbound SMS",
-)
+                "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+            },
+            "parameters": [
+                {
+                    "name": twilio.SIGNATURE_HEADER,
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "base64 HMAC-SHA1 of the public URL and the sorted parameters",
+                }
+            ],
+        },
+        summary=summary,
+    )
+
+
+@_twilio_route("/twilio/{tenant}", "Twilio status callback or inbound SMS")
 async def twilio_callback(request: Request, tenant: str) -> Response:
     """Verify X-Twilio-Signature over ``{IHUB_PUBLIC_URL}/v1/receipts/twilio/{tenant}``;
     record a status callback, or apply an inbound STOP/START keyword."""
+    return await _twilio(request, tenant, TWILIO_SETTINGS)
+
+
+@_twilio_route(
+    "/twilio_whatsapp/{tenant}", "Twilio status callback or inbound message, WhatsApp sender"
+)
+async def twilio_whatsapp_callback(request: Request, tenant: str) -> Response:
+    """The same for the ``twilio_whatsapp`` provider: verified with the auth token of its
+    settings, recorded for the notifications it sent."""
+    return await _twilio(request, tenant, TWILIO_WHATSAPP_SETTINGS, TWILIO_WHATSAPP_SETTINGS)
+
+
+async def _twilio(
+    request: Request, tenant: str, settings: str, routed_as: str | None = None
+) -> Response:
+    """A Twilio callback to ``/{settings}/{tenant}``, signed with that provider's auth token."""
     hub = _hub(request)
     public_url = _unavailable_without_public_url(hub)
     provider = twilio.PROVIDER
@@ -220,11 +242,11 @@ async def twilio_callback(request: Request, tenant: str) -> Response:
                 401, "unauthenticated", "Unauthenticated", detail, field=twilio.SIGNATURE_HEADER
             )
             raise _Refused("signature", missing)
-        config = await _settings(hub, tenant, TWILIO_SETTINGS)
+        config = await _settings(hub, tenant, settings)
         token = _secret(config, "auth_token")
         if not token:
             raise BadSignature("no Twilio auth token for this endpoint")
-        url = f"{public_url}{PREFIX}/twilio/{tenant}"
+        url = f"{public_url}{PREFIX}/{settings}/{tenant}"
         if request.url.query:
             url += "?" + request.url.query
         twilio.verify(token, url, params, header)
@@ -232,7 +254,7 @@ async def twilio_callback(request: Request, tenant: str) -> Response:
         now = _now(hub)
         receipts = twilio.parse_status(tenant, single, now)
         if receipts:
-            await _record(hub, receipts)
+            await _record(hub, receipts, routed_as)
             return Response(status_code=204)
         await _inbound(hub, tenant, single)
         return Response(TWIML_EMPTY, status_code=200, media_type="text/xml")
