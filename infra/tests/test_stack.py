@@ -130,12 +130,12 @@ def test_the_stack_holds_the_hub_and_nothing_else(hub: Synthesized) -> None:
     expected = {
         "AWS::ApiGatewayV2::Api": 1,
         "AWS::ApiGatewayV2::Integration": 1,
-        # $default and the four receipt callbacks (RECEIPT_ROUTES).
-        "AWS::ApiGatewayV2::Route": 5,
+        # $default and the five receipt callbacks (RECEIPT_ROUTES).
+        "AWS::ApiGatewayV2::Route": 6,
         "AWS::ApiGatewayV2::Stage": 1,
         "AWS::Lambda::Function": 4,
         # The reconciler's and the webhooks' schedules, and API Gateway once per route.
-        "AWS::Lambda::Permission": 7,
+        "AWS::Lambda::Permission": 8,
         "AWS::Lambda::EventSourceMapping": 1,
         "AWS::Events::Rule": 2,
         "AWS::Logs::LogGroup": 4,
@@ -557,7 +557,7 @@ def test_only_this_http_api_may_invoke_the_api_function(hub: Synthesized) -> Non
     permissions = hub.resources(
         "AWS::Lambda::Permission", {"Principal": "apigateway.amazonaws.com"}
     )
-    assert len(permissions) == 5  # one per route
+    assert len(permissions) == 6  # one per route
     for found in permissions.values():
         permission = found["Properties"]
         assert permission["FunctionName"] == {
