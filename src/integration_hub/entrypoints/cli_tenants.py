@@ -20,6 +20,9 @@ from integration_hub.entrypoints.cli_common import Database, console, err, setti
 from integration_hub.entrypoints.tenant_admin import TenantAdmin, TenantLimits, key_view
 from integration_hub.service.tenants import NewTenant
 
+# The provider kinds a tenant can configure (registry.KINDS), for the help texts.
+PROVIDERS = ", ".join(registry.KINDS)
+
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys and the master key.", no_args_is_help=True)
 providers_app = typer.Typer(help="Check tenants' provider configuration.", no_args_is_help=True)
@@ -145,7 +148,7 @@ def tenants_set_route(
 def tenants_set_provider(
     tenant_id: TenantArg,
     channel: Annotated[Channel, typer.Argument(help="email, sms or whatsapp")],
-    provider: Annotated[str, typer.Argument(help="smtp, ses, twilio, whatsapp_cloud, sandbox")],
+    provider: Annotated[str, typer.Argument(help=f"{PROVIDERS}, sandbox")],
     database: Database = None,
 ) -> None:
     """Use ``provider`` for every country a tenant routes to ``channel`` by default."""
@@ -201,7 +204,7 @@ def tenants_set_limits(
 @tenants_app.command("set-credentials")
 def tenants_set_credentials(
     tenant_id: TenantArg,
-    provider: Annotated[str, typer.Argument(help="smtp, ses, twilio or whatsapp_cloud")],
+    provider: Annotated[str, typer.Argument(help=PROVIDERS)],
     from_file: Annotated[
         Path | None, typer.Option("--from-file", help="JSON file with the provider settings")
     ] = None,
