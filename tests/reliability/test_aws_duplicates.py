@@ -136,6 +136,10 @@ async def test_sqs_redelivering_one_message_to_two_workers_at_once_is_done_and_s
     record("6 same message to 2 workers", "dynamodb+sqs", report, ledger, f"{total} redeliveries")
     report.assert_ok()
     assert results[Result.DONE] == total, results
-    assert results[Result.HELD] + results[Result.DUPLICATE] == total, results
+    # The other copy found the claim held or the work done; on a loaded machine the
+    # winner's lease can lapse mid-call, the other copy takes over and finishes, and
+    # the winner's late completion is LOST: still sent once (the report above).
+    losers = results[Result.HELD] + results[Result.DUPLICATE] + results[Result.LOST]
+    assert losers == total, results
     assert set(later) <= {Result.DUPLICATE}, later
     assert report.statuses == {"DONE": total}
