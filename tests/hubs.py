@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 import pg
+import support
 from integration_hub.bootstrap import build_hub
 from integration_hub.config import Settings
 from integration_hub.ports import Store
@@ -47,11 +47,8 @@ FAST = {
 
 
 def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nobody listens on right now (``support.free_port``: safe under xdist)."""
+    return support.free_port()
 
 
 @dataclass

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import secrets
+import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from integration_hub.domain.ids import new_id
@@ -144,3 +149,36 @@ LOCAL_OUTBOUND_ENV = {
     "IHUB_PROVIDER_ALLOWED_NETWORKS": LOCAL_NETWORKS,
     "IHUB_PROVIDER_ALLOW_HTTP": "true",
 }
+
+
+# Ports a test hands to a process that binds them later: each pytest-xdist worker
+# draws from a range of its own below the kernel's ephemeral range (32768 and up,
+# where bind(0) and outgoing connections take theirs), in turn from a random start.
+# Parallel workers never pick the same port, and a worker does not get back a port
+# it handed out moments ago, as bind(0) then close can.
+PORT_RANGE_START = 20_000
+PORTS_PER_WORKER = 1_500
+
+
+def _worker_ports() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % 8 if worker.isdigit() else 0
+    low = PORT_RANGE_START + index * PORTS_PER_WORKER
+    start = random.randrange(PORTS_PER_WORKER)
+    return (low + (start + i) % PORTS_PER_WORKER for i in itertools.count())
+
+
+_PORTS = _worker_ports()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a process to bind."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken (by another service, or a test still holding it)
+            return port
+    raise RuntimeError("no free port left in this worker's range")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -28,15 +27,14 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+import support
+
 JsonBody = dict[str, Any] | list[Any]
 
 
 def unused_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on (right now; safe under xdist)."""
+    return support.free_port()
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from hubs import HubProcesses
+from integration_hub.adapters.providers import registry
 from integration_hub.config import Settings
 from integration_hub.domain.models import (
     BODY_PATTERN,
@@ -570,10 +571,11 @@ def test_the_admin_rules_are_documented() -> None:
     route = paths["/admin/v1/tenants/{tenant_id}/routes/{country}"]["put"]
     country = next(p for p in route["parameters"] if p["name"] == "country")
     assert country["schema"]["pattern"] == "^[A-Za-z]{2}$"
-    providers = ["sandbox", "ses", "smtp", "twilio", "whatsapp_cloud"]
+    providers = sorted(["sandbox", *registry.KINDS])
+    assert {"vonage", "sns", "twilio_whatsapp"} <= set(providers)
     assert schemas["ProviderBody"]["properties"]["provider"]["enum"] == providers
     assert schemas["RouteBody"]["properties"]["provider"]["enum"] == providers
-    assert _serving("sms") == {"sandbox", "twilio"}
+    assert _serving("sms") == {"sandbox", "twilio", "vonage", "sns"}
     credentials = paths["/admin/v1/tenants/{tenant_id}/credentials/{provider}"]["put"]
     provider = next(p for p in credentials["parameters"] if p["name"] == "provider")
     assert provider["schema"]["enum"] == providers[1:]
