@@ -61,7 +61,7 @@ def _run_scenario(ctx: Context, name: str) -> dict[str, Any]:
 def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="the small version (about 2.5 min)")
+    parser.add_argument("--quick", action="store_true", help="the small version (~2 min)")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
     parser.add_argument("--profile", action="store_true", help="py-spy the hub in each scenario")

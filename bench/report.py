@@ -431,7 +431,7 @@ def render(out: dict[str, Any], images: list[str], image_dir: str, quick: bool) 
         + ("`make bench-quick`" if quick else "`make bench`")
         + f" ({out['started']}, {out['seconds']:.0f} s); raw results in"
         f" `bench/results/{out['mode']}.json`. Regenerate with `make bench` (full, about"
-        " an hour with the webhooks scenario) or `make bench-quick` (about two and a half"
+        " an hour with the webhooks scenario) or `make bench-quick` (a little over two"
         " minutes, writes"
         " `bench/results/quick.{json,md}` only). The harness is in `bench/`; run one"
         " scenario with `.venv/bin/python -m bench --only ingest` (or `drain`, `e2e`,"
