@@ -23,6 +23,7 @@ from hubs import HubProcesses, payload, wait_terminal
 from providers.fake_http import unused_port
 from providers.fake_twilio import FakeTwilio
 from providers.fake_twilio_whatsapp import FakeTwilioWhatsApp
+from providers.fake_vonage import FakeVonage
 from providers.fake_whatsapp import FakeWhatsApp
 from providers.smtp_server import Certificate, SmtpServer, self_signed_certificate
 
@@ -57,6 +58,7 @@ class Providers:
     twilio: FakeTwilio
     whatsapp: FakeWhatsApp
     twilio_whatsapp: FakeTwilioWhatsApp
+    vonage: FakeVonage
     moto_url: str
     secrets: tuple[str, ...]
 
@@ -72,7 +74,8 @@ def configure(hub: HubProcesses, tenant: str, provider: str, config: dict[str, A
 @pytest.fixture(scope="module")
 def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
     """Provider servers, and tenants 'realco' (SMTP, Twilio, WhatsApp; WhatsApp through
-    Twilio configured but not routed), 'sesco' (SES) and 'snsco' (SMS through SNS)."""
+    Twilio configured but not routed), 'sesco' (SES), 'snsco' (SMS through SNS) and
+    'vonco' (SMS through Vonage)."""
     certificate: Certificate = self_signed_certificate(tmp_path_factory.mktemp("smtp-cert"))
     smtp = SmtpServer(certificate=certificate, users={SMTP_USER: SMTP_PASSWORD})
     smtp.start()
@@ -82,6 +85,8 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
     loop.run(twilio.start())
     loop.run(whatsapp.start())
     loop.run(twilio_whatsapp.start())
+    vonage = FakeVonage(api_secret="vonage-secret-for-acceptance")
+    loop.run(vonage.start())
     moto_port = unused_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
@@ -164,11 +169,15 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
                 "sender_id": "SnsCo",
             },
         )
+        hub.create_tenant("vonco")
+        assert hub.cli("tenants", "set-provider", "vonco", "sms", "vonage").returncode == 0
+        configure(hub, "vonco", "vonage", vonage.credentials())
         yield Providers(
             smtp,
             twilio,
             whatsapp,
             twilio_whatsapp,
+            vonage,
             moto_url,
             (
                 SMTP_PASSWORD,
@@ -177,6 +186,7 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
                 twilio_whatsapp.auth_token,
                 SES_SECRET,
                 SNS_SECRET,
+                vonage.api_secret,
             ),
         )
     finally:
@@ -184,6 +194,7 @@ def providers(hub: HubProcesses, tmp_path_factory: pytest.TempPathFactory) -> It
         loop.run(twilio.stop())
         loop.run(whatsapp.stop())
         loop.run(twilio_whatsapp.stop())
+        loop.run(vonage.stop())
         loop.stop()
         smtp.stop()
 
@@ -445,3 +456,19 @@ def test_sms_goes_through_sns(
     message_id = view["attempts"][0]["provider_message_id"]
     [sent] = [m for m in moto_sms(providers.moto_url) if m["message_id"] == message_id]
     assert sent["message"] == "Code 654321"
+
+
+def test_sms_goes_through_vonage_and_its_check_sends_nothing(
+    hub: HubProcesses, client: httpx.Client, providers: Providers
+) -> None:
+    check = hub.cli("providers", "check", "--tenant", "vonco")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "vonage" in check.stdout
+    assert providers.vonage.messages == []
+    view = send(client, hub, "vonco", "US", body="Code 112233")
+    assert view["status"] == "DONE", view
+    assert view["provider"] == "vonage"
+    [sent] = providers.vonage.messages
+    assert (sent["text"], sent["client-ref"]) == ("Code 112233", view["id"])
+    assert view["attempts"][0]["provider_message_id"] == sent["message-ids"][0]
+    assert providers.vonage.api_secret not in json.dumps(view)
