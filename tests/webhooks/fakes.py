@@ -73,9 +73,9 @@ class MemoryWebhookStore:
         found = self.endpoints.get(endpoint.id)
         if found is None or found.tenant != endpoint.tenant:
             return False
-        if found.revision != endpoint.revision:
+        if wh.update_refused(found, endpoint):
             raise EndpointChanged(endpoint.id)
-        if found.enabled == endpoint.enabled:  # the counters are the loop's
+        if not wh.update_writes_counters(found, endpoint):  # the counters are the loop's
             endpoint = replace(
                 endpoint,
                 failing_since=found.failing_since,

@@ -357,6 +357,20 @@ class Endpoint:
         )
 
 
+def update_refused(stored: Endpoint, changed: Endpoint) -> bool:
+    """Whether an owner's update read before another change must not be written: the
+    stored revision moved since ``changed`` was read (another update, or the delivery
+    loop disabling it). The caller reads again and re-applies."""
+    return stored.revision != changed.revision
+
+
+def update_writes_counters(stored: Endpoint, changed: Endpoint) -> bool:
+    """Whether an owner's update writes the failure counters too: only when it flips the
+    enabled flag (enabling starts afresh, ``with_enabled``); otherwise they are the
+    delivery loop's, which counts them without moving the revision."""
+    return stored.enabled != changed.enabled
+
+
 def fan_out(event: WebhookEvent, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     """The endpoints ``event`` is delivered to."""
     return [e for e in endpoints if e.accepts(event)]

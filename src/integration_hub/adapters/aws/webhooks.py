@@ -98,6 +98,9 @@ class DynamoWebhookStore(WebhookDeliveryItems):
         found = await self._get(key)
         if found is None or found["tenant"] != endpoint.tenant:
             return False
+        stored = webhook_items.endpoint_from_item(found)
+        if webhooks.update_refused(stored, endpoint):
+            raise EndpointChanged(endpoint.id)
         kept = webhook_items.endpoint_item(endpoint, version=0)
         u = items.Update()
         for field in ("url", "description", "event_types", "secrets", "updated_at"):
@@ -105,7 +108,7 @@ class DynamoWebhookStore(WebhookDeliveryItems):
         u.set("enabled", value=endpoint.enabled)
         u.set("disabled_reason", value=kept["disabled_reason"])
         u.set("disabled_at", value=endpoint.disabled_at)
-        if bool(found.get("enabled", True)) != endpoint.enabled:
+        if webhooks.update_writes_counters(stored, endpoint):
             u.set("failing_since", value=endpoint.failing_since)
             u.set("consecutive_failures", value=endpoint.consecutive_failures)
         if endpoint.enabled:

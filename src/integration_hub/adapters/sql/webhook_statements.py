@@ -48,20 +48,21 @@ COUNT_TENANT_ENDPOINTS = S(
     "SELECT count(*) AS n FROM webhook_endpoints WHERE tenant = :tenant",
 )
 # The owner's fields and the enabled flag, if no one changed them since the caller's
-# read (revision); the failure counters only when the flag changes (right-hand sides
-# read the row as it was).
-UPDATE_ENDPOINT = S(
-    "update_webhook_endpoint",
-    """
+# read (revision); with the failure counters when webhooks.update_writes_counters says.
+_UPDATE_ENDPOINT = """
 UPDATE webhook_endpoints SET url = :url, description = :description,
     event_types = :event_types, secrets = :secrets, updated_at = :updated_at,
-    failing_since = CASE WHEN enabled = :enabled THEN failing_since ELSE :failing_since END,
-    consecutive_failures = CASE WHEN enabled = :enabled THEN consecutive_failures
-        ELSE :consecutive_failures END,
     enabled = :enabled, disabled_reason = :disabled_reason, disabled_at = :disabled_at,
-    revision = revision + 1
+    {counters}revision = revision + 1
 WHERE id = :id AND tenant = :tenant AND revision = :revision
-""",
+"""
+UPDATE_ENDPOINT = S("update_webhook_endpoint", _UPDATE_ENDPOINT.replace("{counters}", ""))
+UPDATE_ENDPOINT_AND_COUNTERS = S(
+    "update_webhook_endpoint_and_counters",
+    _UPDATE_ENDPOINT.replace(
+        "{counters}",
+        "failing_since = :failing_since, consecutive_failures = :consecutive_failures,\n    ",
+    ),
 )
 ENDPOINT_HEALTH = S(
     "webhook_endpoint_health",

@@ -147,12 +147,18 @@ def create_endpoint(endpoint: Endpoint, limit: int) -> Flow[bool]:
 
 def update_endpoint(endpoint: Endpoint) -> Flow[bool | None]:
     """Write ``endpoint`` at its revision: True, False if it does not exist, None if its
-    revision moved."""
-    changed: int = yield count(q.UPDATE_ENDPOINT, **_update_values(endpoint))
-    if changed:
-        return True
+    revision moved (the rules are ``webhooks.update_refused`` and
+    ``update_writes_counters``; the UPDATE checks the revision again)."""
     found = yield row(q.TENANT_ENDPOINT, id=endpoint.id, tenant=endpoint.tenant)
-    return None if found is not None else False
+    if found is None:
+        return False
+    stored = endpoint_from_row(found)
+    if webhooks.update_refused(stored, endpoint):
+        return None
+    writes_counters = webhooks.update_writes_counters(stored, endpoint)
+    statement = q.UPDATE_ENDPOINT_AND_COUNTERS if writes_counters else q.UPDATE_ENDPOINT
+    changed: int = yield count(statement, **_update_values(endpoint))
+    return True if changed else None
 
 
 def delete_endpoint(tenant: str, endpoint_id: str) -> Flow[bool]:
