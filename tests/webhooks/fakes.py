@@ -54,7 +54,7 @@ class MemoryWebhookStore:
         self, endpoint: Endpoint, *, limit: int = wh.MAX_ENDPOINTS_PER_TENANT
     ) -> bool:
         assert endpoint.id not in self.endpoints
-        if len(await self.list_endpoints(endpoint.tenant)) >= limit:
+        if not wh.may_add_endpoint(len(await self.list_endpoints(endpoint.tenant)), limit):
             return False
         self.endpoints[endpoint.id] = endpoint
         return True

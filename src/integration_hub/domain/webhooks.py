@@ -357,6 +357,12 @@ class Endpoint:
         )
 
 
+def may_add_endpoint(existing: int, limit: int = MAX_ENDPOINTS_PER_TENANT) -> bool:
+    """Whether a tenant with ``existing`` endpoints may create one more (DynamoDB spells
+    it in the condition on its per-tenant count: ``endpoints < limit``)."""
+    return existing < limit
+
+
 def update_refused(stored: Endpoint, changed: Endpoint) -> bool:
     """Whether an owner's update read before another change must not be written: the
     stored revision moved since ``changed`` was read (another update, or the delivery

@@ -139,7 +139,7 @@ def create_endpoint(endpoint: Endpoint, limit: int) -> Flow[bool]:
     """Insert ``endpoint`` unless its tenant has ``limit`` already (see the statements)."""
     yield row(q.LOCK_TENANT_ENDPOINTS, lock_key=f"webhook_endpoints:{endpoint.tenant}")
     found = yield row(q.COUNT_TENANT_ENDPOINTS, tenant=endpoint.tenant)
-    if found is not None and int(found["n"]) >= limit:
+    if not webhooks.may_add_endpoint(int(found["n"]) if found else 0, limit):
         return False
     yield run(q.INSERT_ENDPOINT, **endpoint_values(endpoint))
     return True
